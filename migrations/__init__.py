@@ -1,0 +1,1 @@
+"""vectorstore's alembic migrations (shipped in the wheel as ``vectorstore._migrations``)."""

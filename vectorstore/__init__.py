@@ -1,0 +1,92 @@
+"""vectorstore: text embeddings next to relational data in PostgreSQL + pgvector.
+
+Importing this package is cheap: no engine, no server and no model is created,
+and torch is not imported until a SentenceTransformerEmbedder is first used.
+"""
+
+from __future__ import annotations
+
+from ._batch import Record
+from .config import make_engine, normalize_url, resolve_url
+from .embedders import Embedder, HashingTestEmbedder, SentenceTransformerEmbedder
+from .errors import (
+    CollectionNotFoundError,
+    ConfigurationError,
+    ConflictError,
+    ConnectionLostError,
+    DatabaseError,
+    DimensionMismatchError,
+    DocumentNotFoundError,
+    EmbeddingModelMismatchError,
+    ExtensionMissingError,
+    FilterError,
+    IndexBuildError,
+    MissingDependencyError,
+    QueryTimeoutError,
+    ReadOnlyError,
+    SchemaError,
+    ServerError,
+    ValidationError,
+    VectorStoreError,
+    WriteError,
+)
+from .migrate import check_schema, current_revision, downgrade, migrate
+from .models import (
+    DEFAULT_DIMENSION,
+    DEFAULT_MODEL_NAME,
+    Base,
+    Collection,
+    Document,
+    DocumentMixin,
+)
+from .repository import ConflictPolicy, DocumentRepository
+from .results import BulkResult, CollectionInfo, SearchResult
+from .server import EmbeddedServer
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "DEFAULT_DIMENSION",
+    "DEFAULT_MODEL_NAME",
+    "Base",
+    "BulkResult",
+    "Collection",
+    "CollectionInfo",
+    "CollectionNotFoundError",
+    "ConfigurationError",
+    "ConflictError",
+    "ConflictPolicy",
+    "ConnectionLostError",
+    "DatabaseError",
+    "DimensionMismatchError",
+    "Document",
+    "DocumentMixin",
+    "DocumentNotFoundError",
+    "DocumentRepository",
+    "EmbeddedServer",
+    "Embedder",
+    "EmbeddingModelMismatchError",
+    "ExtensionMissingError",
+    "FilterError",
+    "HashingTestEmbedder",
+    "IndexBuildError",
+    "MissingDependencyError",
+    "QueryTimeoutError",
+    "ReadOnlyError",
+    "Record",
+    "SchemaError",
+    "SearchResult",
+    "SentenceTransformerEmbedder",
+    "ServerError",
+    "ValidationError",
+    "VectorStoreError",
+    "WriteError",
+    "__version__",
+    "check_schema",
+    "current_revision",
+    "downgrade",
+    "make_engine",
+    "migrate",
+    "normalize_url",
+    "resolve_url",
+]

@@ -1,0 +1,241 @@
+"""Binary COPY: the encoder and the psycopg2 / psycopg 3 writers.
+
+The stream is PostgreSQL's binary COPY format (manual: "COPY", section "Binary
+Format"): an 11-byte signature, two int32 words, then one tuple per row (int16
+field count, and per field an int32 byte length or -1 for NULL followed by the
+field's binary representation), then an int16 -1 trailer.  All integers are
+big-endian.  Field representations used here:
+
+* ``int4``: 4 bytes; ``text``: the UTF-8 bytes; ``bytea``: the raw bytes;
+* ``jsonb``: a version byte (1) followed by the JSON text;
+* ``vector`` (pgvector): int16 dimension, int16 unused (0), then ``dim``
+  big-endian float32 values.
+
+Every fixed-width part of a row (field count, lengths, the collection id, the
+hash, the whole vector) is built for all rows of a batch at once with numpy
+structured arrays; only the variable-length text, metadata and external id are
+per-row byte strings, interleaved with ``bytes.join`` (a C loop).  Encoding
+runs in a producer thread while the caller's thread feeds the driver, so
+building the stream overlaps sending it.
+"""
+
+from __future__ import annotations
+
+import itertools
+import queue
+import threading
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from typing import Any
+
+import numpy as np
+
+from ._batch import Batch
+
+__all__ = [
+    "COPY_COLUMNS",
+    "SIGNATURE",
+    "copy_sql",
+    "decode_vectors",
+    "encode_batch",
+    "encoded_stream",
+    "write_copy",
+]
+
+SIGNATURE = b"PGCOPY\n\xff\r\n\x00" + b"\x00\x00\x00\x00" + b"\x00\x00\x00\x00"
+TRAILER = b"\xff\xff"
+COPY_COLUMNS = ("collection_id", "external_id", "text", "content_hash", "metadata", "embedding")
+_HASH_BYTES = 32
+# Chunks handed to psycopg2's read(): 1 MiB keeps Python call overhead negligible
+# against the socket writes without holding much memory.
+_READ_SIZE = 1 << 20
+# Encoded batches waiting to be sent: two keep the sender busy while the encoder
+# works on the next one; more would only hold memory.
+_QUEUE_DEPTH = 2
+
+_HEAD = np.dtype([("fields", ">i2"), ("len_cid", ">i4"), ("cid", ">i4"), ("len_ext", ">i4")])
+_TEXT_LEN = np.dtype([("len_text", ">i4")])
+_MIDDLE = np.dtype(
+    [("len_hash", ">i4"), ("hash", "S32"), ("len_meta", ">i4"), ("jsonb_version", "u1")]
+)
+
+
+def _vector_dtype(dim: int) -> np.dtype[Any]:
+    return np.dtype([("len", ">i4"), ("dim", ">i2"), ("unused", ">i2"), ("values", ">f4", (dim,))])
+
+
+def _rows(blob: bytes, width: int, n: int) -> list[memoryview]:
+    view = memoryview(blob)
+    return [view[i : i + width] for i in range(0, n * width, width)]
+
+
+def encode_batch(batch: Batch, collection_id: int) -> bytes:
+    """The binary COPY tuples (no signature, no trailer) of every row of ``batch``."""
+    n = len(batch)
+    if n == 0:
+        return b""
+    if batch.needs_embedding:  # pragma: no cover - guarded by callers
+        raise ValueError("batch has rows without embeddings")
+    ext_bytes = [b"" if e is None else e.encode("utf-8") for e in batch.external_ids]
+
+    head = np.empty(n, dtype=_HEAD)
+    head["fields"] = len(COPY_COLUMNS)
+    head["len_cid"] = 4
+    head["cid"] = collection_id
+    head["len_ext"] = [
+        -1 if e is None else len(b) for e, b in zip(batch.external_ids, ext_bytes, strict=True)
+    ]
+
+    text_len = np.fromiter((len(t) for t in batch.text_bytes), dtype=">i4", count=n)
+
+    middle = np.empty(n, dtype=_MIDDLE)
+    middle["len_hash"] = _HASH_BYTES
+    middle["hash"] = batch.hashes
+    middle["len_meta"] = np.fromiter((len(m) + 1 for m in batch.metadata_json), ">i4", count=n)
+    middle["jsonb_version"] = 1
+
+    dim = batch.embeddings.shape[1]
+    vectors = np.empty(n, dtype=_vector_dtype(dim))
+    vectors["len"] = 4 + 4 * dim
+    vectors["dim"] = dim
+    vectors["unused"] = 0
+    vectors["values"] = batch.embeddings
+
+    parts = zip(
+        _rows(head.tobytes(), _HEAD.itemsize, n),
+        ext_bytes,
+        _rows(text_len.tobytes(), 4, n),
+        batch.text_bytes,
+        _rows(middle.tobytes(), _MIDDLE.itemsize, n),
+        batch.metadata_json,
+        _rows(vectors.tobytes(), vectors.dtype.itemsize, n),
+        strict=True,
+    )
+    return b"".join(itertools.chain.from_iterable(parts))
+
+
+def encoded_stream(
+    batches: Iterable[Batch],
+    collection_id: int,
+    on_batch: Callable[[Batch], None] | None = None,
+) -> Iterator[bytes]:
+    """Signature, one encoded chunk per batch, trailer.  ``on_batch`` sees each batch."""
+    yield SIGNATURE
+    for batch in batches:
+        if on_batch is not None:
+            on_batch(batch)
+        if len(batch):
+            yield encode_batch(batch, collection_id)
+    yield TRAILER
+
+
+class _Producer:
+    """Runs an iterator in a thread, handing items over through a bounded queue."""
+
+    _DONE = object()
+
+    def __init__(self, source: Iterator[bytes]) -> None:
+        self._queue: queue.Queue[Any] = queue.Queue(maxsize=_QUEUE_DEPTH)
+        self._stop = threading.Event()
+        self._error: BaseException | None = None
+        self._thread = threading.Thread(
+            target=self._run, args=(source,), name="vectorstore-copy-encoder", daemon=True
+        )
+        self._thread.start()
+
+    def _run(self, source: Iterator[bytes]) -> None:
+        try:
+            for item in source:
+                if not self._put(item):
+                    return
+        except BaseException as exc:  # handed to the consumer thread, re-raised there
+            self._error = exc
+        self._put(self._DONE)
+
+    def _put(self, item: Any) -> bool:
+        while not self._stop.is_set():
+            try:
+                self._queue.put(item, timeout=0.1)
+                return True
+            except queue.Full:
+                continue
+        return False
+
+    def __iter__(self) -> Iterator[bytes]:
+        while True:
+            item = self._queue.get()
+            if item is self._DONE:
+                if self._error is not None:
+                    raise self._error
+                return
+            yield item
+
+    @property
+    def error(self) -> BaseException | None:
+        return self._error
+
+    def close(self) -> None:
+        self._stop.set()
+        self._thread.join()
+
+
+class _Reader:
+    """A file-like ``read(size)`` over an iterator of byte chunks (for psycopg2)."""
+
+    def __init__(self, chunks: Iterator[bytes]) -> None:
+        self._chunks = chunks
+        self._buffer = memoryview(b"")
+
+    def read(self, size: int = -1) -> bytes:
+        while not self._buffer:
+            try:
+                self._buffer = memoryview(next(self._chunks))
+            except StopIteration:
+                return b""
+        if size < 0 or size >= len(self._buffer):
+            out, self._buffer = bytes(self._buffer), memoryview(b"")
+            return out
+        out = bytes(self._buffer[:size])
+        self._buffer = self._buffer[size:]
+        return out
+
+    readline = read
+
+
+def copy_sql(table: str, columns: Sequence[str]) -> str:
+    """``COPY <table> (<columns>) FROM STDIN (FORMAT BINARY)``; names already quoted."""
+    return f"COPY {table} ({', '.join(columns)}) FROM STDIN (FORMAT BINARY)"
+
+
+def write_copy(dbapi_connection: Any, sql: str, chunks: Iterator[bytes]) -> None:
+    """Send ``chunks`` through COPY on a raw psycopg2 or psycopg 3 connection.
+
+    Encoding (the ``chunks`` iterator) runs in a producer thread; an exception
+    raised while producing aborts the COPY and is re-raised here, so the
+    statement fails as a whole.
+    """
+    producer = _Producer(chunks)
+    try:
+        module = type(dbapi_connection).__module__
+        if module.startswith("psycopg2"):
+            with dbapi_connection.cursor() as cursor:
+                cursor.copy_expert(sql, _Reader(iter(producer)), size=_READ_SIZE)
+        elif module.startswith("psycopg"):
+            with dbapi_connection.cursor() as cursor, cursor.copy(sql) as copy:
+                for chunk in producer:
+                    copy.write(chunk)
+        else:
+            raise TypeError(f"COPY needs psycopg2 or psycopg 3, got a {module} connection")
+    except Exception as exc:
+        # psycopg2 reports an exception raised by read() as QueryCanceled; the
+        # caller wants the original (e.g. the ValidationError naming the row).
+        if producer.error is not None and producer.error is not exc:
+            raise producer.error from None
+        raise
+    finally:
+        producer.close()
+
+
+def decode_vectors(data: bytes) -> np.ndarray[Any, np.dtype[np.float32]]:
+    """pgvector's binary representation -> float32 vector (used by tests and export)."""
+    dim = int.from_bytes(data[:2], "big")
+    return np.frombuffer(data, dtype=">f4", count=dim, offset=4).astype(np.float32)

@@ -1,0 +1,171 @@
+"""The schema as typed SQLAlchemy 2.0 models.
+
+Two tables by default: ``vectorstore_collections`` (a namespace that records
+which embedding model and dimension produced its vectors) and
+``vectorstore_documents``.  Apps that want their own table name, PostgreSQL
+schema or dimension subclass :class:`DocumentMixin` on their own declarative
+base and hand the class to :class:`~vectorstore.DocumentRepository`::
+
+    class ProductDoc(DocumentMixin, AppBase):
+        __tablename__ = "product_docs"
+        table_schema = "catalog"
+        embedding_dimension = 768
+
+Why each index exists (names are deterministic via the naming convention):
+
+* ``uq_<table>_collection_id_external_id`` (btree, unique): idempotent
+  re-ingest; the ``ON CONFLICT`` target of ``bulk_add`` and lookups by external id.
+  NULL external ids never conflict.
+* ``ix_<table>_collection_id_content_hash`` (btree): "is this text already
+  embedded in this collection?", the pipeline's skip check.
+* ``ix_<table>_metadata`` (GIN, ``jsonb_ops``): metadata filters on equality,
+  containment (``@>``) and key existence (``?``).
+* ``ix_<table>_embedding_hnsw`` (HNSW, ``vector_cosine_ops``): approximate
+  nearest neighbours by cosine distance, the default metric.
+* ``ix_<table>_text_search`` (GIN on a generated ``tsvector``): full-text
+  search for hybrid ranking.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any, ClassVar
+
+from pgvector.sqlalchemy import Vector
+from sqlalchemy import (
+    BigInteger,
+    Computed,
+    DateTime,
+    ForeignKey,
+    Identity,
+    Index,
+    Integer,
+    LargeBinary,
+    MetaData,
+    Text,
+    UniqueConstraint,
+    func,
+)
+from sqlalchemy import (
+    text as sql_text,
+)
+from sqlalchemy.dialects.postgresql import JSONB, TSVECTOR
+from sqlalchemy.orm import DeclarativeBase, Mapped, declared_attr, mapped_column
+
+__all__ = [
+    "DEFAULT_DIMENSION",
+    "DEFAULT_MODEL_NAME",
+    "NAMING_CONVENTION",
+    "Base",
+    "Collection",
+    "Document",
+    "DocumentMixin",
+]
+
+DEFAULT_DIMENSION = 384
+DEFAULT_MODEL_NAME = "sentence-transformers/all-MiniLM-L6-v2"
+TEXT_SEARCH_CONFIG = "english"
+
+NAMING_CONVENTION = {
+    "ix": "ix_%(table_name)s_%(column_0_N_name)s",
+    "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+
+class Base(DeclarativeBase):
+    """Declarative base of vectorstore's own tables (the migrations' target metadata)."""
+
+    metadata = MetaData(naming_convention=NAMING_CONVENTION)
+
+
+class Collection(Base):
+    """A namespace of documents embedded by one model at one dimension."""
+
+    __tablename__ = "vectorstore_collections"
+
+    id: Mapped[int] = mapped_column(Integer, Identity(), primary_key=True)
+    name: Mapped[str] = mapped_column(Text, unique=True)
+    embedding_model: Mapped[str] = mapped_column(Text)
+    dimension: Mapped[int] = mapped_column(Integer)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+
+    def __repr__(self) -> str:
+        return (
+            f"Collection(id={self.id!r}, name={self.name!r}, "
+            f"embedding_model={self.embedding_model!r}, dimension={self.dimension!r})"
+        )
+
+
+class DocumentMixin:
+    """The columns and indexes of a document table; mix into a mapped class.
+
+    Class attributes to override: ``embedding_dimension`` (default 384) and
+    ``table_schema`` (default: the connection's search path).  Defining your own
+    ``__table_args__`` replaces the indexes declared here.
+    """
+
+    embedding_dimension: ClassVar[int] = DEFAULT_DIMENSION
+    table_schema: ClassVar[str | None] = None
+
+    id: Mapped[int] = mapped_column(BigInteger, Identity(), primary_key=True)
+    external_id: Mapped[str | None] = mapped_column(Text)
+    text: Mapped[str] = mapped_column(Text)
+    content_hash: Mapped[bytes] = mapped_column(LargeBinary)
+    metadata_: Mapped[dict[str, Any]] = mapped_column(
+        "metadata", JSONB, server_default=sql_text("'{}'::jsonb")
+    )
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+
+    @declared_attr
+    def collection_id(cls) -> Mapped[int]:
+        # A Column object (not a string) so an app's own metadata can reference our table.
+        return mapped_column(
+            ForeignKey(Collection.__table__.c.id, ondelete="CASCADE"), nullable=False
+        )
+
+    @declared_attr
+    def embedding(cls) -> Mapped[list[float]]:
+        return mapped_column(Vector(cls.embedding_dimension), nullable=False)
+
+    @declared_attr
+    def text_search(cls) -> Mapped[Any]:
+        return mapped_column(
+            TSVECTOR,
+            Computed(f"to_tsvector('{TEXT_SEARCH_CONFIG}'::regconfig, text)", persisted=True),
+            deferred=True,
+        )
+
+    @declared_attr.directive
+    def __table_args__(cls) -> Any:
+        table = cls.__tablename__  # type: ignore[attr-defined]
+        args: tuple[Any, ...] = (
+            UniqueConstraint("collection_id", "external_id"),
+            Index(None, "collection_id", "content_hash"),
+            Index(f"ix_{table}_metadata", "metadata", postgresql_using="gin"),
+            Index(
+                f"ix_{table}_embedding_hnsw",
+                "embedding",
+                postgresql_using="hnsw",
+                postgresql_with={"m": 16, "ef_construction": 64},
+                postgresql_ops={"embedding": "vector_cosine_ops"},
+            ),
+            Index(f"ix_{table}_text_search", "text_search", postgresql_using="gin"),
+        )
+        if cls.table_schema:
+            return (*args, {"schema": cls.table_schema})
+        return args
+
+    def __repr__(self) -> str:
+        return (
+            f"{type(self).__name__}(id={self.id!r}, external_id={self.external_id!r}, "
+            f"text={self.text[:40]!r})"
+        )
+
+
+class Document(DocumentMixin, Base):
+    """The default document model: ``vectorstore_documents``, ``Vector(384)``."""
+
+    __tablename__ = "vectorstore_documents"

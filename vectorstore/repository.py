@@ -1,0 +1,527 @@
+"""``DocumentRepository``: a thin orchestrator over the write and query paths.
+
+The host app owns the transaction.  A repository bound to a Session works
+inside it and never commits it: each write runs in a SAVEPOINT, so a failed
+write leaves both the database and the caller's transaction as they were.  A
+repository built with :meth:`DocumentRepository.standalone` owns its sessions
+and commits each call on its own.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from typing import Any, Generic, Literal, TypeVar
+
+import numpy as np
+from sqlalchemy import URL, Engine, delete, func, insert, select, text
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.orm import Session, sessionmaker
+
+from ._batch import (
+    DEFAULT_CHUNK_ROWS,
+    Batch,
+    Record,
+    batches_from_arrays,
+    batches_from_dataframe,
+    batches_from_records,
+    validate_vector,
+)
+from ._copy import COPY_COLUMNS, copy_sql, encoded_stream, write_copy
+from .embedders import Embedder
+from .errors import (
+    CollectionNotFoundError,
+    ConfigurationError,
+    DimensionMismatchError,
+    DocumentNotFoundError,
+    EmbeddingModelMismatchError,
+    ValidationError,
+    db_errors,
+)
+from .models import Collection, Document, DocumentMixin
+from .results import BulkResult, CollectionInfo, SearchResult
+
+__all__ = ["ConflictPolicy", "DocumentRepository"]
+
+DocT = TypeVar("DocT", bound=DocumentMixin)
+ConflictPolicy = Literal["error", "skip", "update"]
+_POLICIES = ("error", "skip", "update")
+_DEFAULT_MODEL: Any = Document
+
+
+class DocumentRepository(Generic[DocT]):
+    """Documents of one collection, stored in ``model``'s table.
+
+    Args:
+        session: the host app's Session; the repository never commits it.
+        collection: the collection's name.
+        embedder: computes embeddings for texts given without one, and for
+            text queries.  Its model name and dimension must match the collection's.
+        model: the mapped document class (default :class:`~vectorstore.Document`);
+            any class using :class:`~vectorstore.DocumentMixin`.
+        embedding_model: the model name to record when creating the collection
+            without an embedder (vectors computed elsewhere).
+        create: create the collection if it does not exist (default).  With
+            False, a missing collection raises :class:`CollectionNotFoundError`.
+        read_engine: optional engine for reads (e.g. a streaming replica).
+    """
+
+    def __init__(
+        self,
+        session: Session | None,
+        *,
+        collection: str = "default",
+        embedder: Embedder | None = None,
+        model: type[DocT] = _DEFAULT_MODEL,
+        embedding_model: str | None = None,
+        create: bool = True,
+        read_engine: Engine | None = None,
+    ) -> None:
+        if not isinstance(collection, str) or not collection.strip():
+            raise ValidationError("collection name must be a non-empty string")
+        if "\x00" in collection or len(collection) > 200:
+            raise ValidationError("collection name must be at most 200 characters, without NUL")
+        self._session = session
+        self._factory: sessionmaker[Session] | None = None
+        self._read_factory: sessionmaker[Session] | None = (
+            sessionmaker(read_engine, expire_on_commit=False) if read_engine is not None else None
+        )
+        self.collection_name = collection
+        self.embedder = embedder
+        self.model = model
+        self._embedding_model = embedding_model
+        self._create = create
+        self._collection: CollectionInfo | None = None
+
+    @classmethod
+    def standalone(
+        cls,
+        bind: str | URL | Engine | None = None,
+        **kwargs: Any,
+    ) -> DocumentRepository[DocT]:
+        """A repository that owns its sessions and commits every call.
+
+        Args:
+            bind: an Engine, or a URL (default: environment, then embedded).
+            **kwargs: as for the constructor (collection, embedder, model, ...).
+        """
+        from .config import make_engine
+
+        engine = bind if isinstance(bind, Engine) else make_engine(bind)
+        repo: DocumentRepository[DocT] = cls(None, **kwargs)
+        repo._factory = sessionmaker(engine, expire_on_commit=False)
+        return repo
+
+    # -- sessions ----------------------------------------------------------------
+    @property
+    def dimension(self) -> int:
+        """The dimension of the model's embedding column."""
+        return int(self.model.__table__.c.embedding.type.dim)  # type: ignore[attr-defined]
+
+    @contextmanager
+    def _write(self, action: str) -> Iterator[Session]:
+        with db_errors(f"{action} in collection {self.collection_name!r}"):
+            if self._factory is not None:
+                with self._factory.begin() as session:
+                    yield session
+            else:
+                assert self._session is not None
+                with self._session.begin_nested():
+                    yield self._session
+
+    @contextmanager
+    def _read(self, action: str) -> Iterator[Session]:
+        with db_errors(f"{action} in collection {self.collection_name!r}"):
+            factory = self._read_factory or self._factory
+            if factory is not None:
+                with factory.begin() as session:
+                    yield session
+            else:
+                assert self._session is not None
+                yield self._session
+
+    # -- collections ---------------------------------------------------------------
+    @property
+    def collection(self) -> CollectionInfo:
+        """The collection (created on first use unless ``create=False``)."""
+        if self._collection is None:
+            with self._write("resolve the collection") as session:
+                self._collection = self._resolve_collection(session)
+        return self._collection
+
+    def _resolve_collection(self, session: Session) -> CollectionInfo:
+        row = session.execute(
+            select(Collection).where(Collection.name == self.collection_name)
+        ).scalar_one_or_none()
+        if row is None:
+            if not self._create:
+                raise CollectionNotFoundError(f"no collection named {self.collection_name!r}")
+            model_name = (
+                self.embedder.model_name if self.embedder is not None else self._embedding_model
+            ) or "unspecified"
+            session.execute(
+                pg_insert(Collection)
+                .values(
+                    name=self.collection_name,
+                    embedding_model=model_name,
+                    dimension=self.dimension,
+                )
+                .on_conflict_do_nothing(index_elements=["name"])
+            )
+            row = session.execute(
+                select(Collection).where(Collection.name == self.collection_name)
+            ).scalar_one()
+        info = CollectionInfo(row.id, row.name, row.embedding_model, row.dimension)
+        self._check_compatible(info)
+        return info
+
+    def _check_compatible(self, info: CollectionInfo) -> None:
+        if info.dimension != self.dimension:
+            raise DimensionMismatchError(
+                f"collection {info.name!r} holds {info.dimension}-d vectors but "
+                f"{self.model.__name__}.embedding is {self.dimension}-d"
+            )
+        if self.embedder is not None:
+            if self.embedder.dimension != info.dimension:
+                raise DimensionMismatchError(
+                    f"embedder {self.embedder.model_name!r} makes {self.embedder.dimension}-d "
+                    f"vectors; collection {info.name!r} holds {info.dimension}-d vectors"
+                )
+            if self.embedder.model_name != info.embedding_model:
+                raise EmbeddingModelMismatchError(
+                    f"collection {info.name!r} was embedded with {info.embedding_model!r}; "
+                    f"refusing to mix in vectors from {self.embedder.model_name!r}"
+                )
+
+    # -- embedding -----------------------------------------------------------------
+    def _require_embedder(self, why: str) -> Embedder:
+        if self.embedder is None:
+            raise ConfigurationError(
+                f"{why}, but this repository has no embedder; pass embedder=... or give vectors"
+            )
+        return self.embedder
+
+    def _fill_embeddings(self, batch: Batch) -> int:
+        if not batch.needs_embedding:
+            return 0
+        embedder = self._require_embedder(f"row {batch.start_row}: no embedding given")
+        rows = np.flatnonzero(batch.missing)
+        vectors = embedder.embed([batch.texts[i] for i in rows.tolist()])
+        batch.set_embeddings(rows, vectors)
+        return len(rows)
+
+    def embed_query(self, query: str) -> np.ndarray[Any, np.dtype[np.float32]]:
+        """Embed one query text with the repository's embedder."""
+        if not isinstance(query, str) or not query.strip():
+            raise ValidationError("a text query must be a non-empty string")
+        vectors = self._require_embedder("a text query needs embedding").embed([query])
+        matrix: np.ndarray[Any, np.dtype[np.float32]] = validate_vector(vectors[0], self.dimension)
+        return np.asarray(matrix[0], dtype=np.float32)
+
+    # -- single-row writes ---------------------------------------------------------
+    def add(
+        self,
+        text: str,
+        *,
+        embedding: Sequence[float] | np.ndarray[Any, Any] | None = None,
+        metadata: Mapping[str, Any] | None = None,
+        external_id: str | None = None,
+    ) -> DocT:
+        """Write one document; embed ``text`` with the embedder when no embedding is given.
+
+        Returns:
+            The stored row, with its ``id`` and ``created_at``.
+
+        Raises:
+            ValidationError: bad text, metadata, embedding or external id.
+            ConflictError: ``external_id`` already exists in the collection.
+        """
+        batch = next(
+            batches_from_records(
+                [Record(text, metadata, external_id, embedding)], self.dimension, chunk_rows=1
+            )
+        )
+        info = self.collection
+        self._fill_embeddings(batch)
+        values = self._row_values(batch, 0, info.id)
+        with self._write("add") as session:
+            doc = session.scalars(insert(self.model).returning(self.model), [values]).one()
+        return doc
+
+    @staticmethod
+    def _row_values(batch: Batch, i: int, collection_id: int) -> dict[str, Any]:
+        return {
+            "collection_id": collection_id,
+            "external_id": batch.external_ids[i],
+            "text": batch.texts[i],
+            "content_hash": batch.hashes[i],
+            "metadata_": batch.metadata[i],
+            "embedding": batch.embeddings[i],
+        }
+
+    # -- bulk writes ---------------------------------------------------------------
+    def _batches(self, data: Any, chunk_rows: int, **options: Any) -> Iterator[Batch]:
+        dim = self.dimension
+        embeddings = options.pop("embeddings", None)
+        texts = options.pop("texts", None)
+        metadata = options.pop("metadata", None)
+        external_ids = options.pop("external_ids", None)
+        if hasattr(data, "iloc") and hasattr(data, "columns"):
+            return batches_from_dataframe(
+                data, dim, embeddings=embeddings, chunk_rows=chunk_rows, **options
+            )
+        if isinstance(data, np.ndarray):
+            if texts is None:
+                raise ValidationError("an embedding array needs texts=[...] beside it")
+            return batches_from_arrays(
+                texts, data, dim, metadata=metadata, external_ids=external_ids,
+                chunk_rows=chunk_rows,
+            )  # fmt: skip
+        if embeddings is not None or metadata is not None or external_ids is not None:
+            if not isinstance(data, Sequence) or isinstance(data, str):
+                raise ValidationError("parallel arrays need a sequence of texts")
+            return batches_from_arrays(
+                data, embeddings, dim, metadata=metadata, external_ids=external_ids,
+                chunk_rows=chunk_rows,
+            )  # fmt: skip
+        if isinstance(data, (str, bytes)):
+            raise ValidationError("bulk_add takes many records; use add() for one text")
+        return batches_from_records(data, dim, chunk_rows=chunk_rows)
+
+    def bulk_add(
+        self,
+        data: Any,
+        *,
+        embeddings: Any = None,
+        texts: Sequence[str] | None = None,
+        metadata: Sequence[Mapping[str, Any] | None] | None = None,
+        external_ids: Sequence[str | None] | None = None,
+        on_conflict: ConflictPolicy = "error",
+        chunk_rows: int = DEFAULT_CHUNK_ROWS,
+        **columns: Any,
+    ) -> BulkResult:
+        """Load many documents with binary ``COPY ... FROM STDIN``, all or nothing.
+
+        ``data`` is a pandas DataFrame, an iterable of records (str, mapping with
+        ``text``/``metadata``/``external_id``/``embedding``, or
+        :class:`~vectorstore.Record`; generators are streamed in chunks), a
+        sequence of texts with parallel ``embeddings``/``metadata``/``external_ids``,
+        or a 2-D embedding array with ``texts=``.  DataFrame column names are set
+        with ``text_column``, ``embedding_column``, ``metadata_column``,
+        ``id_column`` and ``metadata_columns``.
+
+        Args:
+            on_conflict: what to do with an external id that already exists:
+                ``"error"`` (raise, write nothing), ``"skip"`` or ``"update"``.
+            chunk_rows: rows encoded and sent per chunk (memory stays flat).
+
+        Raises:
+            ValidationError: a bad row (the message names it); nothing written.
+            ConflictError: a duplicate external id with ``on_conflict="error"``.
+        """
+        if on_conflict not in _POLICIES:
+            raise ValidationError(f"on_conflict must be one of {_POLICIES}, got {on_conflict!r}")
+        if chunk_rows <= 0:
+            raise ValidationError(f"chunk_rows must be positive, got {chunk_rows}")
+        allowed = {"text_column", "embedding_column", "metadata_column", "id_column",
+                   "metadata_columns"}  # fmt: skip
+        unknown = set(columns) - allowed
+        if unknown:
+            raise TypeError(f"bulk_add() got unexpected keyword arguments {sorted(unknown)}")
+        started = time.perf_counter()
+        batches = self._batches(
+            data, chunk_rows, embeddings=embeddings, texts=texts, metadata=metadata,
+            external_ids=external_ids, **columns,
+        )  # fmt: skip
+        info = self.collection
+        counts = {"rows": 0, "embedded": 0}
+
+        def prepare() -> Iterator[Batch]:
+            for batch in batches:
+                counts["embedded"] += self._fill_embeddings(batch)
+                counts["rows"] += len(batch)
+                yield batch
+
+        inserted = skipped = updated = 0
+        with self._write("bulk_add") as session:
+            dbapi = session.connection().connection.dbapi_connection
+            preparer = session.get_bind().dialect.identifier_preparer
+            target = preparer.format_table(self.model.__table__)  # type: ignore[attr-defined]
+            quoted = [preparer.quote(c) for c in COPY_COLUMNS]
+            if on_conflict == "error":
+                write_copy(dbapi, copy_sql(target, quoted), encoded_stream(prepare(), info.id))
+                inserted = counts["rows"]
+            else:
+                inserted, skipped, updated = self._copy_via_staging(
+                    session, dbapi, target, quoted, prepare(), info.id, on_conflict
+                )
+        return BulkResult(
+            inserted=inserted, skipped=skipped, updated=updated,
+            embedded=counts["embedded"], elapsed_s=time.perf_counter() - started,
+        )  # fmt: skip
+
+    def _copy_via_staging(
+        self,
+        session: Session,
+        dbapi: Any,
+        target: str,
+        quoted: list[str],
+        batches: Iterator[Batch],
+        collection_id: int,
+        policy: ConflictPolicy,
+    ) -> tuple[int, int, int]:
+        """COPY into a temporary table, then one INSERT ... SELECT ... ON CONFLICT."""
+        stage = f"vectorstore_stage_{id(self):x}_{time.monotonic_ns():x}"
+        cols = ", ".join(quoted)
+        session.execute(
+            text(
+                f"CREATE TEMP TABLE {stage} (ord bigserial, "
+                f"collection_id integer, external_id text, text text, content_hash bytea, "
+                f"metadata jsonb, embedding vector({self.dimension})) ON COMMIT DROP"
+            )
+        )
+        try:
+            write_copy(dbapi, copy_sql(stage, quoted), encoded_stream(batches, collection_id))
+            total = session.execute(text(f"SELECT count(*) FROM {stage}")).scalar_one()
+            # Last occurrence of an external id in the input wins; NULL ids never conflict.
+            source = (
+                f"SELECT {cols} FROM ("
+                f"SELECT DISTINCT ON (external_id) * FROM {stage} WHERE external_id IS NOT NULL "
+                f"ORDER BY external_id, ord DESC) AS keyed "
+                f"UNION ALL SELECT {cols} FROM {stage} WHERE external_id IS NULL"
+            )
+            if policy == "skip":
+                action = "DO NOTHING"
+            else:
+                action = (
+                    "DO UPDATE SET text = EXCLUDED.text, content_hash = EXCLUDED.content_hash, "
+                    "metadata = EXCLUDED.metadata, embedding = EXCLUDED.embedding"
+                )
+            row = session.execute(
+                text(
+                    f"WITH written AS (INSERT INTO {target} ({cols}) {source} "
+                    f"ON CONFLICT (collection_id, external_id) {action} "
+                    f"RETURNING (xmax = 0) AS fresh) "
+                    f"SELECT count(*) FILTER (WHERE fresh), count(*) FILTER (WHERE NOT fresh) "
+                    f"FROM written"
+                )
+            ).one()
+        finally:
+            session.execute(text(f"DROP TABLE IF EXISTS {stage}"))
+        inserted, updated = int(row[0]), int(row[1])
+        return inserted, int(total) - inserted - updated, updated
+
+    # -- reads ---------------------------------------------------------------------
+    def get(self, id: int) -> DocT:
+        """The document with primary key ``id`` in this collection.
+
+        Raises:
+            DocumentNotFoundError: no such document in this collection.
+        """
+        found = self.get_many([id])
+        if not found:
+            raise DocumentNotFoundError(
+                f"no document with id {id!r} in collection {self.collection_name!r}"
+            )
+        return found[0]
+
+    def get_many(self, ids: Sequence[int]) -> list[DocT]:
+        """Documents with these ids (missing ones are left out), in the order asked."""
+        wanted = [self._check_id(i) for i in ids]
+        if not wanted:
+            return []
+        info = self.collection
+        with self._read("get") as session:
+            rows = session.scalars(
+                select(self.model).where(
+                    self.model.collection_id == info.id, self.model.id.in_(wanted)
+                )
+            ).all()
+        by_id = {row.id: row for row in rows}
+        return [by_id[i] for i in wanted if i in by_id]
+
+    def get_by_external_id(self, external_id: str) -> DocT:
+        """The document with this external id. Raises DocumentNotFoundError."""
+        info = self.collection
+        with self._read("get") as session:
+            row = session.scalars(
+                select(self.model).where(
+                    self.model.collection_id == info.id,
+                    self.model.external_id == str(external_id),
+                )
+            ).one_or_none()
+        if row is None:
+            raise DocumentNotFoundError(
+                f"no document with external_id {external_id!r} in {self.collection_name!r}"
+            )
+        return row
+
+    @staticmethod
+    def _check_id(value: Any) -> int:
+        if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
+            raise ValidationError(f"document ids are integers, got {type(value).__name__}")
+        return int(value)
+
+    def delete(
+        self, ids: Sequence[int] | None = None, *, external_ids: Sequence[str] | None = None
+    ) -> int:
+        """Delete documents by id and/or external id; returns how many were deleted."""
+        if ids is None and external_ids is None:
+            raise ValidationError("delete() needs ids or external_ids")
+        wanted = [self._check_id(i) for i in ids or ()]
+        keys = [str(e) for e in external_ids or ()]
+        if not wanted and not keys:
+            return 0
+        info = self.collection
+        conditions = []
+        if wanted:
+            conditions.append(self.model.id.in_(wanted))
+        if keys:
+            conditions.append(self.model.external_id.in_(keys))
+        from sqlalchemy import or_
+
+        with self._write("delete") as session:
+            result = session.execute(
+                delete(self.model).where(self.model.collection_id == info.id, or_(*conditions)),
+                execution_options={"synchronize_session": False},
+            )
+        return int(result.rowcount)  # type: ignore[attr-defined]
+
+    def count(self) -> int:
+        """Number of documents in the collection."""
+        info = self.collection
+        with self._read("count") as session:
+            return int(
+                session.execute(
+                    select(func.count())
+                    .select_from(self.model)
+                    .where(self.model.collection_id == info.id)
+                ).scalar_one()
+            )
+
+    # -- search --------------------------------------------------------------------
+    def nearest(
+        self, query: str | Sequence[float] | np.ndarray[Any, Any], k: int = 10
+    ) -> list[SearchResult[DocT]]:
+        """The ``k`` documents nearest to ``query`` (a vector, or a text to embed), by cosine.
+
+        Ordered by pgvector's ``<=>`` operator ascending, so the HNSW index is used.
+        """
+        if isinstance(k, bool) or not isinstance(k, int) or k <= 0:
+            raise ValidationError(f"k must be a positive integer, got {k!r}")
+        vector = (
+            self.embed_query(query)
+            if isinstance(query, str)
+            else validate_vector(query, self.dimension)[0]
+        )
+        info = self.collection
+        distance = self.model.embedding.cosine_distance(vector)
+        with self._read("nearest") as session:
+            rows = session.execute(
+                select(self.model, distance.label("distance"))
+                .where(self.model.collection_id == info.id)
+                .order_by(distance)
+                .limit(k)
+            ).all()
+        return [SearchResult(doc, float(d), 1.0 - float(d)) for doc, d in rows]
