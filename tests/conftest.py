@@ -76,7 +76,8 @@ postgresql_noproc = factories.postgresql_noproc(
     port=TARGET["port"],
     user=TARGET["user"],
     password=TARGET["password"],
-    dbname="vectorstore_tests",
+    # One name per pytest process, so several runs can share the server.
+    dbname=f"vectorstore_tests_{os.getpid()}",
     load=[_migrate_template],
 )
 postgresql = factories.postgresql("postgresql_noproc")
