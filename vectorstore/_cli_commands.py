@@ -1,0 +1,110 @@
+"""The CLI commands that drive the ingest pipeline and the index module.
+
+``ingest``, ``export`` and ``index create|drop`` are thin: they translate
+options into one call of :func:`vectorstore.pipeline.ingest`,
+:func:`vectorstore.pipeline.export_parquet` or the index module, which own the
+behaviour.
+"""
+
+from __future__ import annotations
+
+import argparse
+from typing import Any
+
+__all__ = ["add_pipeline_commands"]
+
+
+def _csv_list(value: str) -> list[str]:
+    return [part.strip() for part in value.split(",") if part.strip()]
+
+
+def cmd_ingest(args: argparse.Namespace) -> int:
+    from .cli import UserError
+
+    raise UserError("ingest needs vectorstore.pipeline, which this version does not have yet")
+
+
+def cmd_export(args: argparse.Namespace) -> int:
+    from .cli import UserError
+
+    raise UserError("export needs vectorstore.pipeline, which this version does not have yet")
+
+
+def cmd_index_create(args: argparse.Namespace) -> int:
+    from .cli import UserError
+
+    raise UserError("index create needs vectorstore.indexes, which this version does not have yet")
+
+
+def cmd_index_drop(args: argparse.Namespace) -> int:
+    from .cli import UserError
+
+    raise UserError("index drop needs vectorstore.indexes, which this version does not have yet")
+
+
+def add_pipeline_commands(commands: Any) -> None:
+    """Add ``ingest``, ``export`` and ``index`` to the CLI's subcommands."""
+    from .cli import _positive_int
+
+    ingest = commands.add_parser(
+        "ingest", help="load a parquet, CSV or JSONL file (embeds texts, skips known ones)"
+    )
+    ingest.add_argument("path", help="a .parquet, .csv or .jsonl/.ndjson file")
+    ingest.add_argument("--collection", "-c", default="default", help="collection name")
+    ingest.add_argument("--text-column", default="text", help="column holding the text")
+    ingest.add_argument("--id-column", default=None, help="column holding the external id")
+    ingest.add_argument(
+        "--metadata-columns",
+        type=_csv_list,
+        default=None,
+        metavar="A,B,...",
+        help="columns stored as metadata (comma separated)",
+    )
+    ingest.add_argument(
+        "--metadata-column", default=None, help="one column holding a metadata object"
+    )
+    ingest.add_argument(
+        "--embedding-column", default=None, help="column holding precomputed vectors"
+    )
+    ingest.add_argument(
+        "--batch-size", type=_positive_int, default=None, help="rows per embedding batch"
+    )
+    ingest.add_argument("--device", default=None, help="embedding device: cpu, cuda, mps")
+    ingest.add_argument(
+        "--model",
+        default="sentence-transformers/all-MiniLM-L6-v2",
+        help="embedding model; 'hashing' is a torch-free test embedder (no semantics)",
+    )
+    ingest.add_argument(
+        "--on-conflict",
+        choices=("error", "skip", "update"),
+        default="skip",
+        help="an external id that is already stored: error, skip (default) or update",
+    )
+    ingest.add_argument("--no-progress", action="store_true", help="no progress bar")
+    ingest.set_defaults(func=cmd_ingest)
+
+    export = commands.add_parser("export", help="write a collection to a parquet file")
+    export.add_argument("path", help="the .parquet file to write")
+    export.add_argument("--collection", "-c", default="default", help="collection name")
+    export.set_defaults(func=cmd_export)
+
+    index = commands.add_parser("index", help="create or drop ANN indexes")
+    index_sub = index.add_subparsers(dest="index_command", metavar="COMMAND")
+    index_sub.required = True
+    create = index_sub.add_parser("create", help="build an HNSW or IVFFlat index")
+    create.add_argument("--method", choices=("hnsw", "ivfflat"), default="hnsw")
+    create.add_argument(
+        "--metric", choices=("cosine", "l2", "ip", "l1"), default="cosine", help="distance"
+    )
+    create.add_argument("--m", type=_positive_int, default=None, help="HNSW: links per node")
+    create.add_argument(
+        "--ef-construction", type=_positive_int, default=None, help="HNSW: build-time beam"
+    )
+    create.add_argument("--lists", type=_positive_int, default=None, help="IVFFlat: lists")
+    create.add_argument("--collection", "-c", default=None, help="partial index for one collection")
+    create.add_argument("--name", default=None, help="index name (default: derived)")
+    create.set_defaults(func=cmd_index_create)
+    drop = index_sub.add_parser("drop", help="drop an index by name")
+    drop.add_argument("name", help="index name (see `vectorstore stats`)")
+    drop.set_defaults(func=cmd_index_drop)
