@@ -23,7 +23,7 @@ import shutil
 import signal
 import tempfile
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from pathlib import Path
 
 from sqlalchemy import URL
@@ -44,10 +44,9 @@ def _become_subreaper() -> None:
 
 
 def _reap(pid: int) -> None:
-    try:
+    # ChildProcessError: not our child (init reaped it), nothing to wait for.
+    with suppress(ChildProcessError):
         os.waitpid(pid, 0)
-    except ChildProcessError:
-        pass  # not our child (reaped by init): nothing to wait for
 
 
 @contextmanager
@@ -124,8 +123,6 @@ def crash(server: vs.EmbeddedServer) -> None:
     _reap(pid)
     for child in children:
         if not _wait_exit(child, _CHILD_EXIT_S):
-            try:
+            with suppress(ProcessLookupError):
                 os.kill(child, signal.SIGKILL)
-            except ProcessLookupError:
-                pass
         _reap(child)
