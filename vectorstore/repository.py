@@ -93,6 +93,7 @@ class DocumentRepository(Generic[DocT]):
         self._embedding_model = embedding_model
         self._create = create
         self._collection: CollectionInfo | None = None
+        self._resolved_in: Any = None
 
     @classmethod
     def standalone(
@@ -144,10 +145,18 @@ class DocumentRepository(Generic[DocT]):
     # -- collections ---------------------------------------------------------------
     @property
     def collection(self) -> CollectionInfo:
-        """The collection (created on first use unless ``create=False``)."""
-        if self._collection is None:
+        """The collection (created on first use unless ``create=False``).
+
+        With a host session the lookup is cached per transaction: a collection
+        created in a transaction the host later rolls back is looked up again.
+        """
+        transaction = self._session.get_transaction() if self._session is not None else None
+        if self._collection is None or (
+            self._session is not None and transaction is not self._resolved_in
+        ):
             with self._write("resolve the collection") as session:
                 self._collection = self._resolve_collection(session)
+            self._resolved_in = self._session.get_transaction() if self._session else None
         return self._collection
 
     def _resolve_collection(self, session: Session) -> CollectionInfo:

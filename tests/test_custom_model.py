@@ -1,0 +1,71 @@
+"""An app's own document model: another table, another schema, another dimension."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from sqlalchemy import Engine, MetaData, text
+from sqlalchemy.orm import DeclarativeBase, Session
+
+import vectorstore as vs
+from tests.conftest import table_count
+from vectorstore.models import NAMING_CONVENTION
+
+
+class AppBase(DeclarativeBase):
+    metadata = MetaData(naming_convention=NAMING_CONVENTION)
+
+
+class ProductDoc(vs.DocumentMixin, AppBase):
+    __tablename__ = "product_docs"
+    table_schema = "catalog"
+    embedding_dimension = 8
+
+
+@pytest.fixture
+def app_engine(engine: Engine) -> Engine:
+    with engine.begin() as conn:
+        conn.execute(text("CREATE SCHEMA catalog"))
+    AppBase.metadata.create_all(engine)
+    return engine
+
+
+def test_repository_works_with_an_apps_own_model(app_engine: Engine) -> None:
+    emb = vs.HashingTestEmbedder(dimension=8)
+    with Session(app_engine) as session:
+        repo = vs.DocumentRepository(session, collection="products", embedder=emb, model=ProductDoc)
+        doc = repo.add("red running shoes", metadata={"category": "shoes"}, external_id="B0001")
+        assert isinstance(doc, ProductDoc)
+        result = repo.bulk_add(
+            [{"text": f"item {i}", "external_id": f"B1{i:03d}"} for i in range(50)]
+        )
+        assert result.inserted == 50
+        session.commit()
+        assert repo.count() == 51
+        hits = repo.nearest("red running shoes", k=1)
+        assert hits[0].document.external_id == "B0001"
+        assert len(hits[0].document.embedding) == 8
+    assert table_count(app_engine, "catalog.product_docs") == 51
+    assert table_count(app_engine, "vectorstore_documents") == 0
+
+
+def test_custom_model_indexes_are_declared(app_engine: Engine) -> None:
+    from sqlalchemy import inspect
+
+    names = {ix["name"] for ix in inspect(app_engine).get_indexes("product_docs", schema="catalog")}
+    assert "ix_product_docs_embedding_hnsw" in names
+    assert "ix_product_docs_metadata" in names
+
+
+def test_a_collection_cannot_change_dimension(app_engine: Engine) -> None:
+    with Session(app_engine) as session:
+        vs.DocumentRepository(session, collection="shared", embedding_model="m").add(
+            "x", embedding=np.ones(384)
+        )
+        small = vs.DocumentRepository(
+            session, collection="shared", model=ProductDoc, embedding_model="m"
+        )
+        with pytest.raises(vs.DimensionMismatchError, match="384"):
+            small.add("y", embedding=np.ones(8))
+        session.commit()
+    assert table_count(app_engine, "catalog.product_docs") == 0
