@@ -390,34 +390,35 @@ class DocumentRepository(Generic[DocT]):
                 f"metadata jsonb, embedding vector({self.dimension})) ON COMMIT DROP"
             )
         )
-        try:
-            write_copy(dbapi, copy_sql(stage, quoted), encoded_stream(batches, collection_id))
-            total = session.execute(text(f"SELECT count(*) FROM {stage}")).scalar_one()
-            # Last occurrence of an external id in the input wins; NULL ids never conflict.
-            source = (
-                f"SELECT {cols} FROM ("
-                f"SELECT DISTINCT ON (external_id) * FROM {stage} WHERE external_id IS NOT NULL "
-                f"ORDER BY external_id, ord DESC) AS keyed "
-                f"UNION ALL SELECT {cols} FROM {stage} WHERE external_id IS NULL"
+        # No try/finally around the DROP: after a failure the transaction is
+        # aborted (a DROP would mask the real error with SQLSTATE 25P02) and the
+        # rollback of the SAVEPOINT or transaction removes the staging table anyway.
+        write_copy(dbapi, copy_sql(stage, quoted), encoded_stream(batches, collection_id))
+        total = session.execute(text(f"SELECT count(*) FROM {stage}")).scalar_one()
+        # Last occurrence of an external id in the input wins; NULL ids never conflict.
+        source = (
+            f"SELECT {cols} FROM ("
+            f"SELECT DISTINCT ON (external_id) * FROM {stage} WHERE external_id IS NOT NULL "
+            f"ORDER BY external_id, ord DESC) AS keyed "
+            f"UNION ALL SELECT {cols} FROM {stage} WHERE external_id IS NULL"
+        )
+        if policy == "skip":
+            action = "DO NOTHING"
+        else:
+            action = (
+                "DO UPDATE SET text = EXCLUDED.text, content_hash = EXCLUDED.content_hash, "
+                "metadata = EXCLUDED.metadata, embedding = EXCLUDED.embedding"
             )
-            if policy == "skip":
-                action = "DO NOTHING"
-            else:
-                action = (
-                    "DO UPDATE SET text = EXCLUDED.text, content_hash = EXCLUDED.content_hash, "
-                    "metadata = EXCLUDED.metadata, embedding = EXCLUDED.embedding"
-                )
-            row = session.execute(
-                text(
-                    f"WITH written AS (INSERT INTO {target} ({cols}) {source} "
-                    f"ON CONFLICT (collection_id, external_id) {action} "
-                    f"RETURNING (xmax = 0) AS fresh) "
-                    f"SELECT count(*) FILTER (WHERE fresh), count(*) FILTER (WHERE NOT fresh) "
-                    f"FROM written"
-                )
-            ).one()
-        finally:
-            session.execute(text(f"DROP TABLE IF EXISTS {stage}"))
+        row = session.execute(
+            text(
+                f"WITH written AS (INSERT INTO {target} ({cols}) {source} "
+                f"ON CONFLICT (collection_id, external_id) {action} "
+                f"RETURNING (xmax = 0) AS fresh) "
+                f"SELECT count(*) FILTER (WHERE fresh), count(*) FILTER (WHERE NOT fresh) "
+                f"FROM written"
+            )
+        ).one()
+        session.execute(text(f"DROP TABLE IF EXISTS {stage}"))
         inserted, updated = int(row[0]), int(row[1])
         return inserted, int(total) - inserted - updated, updated
 
