@@ -47,7 +47,9 @@ def _single_connection_engine(url: URL, *, pre_ping: bool) -> Engine:
     return vs.make_engine(url, pool_size=1, max_overflow=0, pool_pre_ping=pre_ping)
 
 
-def test_every_call_survives_a_terminated_pooled_backend(any_driver_url: URL, admin: Engine) -> None:
+def test_every_call_survives_a_terminated_pooled_backend(
+    any_driver_url: URL, admin: Engine
+) -> None:
     engine = _single_connection_engine(any_driver_url, pre_ping=True)
     repo: vs.DocumentRepository[vs.Document] = vs.DocumentRepository.standalone(
         engine, collection="pooled", embedder=vs.HashingTestEmbedder()
