@@ -27,7 +27,7 @@ demo: $(STAMP)
 	$(PY) -m vectorstore.demo
 
 lint: $(STAMP)
-	$(VENV)/bin/ruff check vectorstore tests migrations benchmarks examples
+	$(VENV)/bin/ruff check $(wildcard vectorstore tests migrations benchmarks examples)
 	$(VENV)/bin/ruff format --check vectorstore
 
 typecheck: $(STAMP)
