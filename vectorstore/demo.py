@@ -1,113 +1,284 @@
-"""The main job on the embedded default: embed a small corpus and answer queries.
+"""The main job on the embedded default: index the stdlib's documentation, then ask it.
 
-Run with ``python -m vectorstore.demo`` (or ``make demo``).  Starts (or reuses)
-the embedded PostgreSQL, migrates it, stores a few dozen sentences embedded by
-the real all-MiniLM-L6-v2 model, and prints the nearest neighbours of a few
-questions.  A second run finds the sentences already stored and embeds nothing.
+Run with ``python -m vectorstore.demo`` (or ``make demo``).  It starts (or
+reuses) the embedded PostgreSQL, migrates it, and stores the documentation of
+Python's own standard library (about 2,100 texts: module, class and function
+docstrings and pydoc's topics; see :mod:`vectorstore._stdlib_corpus`) embedded
+by the real all-MiniLM-L6-v2 model, with a progress bar.  Each text carries
+metadata (``module``, ``kind``, ``name``), and a relational table of the
+modules (``demo_stdlib_modules``: package or not, pure Python or not, lines of
+source) sits beside the documents.  It then answers a few questions with plain
+nearest-neighbour search, a metadata filter, hybrid (full text + vector)
+search, and a join against the module table, printing module, kind and score.
+
+Design decisions:
+
+* **Re-runs embed nothing that is stored.**  Each text has a stable external id
+  (``function:json.dumps``); before embedding, the job reads the ids and
+  content hashes already stored and embeds only new or changed texts, so the
+  second run goes straight to the answers.
+* **Resumable.**  Texts are embedded and committed in chunks, so an
+  interrupted first run keeps what it finished.
+* **The app's own table is the app's.**  The module table is created with the
+  demo's own declarative base (``create_all``), as an app would with its own
+  migrations; vectorstore's schema comes from :func:`vectorstore.migrate`.
 """
 
 from __future__ import annotations
 
+import argparse
+import os
 import sys
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import IO, Any
 
-from sqlalchemy.orm import Session
+from sqlalchemy import Boolean, Engine, Integer, Text, select
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column
 
-CORPUS: dict[str, list[str]] = {
-    "animals": [
-        "A cat sleeps on the warm windowsill.",
-        "The kitten chased a ball of yarn across the rug.",
-        "Dogs are loyal companions and love long walks.",
-        "The puppy buried its bone in the garden.",
-        "An owl hunts mice at night.",
-        "Dolphins communicate with clicks and whistles.",
-        "The horse galloped across the open field.",
-        "Bees collect nectar to make honey.",
-    ],
-    "finance": [
-        "The stock market fell sharply after the interest rate decision.",
-        "Bond yields rose as inflation expectations increased.",
-        "The central bank kept interest rates unchanged this quarter.",
-        "Quarterly earnings beat analysts' forecasts.",
-        "Investors moved money into gold as a safe haven.",
-        "The company announced a share buyback program.",
-        "Cryptocurrency prices swung wildly over the weekend.",
-        "A diversified portfolio reduces risk.",
-    ],
-    "cooking": [
-        "Knead the dough for ten minutes until it is smooth.",
-        "Simmer the tomato sauce with garlic and basil.",
-        "Roast the vegetables at a high temperature until caramelised.",
-        "Whisk the eggs and sugar until pale and fluffy.",
-        "Season the soup with salt and freshly ground pepper.",
-        "Let the bread rise in a warm place for an hour.",
-        "Grill the fish skin-side down first.",
-        "Fold the whipped cream gently into the chocolate.",
-    ],
-    "computing": [
-        "PostgreSQL supports transactions with full ACID guarantees.",
-        "An index speeds up queries at the cost of slower writes.",
-        "Python's garbage collector frees unreachable objects.",
-        "The compiler optimises loops by unrolling them.",
-        "Vector databases search embeddings by similarity.",
-        "A GPU accelerates matrix multiplication for neural networks.",
-        "Unit tests catch regressions before they reach production.",
-        "The web server returned a 404 status for the missing page.",
-    ],
-}
+from ._stdlib_corpus import DocText, ModuleInfo, extract_corpus
+from .embedders import Embedder
+from .models import Document
+from .repository import DocumentRepository
 
-QUERIES = [
-    "a kitten on a rug",
-    "stock market report",
-    "how do I bake bread?",
-    "fast similarity search over embeddings",
-]
+__all__ = ["QUESTIONS", "DemoBase", "DemoReport", "StdlibModule", "answer", "load", "main"]
+
+COLLECTION = "stdlib-docs"
+# Texts embedded and committed together: large enough for efficient batches,
+# small enough that the progress bar moves and an interrupted run keeps most work.
+CHUNK = 128
 
 
-def main() -> int:
-    import vectorstore as vs
+class DemoBase(DeclarativeBase):
+    """The demo app's own declarative base (its tables are not vectorstore's)."""
 
-    print("starting the embedded PostgreSQL (reused if already running)...", flush=True)
-    url = vs.resolve_url()
-    vs.migrate(url)
-    engine = vs.make_engine(url)
-    embedder = vs.SentenceTransformerEmbedder()
-    print(f"embedding model: {embedder.model_name}", flush=True)
+
+class StdlibModule(DemoBase):
+    """One importable stdlib module: the relational side the documents join to."""
+
+    __tablename__ = "demo_stdlib_modules"
+
+    name: Mapped[str] = mapped_column(Text, primary_key=True)
+    top_level: Mapped[str] = mapped_column(Text)
+    is_package: Mapped[bool] = mapped_column(Boolean)
+    pure_python: Mapped[bool] = mapped_column(Boolean)
+    source_lines: Mapped[int] = mapped_column(Integer)
+    public_names: Mapped[int] = mapped_column(Integer)
+
+
+@dataclass(frozen=True)
+class DemoReport:
+    """What :func:`load` did."""
+
+    modules: int
+    texts: int
+    embedded: int
+    already_stored: int
+    elapsed_s: float
+
+
+# (question, options for nearest, what it shows)
+QUESTIONS: list[tuple[str, dict[str, Any], str]] = [
+    ("How do I parse a JSON string into a Python object?", {}, "nearest"),
+    ("run a shell command and capture its output", {"filter": {"kind": "function"}},
+     "nearest, filter kind=function"),
+    ("compress data with gzip", {"hybrid": True}, "hybrid (full text + vector, RRF)"),
+    ("what happens when an exception is raised inside a with block", {"filter": {"kind": "topic"}},
+     "nearest, filter kind=topic"),
+    ("send an email message over SMTP", {"join": True}, "nearest joined to the module table, "
+     "pure-Python modules over 1000 lines"),
+]  # fmt: skip
+
+
+def _stored_hashes(session: Session, collection_id: int) -> dict[str, bytes]:
+    rows = session.execute(
+        select(Document.external_id, Document.content_hash).where(
+            Document.collection_id == collection_id
+        )
+    )
+    return {str(ext): bytes(digest) for ext, digest in rows if ext is not None}
+
+
+def _save_modules(session: Session, modules: Sequence[ModuleInfo]) -> None:
+    rows = [
+        {
+            "name": m.name,
+            "top_level": m.top_level,
+            "is_package": m.is_package,
+            "pure_python": m.pure_python,
+            "source_lines": m.source_lines,
+            "public_names": m.public_names,
+        }
+        for m in modules
+    ]
+    if not rows:
+        return
+    stmt = pg_insert(StdlibModule).values(rows)
+    session.execute(
+        stmt.on_conflict_do_update(
+            index_elements=["name"],
+            set_={c: stmt.excluded[c] for c in rows[0] if c != "name"},
+        )
+    )
+
+
+def load(
+    engine: Engine,
+    embedder: Embedder,
+    *,
+    limit: int | None = None,
+    collection: str = COLLECTION,
+    progress: bool = True,
+    out: IO[str] | None = None,
+) -> DemoReport:
+    """Store the stdlib corpus in ``collection``, embedding only what is not stored yet.
+
+    Args:
+        engine: where to store (vectorstore's schema must be migrated).
+        embedder: the model (the demo uses all-MiniLM-L6-v2).
+        limit: at most this many texts (all of them by default).
+        collection: the collection name.
+        progress: show a progress bar on stderr while embedding.
+        out: where to print the summary (default stdout).
+    """
+    from tqdm import tqdm
+
+    from ._batch import content_hash
+
+    started = time.perf_counter()
+    out = out or sys.stdout
+    modules, texts = extract_corpus(limit=limit)
+    DemoBase.metadata.create_all(engine)
     with Session(engine) as session:
-        repo = vs.DocumentRepository(session, collection="demo", embedder=embedder)
-        records = [
-            {"text": sentence, "external_id": f"{topic}-{i}", "metadata": {"topic": topic}}
-            for topic, sentences in CORPUS.items()
-            for i, sentence in enumerate(sentences)
-        ]
-        existing = {d.external_id for d in _stored(repo)}
-        fresh = [r for r in records if r["external_id"] not in existing]
-        result = repo.bulk_add(fresh, on_conflict="skip")
-        session.commit()
-        print(
-            f"stored {result.inserted} new documents, embedded {result.embedded} texts; "
-            f"{len(records) - len(fresh)} were already stored; collection size {repo.count()}"
+        repo: DocumentRepository[Document] = DocumentRepository(
+            session, collection=collection, embedder=embedder
         )
-        for query in QUERIES:
-            print(f"\nquery: {query!r}")
-            for hit in repo.nearest(query, k=3):
-                topic = hit.document.metadata_.get("topic")
-                print(f"  {hit.score:.3f}  [{topic}]  {hit.document.text}")
-    engine.dispose()
-    return 0
+        _save_modules(session, modules)
+        stored = _stored_hashes(session, repo.collection.id)
+        session.commit()
+        todo: list[DocText] = [
+            t for t in texts if stored.get(t.external_id) != content_hash(t.text.encode())
+        ]
+        print(
+            f"corpus: {len(texts)} texts from {len(modules)} modules; "
+            f"{len(texts) - len(todo)} already stored, {len(todo)} to embed "
+            f"with {embedder.model_name}",
+            file=out,
+            flush=True,
+        )
+        bar = tqdm(total=len(todo), unit="text", disable=not progress or not todo, file=sys.stderr)
+        embedded = 0
+        for start in range(0, len(todo), CHUNK):
+            chunk = todo[start : start + CHUNK]
+            result = repo.bulk_add(
+                [t.text for t in chunk],
+                metadata=[t.metadata for t in chunk],
+                external_ids=[t.external_id for t in chunk],
+                on_conflict="update",
+            )
+            session.commit()
+            embedded += result.embedded
+            bar.update(len(chunk))
+        bar.close()
+    return DemoReport(
+        modules=len(modules),
+        texts=len(texts),
+        embedded=embedded,
+        already_stored=len(texts) - len(todo),
+        elapsed_s=time.perf_counter() - started,
+    )
 
 
-def _stored(repo: object) -> list[object]:
-    from sqlalchemy import select
+def answer(
+    engine: Engine,
+    embedder: Embedder,
+    *,
+    k: int = 3,
+    collection: str = COLLECTION,
+    out: IO[str] | None = None,
+) -> list[list[tuple[str, str, str, float]]]:
+    """Ask :data:`QUESTIONS`; print and return ``(module, kind, name, score)`` per hit."""
+    out = out or sys.stdout
+    answers = []
+    with Session(engine) as session:
+        repo: DocumentRepository[Document] = DocumentRepository(
+            session, collection=collection, embedder=embedder, create=False
+        )
+        for question, options, how in QUESTIONS:
+            kwargs = dict(options)
+            if kwargs.pop("join", False):
+                kwargs.update(
+                    join=StdlibModule,
+                    join_on=StdlibModule.name == Document.metadata_["module"].astext,
+                    filter=[StdlibModule.pure_python.is_(True), StdlibModule.source_lines > 1000],
+                )
+            hits = repo.nearest(question, k=k, **kwargs)
+            print(f"\n{question!r}  [{how}; strategy: {hits.strategy}]", file=out)
+            rows = []
+            for hit in hits:
+                meta = hit.document.metadata_
+                row = (str(meta["module"]), str(meta["kind"]), str(meta["name"]), hit.score)
+                rows.append(row)
+                extra = ""
+                if isinstance(hit.extra, StdlibModule):
+                    extra = f"  ({hit.extra.source_lines} lines)"
+                print(
+                    f"  {hit.score:6.3f}  {row[0]:<24} {row[1]:<9} {row[2]}{extra}",
+                    file=out,
+                )
+            answers.append(rows)
+        session.rollback()
+    return answers
+
+
+def _embedder(model: str, device: str | None) -> Embedder:
+    from .cli import make_embedder
+
+    return make_embedder(model, device=device)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """``python -m vectorstore.demo``: load (or reuse) the corpus, then answer."""
+    parser = argparse.ArgumentParser(
+        prog="python -m vectorstore.demo",
+        description="Index the standard library's documentation and search it.",
+    )
+    parser.add_argument("--database-url", default=None, help="default: the embedded server")
+    parser.add_argument("--limit", type=int, default=None, help="at most this many texts")
+    parser.add_argument("--device", default=None, help="cpu, cuda or mps (default: best)")
+    parser.add_argument(
+        "--model", default="sentence-transformers/all-MiniLM-L6-v2", help="embedding model"
+    )
+    parser.add_argument("--no-progress", action="store_true", help="no progress bar")
+    args = parser.parse_args(argv)
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 
     import vectorstore as vs
 
-    assert isinstance(repo, vs.DocumentRepository)
-    with repo._read("list") as session:
-        return list(
-            session.scalars(
-                select(repo.model).where(repo.model.collection_id == repo.collection.id)
+    try:
+        if args.database_url is None and not os.environ.get("VECTORSTORE_DATABASE_URL"):
+            print("starting the embedded PostgreSQL (reused if already running)...", flush=True)
+        url = vs.resolve_url(args.database_url)
+        vs.migrate(url)
+        engine = vs.make_engine(url)
+        try:
+            embedder = _embedder(args.model, args.device)
+            report = load(engine, embedder, limit=args.limit, progress=not args.no_progress)
+            print(
+                f"stored: embedded {report.embedded} texts, {report.already_stored} were "
+                f"already stored ({report.elapsed_s:.1f}s)",
+                flush=True,
             )
-        )
+            answer(engine, embedder)
+        finally:
+            engine.dispose()
+    except vs.VectorStoreError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    return 0
 
 
 if __name__ == "__main__":
