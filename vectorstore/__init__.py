@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from ._batch import Record
 from .config import make_engine, normalize_url, resolve_url
+from .diagnostics import ExplainReport, RecallReport
 from .embedders import Embedder, HashingTestEmbedder, SentenceTransformerEmbedder
 from .errors import (
     CollectionNotFoundError,
@@ -31,6 +32,8 @@ from .errors import (
     VectorStoreError,
     WriteError,
 )
+from .filters import compile_filter
+from .indexes import IndexSpec
 from .migrate import check_schema, current_revision, downgrade, migrate
 from .models import (
     DEFAULT_DIMENSION,
@@ -41,7 +44,7 @@ from .models import (
     DocumentMixin,
 )
 from .repository import ConflictPolicy, DocumentRepository
-from .results import BulkResult, CollectionInfo, SearchResult
+from .results import BulkResult, CollectionInfo, ResultSet, SearchResult
 from .server import EmbeddedServer
 
 __version__ = "0.1.0"
@@ -91,4 +94,9 @@ __all__ = [
     "migrate",
     "normalize_url",
     "resolve_url",
+    "ResultSet",
+    "IndexSpec",
+    "compile_filter",
+    "ExplainReport",
+    "RecallReport",
 ]

@@ -29,6 +29,7 @@ from ._batch import (
     validate_vector,
 )
 from ._copy import COPY_COLUMNS, copy_sql, encoded_stream, write_copy
+from ._identifiers import check_collection_name, check_model_identifiers
 from .embedders import Embedder
 from .errors import (
     CollectionNotFoundError,
@@ -40,7 +41,7 @@ from .errors import (
     db_errors,
 )
 from .models import Collection, Document, DocumentMixin
-from .results import BulkResult, CollectionInfo, SearchResult
+from .results import BulkResult, CollectionInfo, ResultSet
 
 __all__ = ["ConflictPolicy", "DocumentRepository"]
 
@@ -78,10 +79,8 @@ class DocumentRepository(Generic[DocT]):
         create: bool = True,
         read_engine: Engine | None = None,
     ) -> None:
-        if not isinstance(collection, str) or not collection.strip():
-            raise ValidationError("collection name must be a non-empty string")
-        if "\x00" in collection or len(collection) > 200:
-            raise ValidationError("collection name must be at most 200 characters, without NUL")
+        check_collection_name(collection)
+        check_model_identifiers(model)
         self._session = session
         self._factory: sessionmaker[Session] | None = None
         self._read_factory: sessionmaker[Session] | None = (
@@ -512,26 +511,193 @@ class DocumentRepository(Generic[DocT]):
 
     # -- search --------------------------------------------------------------------
     def nearest(
-        self, query: str | Sequence[float] | np.ndarray[Any, Any], k: int = 10
-    ) -> list[SearchResult[DocT]]:
-        """The ``k`` documents nearest to ``query`` (a vector, or a text to embed), by cosine.
+        self,
+        query: str | Sequence[float] | np.ndarray[Any, Any],
+        k: int = 10,
+        *,
+        metric: str = "cosine",
+        filter: Any = None,
+        max_distance: float | None = None,
+        min_score: float | None = None,
+        offset: int = 0,
+        with_embedding: bool = False,
+        exact: bool = False,
+        strategy: str = "auto",
+        ef_search: int | None = None,
+        probes: int | None = None,
+        join: Any = None,
+        join_on: Any = None,
+        hybrid: bool | str = False,
+        mmr: float | None = None,
+        **tuning: Any,
+    ) -> ResultSet[DocT]:
+        """The ``k`` documents nearest to ``query`` (a vector, or a text to embed).
 
-        Ordered by pgvector's ``<=>`` operator ascending, so the HNSW index is used.
+        The strategy (ANN index, iterative index scan, or exact ranking of the
+        filtered rows) is chosen per query; see :mod:`vectorstore.search`.  If at
+        least ``k`` documents match the filter, ``k`` come back.
+
+        Args:
+            query: a vector (sequence or numpy array) or a text for the embedder.
+            k: how many neighbours.
+            metric: ``"cosine"`` (default), ``"l2"``, ``"inner_product"`` or ``"l1"``.
+            filter: a dictionary filter (see :mod:`vectorstore.filters`), a
+                SQLAlchemy boolean expression on any mapped column (of the
+                document model or of ``join``), or a list of them.
+            max_distance: drop hits farther than this (applied to the k nearest).
+            min_score: drop hits scoring below this (same).
+            offset: skip this many hits first (paging).
+            with_embedding: load the embedding column (deferred otherwise).
+            exact: rank exactly, bypassing ANN indexes (ground truth).
+            strategy: ``"auto"``, ``"index"``, ``"iterative"`` or ``"exact"``.
+            ef_search: HNSW ``hnsw.ef_search`` for this query (default 100).
+            probes: IVFFlat ``ivfflat.probes`` for this query (default 10).
+            join: a mapped class to join and return alongside (``hit.extra``).
+            join_on: the join condition, e.g. ``Product.asin ==
+                Document.metadata_["asin"].astext``.
+            hybrid: True (use the query text) or a text: fuse full-text and
+                vector rankings by RRF (see :meth:`hybrid`).
+            mmr: re-rank for diversity by maximal marginal relevance with this
+                lambda (1 = pure relevance); ``fetch_k=`` sets the candidates.
+            **tuning: ``max_scan_tuples``, ``exact_threshold``, ``precision``
+                (``"halfvec"``/``"binary"`` to use a quantized index),
+                ``rerank``, ``fetch_k``.
+
+        Returns:
+            A :class:`~vectorstore.ResultSet`: hits sorted by distance, with
+            ``k``, ``returned``, ``strategy`` and ``to_dataframe()``.
+
+        Raises:
+            ValidationError: bad k, metric, vector (dimension, NaN), threshold.
+            FilterError: a malformed filter.
         """
-        if isinstance(k, bool) or not isinstance(k, int) or k <= 0:
-            raise ValidationError(f"k must be a positive integer, got {k!r}")
-        vector = (
-            self.embed_query(query)
-            if isinstance(query, str)
-            else validate_vector(query, self.dimension)[0]
-        )
-        info = self.collection
-        distance = self.model.embedding.cosine_distance(vector)
-        with self._read("nearest") as session:
-            rows = session.execute(
-                select(self.model, distance.label("distance"))
-                .where(self.model.collection_id == info.id)
-                .order_by(distance)
-                .limit(k)
-            ).all()
-        return [SearchResult(doc, float(d), 1.0 - float(d)) for doc, d in rows]
+        from . import search
+
+        allowed = {"max_scan_tuples", "exact_threshold", "precision", "rerank", "fetch_k"}
+        unknown = set(tuning) - allowed
+        if unknown:
+            raise TypeError(f"nearest() got unexpected keyword arguments {sorted(unknown)}")
+        opts = search.make_options(
+            k, metric=metric, filter=filter, max_distance=max_distance, min_score=min_score,
+            offset=offset, with_embedding=with_embedding, strategy=strategy, exact=exact,
+            ef_search=ef_search, probes=probes, join=join, join_on=join_on, mmr=mmr, **tuning,
+        )  # fmt: skip
+        if hybrid:
+            from .hybrid import hybrid_search
+
+            text_query = hybrid if isinstance(hybrid, str) else query
+            if not isinstance(text_query, str):
+                raise ValidationError("hybrid=True needs a text query; pass hybrid='words'")
+            return hybrid_search(
+                self, text_query, vector=None if isinstance(query, str) else query, opts=opts
+            )
+        return search.run(self, query, opts)
+
+    def nearest_query(
+        self,
+        query: str | Sequence[float] | np.ndarray[Any, Any],
+        k: int = 10,
+        *,
+        metric: str = "cosine",
+        filter: Any = None,
+        offset: int = 0,
+        with_embedding: bool = False,
+        exact: bool = False,
+    ) -> Any:
+        """The SELECT behind nearest, for the caller to ``.join()``/``.where()`` and run.
+
+        It selects ``(document, distance)`` ordered by distance ascending (the
+        ANN index order; ``exact=True`` orders by ``distance + 0`` so no ANN index
+        is used), limited to ``k`` after ``offset``.  Run it inside
+        :meth:`search_settings` to give it ``ef_search`` or iterative scans.
+        """
+        from . import search
+
+        opts = search.make_options(k, metric=metric, filter=filter, offset=offset,
+                                   with_embedding=with_embedding)  # fmt: skip
+        vector = search.query_vector(self, query)
+        stmt = search.build_statement(self, vector, opts, "exact" if exact else "index")
+        return stmt.limit(k).offset(offset) if offset else stmt
+
+    @contextmanager
+    def search_settings(
+        self,
+        *,
+        ef_search: int | None = None,
+        probes: int | None = None,
+        iterative: bool = False,
+        max_scan_tuples: int | None = None,
+    ) -> Iterator[Session]:
+        """A session whose pgvector settings hold for this block only (SET LOCAL).
+
+        Example::
+
+            with repo.search_settings(ef_search=200, iterative=True) as session:
+                rows = session.execute(repo.nearest_query(q).join(Product, ...)).all()
+        """
+        from . import search
+
+        settings = search.explicit_settings(ef_search, probes, iterative, max_scan_tuples)
+        with self._read("search") as session, search.settings_scope(
+            session, settings, owned=search.owns_sessions(self)
+        ):
+            yield session
+
+    def hybrid(
+        self,
+        text: str,
+        k: int = 10,
+        *,
+        vector: Sequence[float] | np.ndarray[Any, Any] | None = None,
+        filter: Any = None,
+        metric: str = "cosine",
+        offset: int = 0,
+        rrf_k: int = 60,
+        candidates: int | None = None,
+        vector_weight: float = 1.0,
+        text_weight: float = 1.0,
+        ef_search: int | None = None,
+    ) -> ResultSet[DocT]:
+        """Full-text and vector search fused by reciprocal rank fusion, one SQL statement.
+
+        See :func:`vectorstore.hybrid.hybrid_search`; ``score`` is the RRF score.
+        """
+        from . import search
+        from .hybrid import hybrid_search
+
+        opts = search.make_options(k, metric=metric, filter=filter, offset=offset,
+                                   ef_search=ef_search)  # fmt: skip
+        return hybrid_search(self, text, vector=vector, opts=opts, rrf_k=rrf_k,
+                             candidates=candidates, vector_weight=vector_weight,
+                             text_weight=text_weight)  # fmt: skip
+
+    def explain(self, query: str | Sequence[float] | np.ndarray[Any, Any], **options: Any) -> Any:
+        """EXPLAIN ANALYZE what ``nearest(query, **options)`` runs: an ExplainReport."""
+        from .diagnostics import explain
+
+        return explain(self, query, **options)
+
+    def measure_recall(self, queries: Sequence[Any], **options: Any) -> Any:
+        """Recall@k and latency per ef_search/probes: see vectorstore.diagnostics."""
+        from .diagnostics import measure_recall
+
+        return measure_recall(self, queries, **options)
+
+    def create_index(self, spec: Any = None, **options: Any) -> str:
+        """Build an ANN index (an :class:`~vectorstore.IndexSpec`); returns its name."""
+        from .indexes import IndexSpec, create_index
+
+        return create_index(self, spec if spec is not None else IndexSpec(), **options)
+
+    def drop_index(self, name: str, *, concurrently: bool | None = None) -> bool:
+        """Drop an ANN index by name; False when it did not exist."""
+        from .indexes import drop_index
+
+        return drop_index(self, name, concurrently=concurrently)
+
+    def list_indexes(self) -> list[Any]:
+        """The HNSW/IVFFlat indexes on the document table."""
+        from .indexes import list_indexes
+
+        with self._read("list indexes") as session:
+            return list_indexes(session, self.model.__table__)  # type: ignore[attr-defined]

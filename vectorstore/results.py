@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Any, Generic, TypeVar
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Generic, TypeVar, overload
 
-__all__ = ["BulkResult", "CollectionInfo", "SearchResult"]
+__all__ = ["BulkResult", "CollectionInfo", "ResultSet", "SearchResult"]
 
 DocT = TypeVar("DocT")
 
@@ -62,3 +63,90 @@ class SearchResult(Generic[DocT]):
     distance: float
     score: float
     extra: Any = None
+
+
+@dataclass(frozen=True)
+class ResultSet(Sequence[SearchResult[DocT]]):
+    """The hits of one nearest/hybrid call, best first, and how they were found.
+
+    Behaves as a read-only sequence of :class:`SearchResult`.
+
+    Attributes:
+        results: the hits, sorted by distance (hybrid: by fused score).
+        k: how many were requested.
+        strategy: what ran: ``"index"`` (ANN index scan), ``"iterative"`` (ANN
+            iterative index scan), ``"exact"`` (exact ranking of the filtered
+            rows) or ``"hybrid"``.
+        metric: the distance metric.
+        settings: the settings applied with SET LOCAL for the query.
+        fallback_from: the strategy that returned fewer than k rows and was
+            replaced by an exact ranking, if that happened.
+        reason: why the strategy was chosen.
+        estimated_rows: the planner's estimate of the rows the filter keeps.
+        counted_rows: a bounded count of them (capped), when one was taken.
+        threshold_bounded: a distance threshold cut the result: the rows are
+            those of the k nearest that meet it (the scan is bounded by k).
+        elapsed_s: wall time of the call.
+    """
+
+    results: tuple[SearchResult[DocT], ...] = ()
+    k: int = 0
+    strategy: str = ""
+    metric: str = "cosine"
+    settings: dict[str, str] = field(default_factory=dict)
+    fallback_from: str | None = None
+    reason: str = ""
+    estimated_rows: int | None = None
+    counted_rows: int | None = None
+    threshold_bounded: bool = False
+    elapsed_s: float = 0.0
+
+    @property
+    def returned(self) -> int:
+        """Rows returned (at most ``k``)."""
+        return len(self.results)
+
+    @property
+    def documents(self) -> list[DocT]:
+        return [hit.document for hit in self.results]
+
+    def __len__(self) -> int:
+        return len(self.results)
+
+    @overload
+    def __getitem__(self, index: int) -> SearchResult[DocT]: ...
+    @overload
+    def __getitem__(self, index: slice) -> Sequence[SearchResult[DocT]]: ...
+    def __getitem__(self, index: int | slice) -> Any:
+        return self.results[index]
+
+    def __iter__(self) -> Iterator[SearchResult[DocT]]:
+        return iter(self.results)
+
+    def to_dataframe(self) -> Any:
+        """The hits as a pandas DataFrame: one row per hit, best first.
+
+        Columns: ``id``, ``external_id``, ``text``, ``metadata``, ``distance``,
+        ``score``, ``rank``, and ``extra`` when a joined row or ranks are attached.
+        """
+        import pandas as pd
+
+        rows = []
+        for rank, hit in enumerate(self.results, start=1):
+            doc: Any = hit.document
+            row = {
+                "id": getattr(doc, "id", None),
+                "external_id": getattr(doc, "external_id", None),
+                "text": getattr(doc, "text", None),
+                "metadata": getattr(doc, "metadata_", None),
+                "distance": hit.distance,
+                "score": hit.score,
+                "rank": rank,
+            }
+            if hit.extra is not None:
+                row["extra"] = hit.extra
+            rows.append(row)
+        columns = ["id", "external_id", "text", "metadata", "distance", "score", "rank"]
+        if any(hit.extra is not None for hit in self.results):
+            columns.append("extra")
+        return pd.DataFrame(rows, columns=columns)

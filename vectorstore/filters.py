@@ -1,0 +1,319 @@
+"""The dictionary filter language, compiled to bound SQLAlchemy expressions.
+
+Design decision: a filter is *compiled*, never formatted.  Every user value ends
+up in a bind parameter (or a JSONB bind), so a value that looks like SQL
+(``"' OR 1=1 --"``) is only ever data.  The compiler validates the whole filter
+before any SQL exists: an unknown operator, a wrong operand type or a malformed
+shape raises :class:`~vectorstore.FilterError` naming the offending path.
+
+Fields: a key naming a document column (``id``, ``external_id``, ``text``,
+``created_at``) filters that column; any other key is a metadata key (a dotted
+key such as ``"a.b"`` is a nested path).  The key ``metadata`` itself takes
+``$contains`` with an object (``metadata @> {...}``).
+
+Operators (the vocabulary of other vector stores)::
+
+    {"k": v}                  equality ($eq)          {"k": {"$ne": v}}
+    {"k": {"$lt": v}}  $lte  $gt  $gte                {"k": {"$between": [lo, hi]}}
+    {"k": {"$in": [..]}}  $nin                        {"k": {"$like": "a%"}}  $ilike
+    {"k": {"$exists": true}}                          {"k": {"$contains": v}}
+    {"$and": [f, ...]}  {"$or": [f, ...]}  {"$not": f}
+
+Index use: metadata equality and ``$in`` compile to JSONB containment
+(``metadata @> '{"k": v}'``), which the ``jsonb_ops`` GIN index serves, with an
+exact recheck on ``metadata -> 'k'`` so an array value never passes for a
+scalar.  ``$exists`` on a top-level key compiles to ``metadata ? 'k'``, also
+GIN-indexed.  Range operators on metadata guard on ``jsonb_typeof`` so that a
+string never compares with a number (and no cast can fail mid-query).
+``$ne`` and ``$nin`` match documents that lack the key (as in MongoDB).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Mapping, Sequence
+from datetime import date, datetime
+from typing import Any
+
+from sqlalchemy import ColumnElement, and_, bindparam, false, func, not_, or_, true
+from sqlalchemy.dialects.postgresql import JSONB
+
+from .errors import FilterError
+
+__all__ = ["COLUMN_FIELDS", "OPERATORS", "FilterLike", "compile_filter"]
+
+#: Document columns a dictionary filter may name directly.
+COLUMN_FIELDS = ("id", "external_id", "text", "created_at")
+_FIELD_OPERATORS = (
+    "$eq", "$ne", "$lt", "$lte", "$gt", "$gte", "$in", "$nin", "$between",
+    "$like", "$ilike", "$exists", "$contains",
+)  # fmt: skip
+_LOGICAL = ("$and", "$or", "$not")
+#: Every operator the dictionary language knows.
+OPERATORS = _FIELD_OPERATORS + _LOGICAL
+_MAX_DEPTH = 32
+
+FilterLike = Mapping[str, Any] | ColumnElement[bool] | Sequence[Any] | None
+
+
+def compile_filter(spec: Any, model: Any) -> ColumnElement[bool] | None:
+    """Compile ``spec`` into a boolean SQL expression over ``model``'s columns.
+
+    Args:
+        spec: None, a dictionary filter, a SQLAlchemy boolean expression on any
+            mapped column, or a list mixing both (combined with AND).
+        model: the mapped document class.
+
+    Returns:
+        The expression, or None for "no filter".
+
+    Raises:
+        FilterError: the filter is malformed; nothing was sent to the database.
+    """
+    if spec is None:
+        return None
+    if isinstance(spec, ColumnElement):
+        return spec
+    if isinstance(spec, Mapping):
+        return _Compiler(model).node(spec, "filter", 0)
+    if isinstance(spec, Sequence) and not isinstance(spec, (str, bytes)):
+        parts = [compile_filter(item, model) for item in spec]
+        kept = [p for p in parts if p is not None]
+        return and_(*kept) if kept else None
+    raise FilterError(
+        f"a filter must be a dict, a SQLAlchemy expression or a list of them, "
+        f"got {type(spec).__name__}"
+    )
+
+
+def _scalar(value: Any, where: str) -> Any:
+    """A JSON scalar (str, int, float, bool, None); dates become ISO strings."""
+    if isinstance(value, datetime | date):
+        return value.isoformat()
+    if value is None or isinstance(value, bool | int):
+        return value
+    if isinstance(value, float):
+        if not math.isfinite(value):
+            raise FilterError(f"{where}: NaN and infinity cannot be compared")
+        return value
+    if isinstance(value, str):
+        if "\x00" in value:
+            raise FilterError(f"{where}: a string containing NUL cannot be stored or compared")
+        return value
+    raise FilterError(
+        f"{where}: expected a string, number, boolean or null, got {type(value).__name__}"
+    )
+
+
+def _json_value(value: Any, where: str) -> Any:
+    """Any JSON value (scalars, lists, objects), validated recursively."""
+    if isinstance(value, Mapping):
+        out = {}
+        for key, item in value.items():
+            if not isinstance(key, str):
+                raise FilterError(f"{where}: object keys must be strings, got {key!r}")
+            out[key] = _json_value(item, f"{where}.{key}")
+        return out
+    if isinstance(value, list | tuple):
+        return [_json_value(item, f"{where}[{i}]") for i, item in enumerate(value)]
+    return _scalar(value, where)
+
+
+def _ordered(value: Any, where: str) -> Any:
+    """An operand of a range comparison: a number or a string (dates as ISO)."""
+    checked = _scalar(value, where)
+    if checked is None or isinstance(checked, bool):
+        raise FilterError(f"{where}: range comparisons need a number or a string, got {value!r}")
+    return checked
+
+
+def _nest(path: tuple[str, ...], value: Any) -> dict[str, Any]:
+    for key in reversed(path[1:]):
+        value = {key: value}
+    return {path[0]: value}
+
+
+class _Compiler:
+    def __init__(self, model: Any) -> None:
+        self.model = model
+        self.meta = model.metadata_
+
+    # -- structure -----------------------------------------------------------
+    def node(self, spec: Any, where: str, depth: int) -> ColumnElement[bool]:
+        if depth > _MAX_DEPTH:
+            raise FilterError(f"{where}: filter nested deeper than {_MAX_DEPTH} levels")
+        if not isinstance(spec, Mapping):
+            raise FilterError(f"{where}: expected a filter object, got {type(spec).__name__}")
+        if not spec:
+            return true()
+        parts = []
+        for key, value in spec.items():
+            if not isinstance(key, str) or not key:
+                raise FilterError(f"{where}: filter keys must be non-empty strings, got {key!r}")
+            if key.startswith("$"):
+                parts.append(self.logical(key, value, f"{where}.{key}", depth))
+            else:
+                parts.append(self.field(key, value, f"{where}.{key}"))
+        return parts[0] if len(parts) == 1 else and_(*parts)
+
+    def logical(self, op: str, value: Any, where: str, depth: int) -> ColumnElement[bool]:
+        if op == "$not":
+            return not_(self.node(value, where, depth + 1))
+        if op in ("$and", "$or"):
+            if not isinstance(value, list | tuple) or not value:
+                raise FilterError(f"{where}: {op} takes a non-empty list of filters")
+            subs = [self.node(v, f"{where}[{i}]", depth + 1) for i, v in enumerate(value)]
+            return and_(*subs) if op == "$and" else or_(*subs)
+        if op in _FIELD_OPERATORS:
+            raise FilterError(
+                f"{where}: {op} must be applied to a field, e.g. {{'k': {{{op!r}: ...}}}}"
+            )
+        raise FilterError(f"{where}: unknown operator {op!r}; known: {', '.join(OPERATORS)}")
+
+    def field(self, key: str, value: Any, where: str) -> ColumnElement[bool]:
+        if "\x00" in key:
+            raise FilterError(f"{where}: field names cannot contain NUL")
+        if (
+            isinstance(value, Mapping)
+            and value
+            and all(isinstance(k, str) and k.startswith("$") for k in value)
+        ):
+            ops = [
+                self.operator(key, op, operand, f"{where}.{op}") for op, operand in value.items()
+            ]
+            return ops[0] if len(ops) == 1 else and_(*ops)
+        if isinstance(value, Mapping) and any(
+            isinstance(k, str) and k.startswith("$") for k in value
+        ):
+            raise FilterError(f"{where}: mixes operators and plain keys; use one or the other")
+        eq: ColumnElement[bool] = self.operator(key, "$eq", value, where)
+        return eq
+
+    # -- operators -----------------------------------------------------------
+    def operator(self, key: str, op: str, operand: Any, where: str) -> Any:
+        if op not in _FIELD_OPERATORS:
+            raise FilterError(f"{where}: unknown operator {op!r}; known: {', '.join(OPERATORS)}")
+        if key == "metadata":
+            if op != "$contains" or not isinstance(operand, Mapping):
+                raise FilterError(f"{where}: the 'metadata' field takes {{'$contains': {{...}}}}")
+            return self.meta.contains(bindparam(None, _json_value(operand, where), type_=JSONB))
+        if key in COLUMN_FIELDS:
+            return self.column_op(getattr(self.model, key), key, op, operand, where)
+        path = tuple(key.split("."))
+        if any(not part for part in path):
+            raise FilterError(f"{where}: {key!r} is not a valid metadata path")
+        return self.meta_op(path, op, operand, where)
+
+    def column_op(self, col: Any, key: str, op: str, operand: Any, where: str) -> Any:
+        if op == "$eq":
+            value = _scalar(operand, where)
+            return col.is_(None) if value is None else col == value
+        if op == "$ne":
+            value = _scalar(operand, where)
+            return col.is_not(None) if value is None else col.is_distinct_from(value)
+        if op in ("$lt", "$lte", "$gt", "$gte"):
+            value = _ordered(operand, where)
+            return {"$lt": col < value, "$lte": col <= value, "$gt": col > value,
+                    "$gte": col >= value}[op]  # fmt: skip
+        if op == "$between":
+            lo, hi = self.bounds(operand, where)
+            return col.between(lo, hi)
+        if op in ("$in", "$nin"):
+            values = [
+                _scalar(v, f"{where}[{i}]") for i, v in enumerate(self.listing(operand, where))
+            ]
+            if op == "$in":
+                return col.in_(values) if values else false()
+            return or_(col.is_(None), col.not_in(values)) if values else true()
+        if op in ("$like", "$ilike"):
+            pattern = self.pattern(operand, where)
+            return col.like(pattern) if op == "$like" else col.ilike(pattern)
+        if op == "$exists":
+            return col.is_not(None) if self.flag(operand, where) else col.is_(None)
+        raise FilterError(f"{where}: {op} applies to metadata keys, not to the column {key!r}")
+
+    def meta_op(self, path: tuple[str, ...], op: str, operand: Any, where: str) -> Any:
+        element = self.meta[path[0]] if len(path) == 1 else self.meta[path]
+        if op in ("$eq", "$ne"):
+            value = _json_value(operand, where)
+            eq = self.meta_eq(path, element, value)
+            return eq if op == "$eq" else not_(eq)
+        if op in ("$in", "$nin"):
+            values = [
+                _json_value(v, f"{where}[{i}]") for i, v in enumerate(self.listing(operand, where))
+            ]
+            if not values:
+                return false() if op == "$in" else true()
+            any_eq = or_(*(self.meta_eq(path, element, v) for v in values))
+            return any_eq if op == "$in" else not_(any_eq)
+        if op in ("$lt", "$lte", "$gt", "$gte"):
+            return self.meta_cmp(element, op, _ordered(operand, where))
+        if op == "$between":
+            lo, hi = self.bounds(operand, where)
+            return and_(self.meta_cmp(element, "$gte", lo), self.meta_cmp(element, "$lte", hi))
+        if op in ("$like", "$ilike"):
+            pattern = self.pattern(operand, where)
+            text = self.meta[path[0]].astext if len(path) == 1 else self.meta[path].astext
+            guard = func.jsonb_typeof(element) == "string"
+            return and_(guard, text.like(pattern) if op == "$like" else text.ilike(pattern))
+        if op == "$exists":
+            present = self.meta.has_key(path[0]) if len(path) == 1 else element.is_not(None)
+            return present if self.flag(operand, where) else not_(present)
+        # $contains: array containment (a list: all of them; a scalar: that element),
+        # or object containment for an object operand.
+        value = _json_value(operand, where)
+        needle = value if isinstance(value, list | dict) else [value]
+        return self.meta.contains(bindparam(None, _nest(path, needle), type_=JSONB))
+
+    def meta_eq(self, path: tuple[str, ...], element: Any, value: Any) -> Any:
+        exact = element == bindparam(None, value, type_=JSONB)
+        if isinstance(value, list | dict):
+            return exact
+        # Containment lets the GIN index find candidates; the recheck on the
+        # element keeps an array that merely contains the value from matching.
+        contained = self.meta.contains(bindparam(None, _nest(path, value), type_=JSONB))
+        return and_(contained, exact)
+
+    def meta_cmp(self, element: Any, op: str, value: Any) -> Any:
+        kind = "number" if isinstance(value, int | float) else "string"
+        bound = bindparam(None, value, type_=JSONB)
+        compare = {"$lt": element < bound, "$lte": element <= bound, "$gt": element > bound,
+                   "$gte": element >= bound}[op]  # fmt: skip
+        return and_(func.jsonb_typeof(element) == kind, compare)
+
+    # -- operand checks ------------------------------------------------------
+    @staticmethod
+    def listing(operand: Any, where: str) -> list[Any]:
+        if not isinstance(operand, list | tuple | set | frozenset):
+            raise FilterError(f"{where}: expected a list of values, got {type(operand).__name__}")
+        return list(operand)
+
+    @staticmethod
+    def bounds(operand: Any, where: str) -> tuple[Any, Any]:
+        if not isinstance(operand, list | tuple) or len(operand) != 2:
+            raise FilterError(f"{where}: $between takes [low, high]")
+        lo, hi = _ordered(operand[0], where), _ordered(operand[1], where)
+        if isinstance(lo, str) != isinstance(hi, str):
+            raise FilterError(f"{where}: $between bounds must both be numbers or both strings")
+        return lo, hi
+
+    @staticmethod
+    def pattern(operand: Any, where: str) -> str:
+        if not isinstance(operand, str) or "\x00" in operand:
+            raise FilterError(f"{where}: a LIKE pattern must be a string without NUL")
+        return operand
+
+    @staticmethod
+    def flag(operand: Any, where: str) -> bool:
+        if not isinstance(operand, bool):
+            raise FilterError(f"{where}: $exists takes true or false, got {operand!r}")
+        return operand
+
+
+def describe(spec: Any) -> str:
+    """A short JSON rendering of a dictionary filter, for reports and logs."""
+    try:
+        return json.dumps(spec, default=str, sort_keys=True)
+    except (TypeError, ValueError):
+        return repr(spec)

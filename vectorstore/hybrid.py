@@ -1,0 +1,193 @@
+"""Hybrid search (full text + vectors, fused by RRF in one statement) and MMR.
+
+Design decision: the fusion happens in PostgreSQL, in one SQL statement, so the
+same filter applies to both arms, the caller gets one round trip, and the
+candidates never leave the server.  The statement is::
+
+    WITH vec AS (the n nearest by vector distance, numbered 1..n),
+         txt AS (the n best full-text matches by ts_rank_cd, numbered 1..n)
+    SELECT documents, distance, score
+    FROM vec FULL OUTER JOIN txt USING (id) JOIN documents ...
+    ORDER BY w_v / (rrf_k + vec.rank) + w_t / (rrf_k + txt.rank) DESC
+
+Reciprocal rank fusion (Cormack et al., 2009) needs no score normalisation:
+a document missing from one arm simply gets no contribution from it.  The text
+arm uses the generated ``text_search`` tsvector (English configuration) and its
+GIN index; the query goes through ``websearch_to_tsquery``, so user input such
+as ``"exact phrase" -excluded or other`` is safe and never a syntax error.
+
+Maximal marginal relevance (:func:`mmr_select`) re-ranks candidates in Python:
+each pick maximises ``lambda * sim(query, d) - (1 - lambda) * max sim(d, picked)``
+(cosine similarities), trading relevance for diversity.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import replace
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+from sqlalchemy import Float, cast, func, literal, select
+from sqlalchemy.dialects.postgresql import REGCONFIG
+
+from .errors import ValidationError
+from .results import ResultSet, SearchResult
+
+if TYPE_CHECKING:
+    from .repository import DocumentRepository
+    from .search import SearchOptions
+
+__all__ = ["DEFAULT_RRF_K", "hybrid_search", "mmr_select"]
+
+#: The RRF constant from the original paper; damps the weight of the top ranks.
+DEFAULT_RRF_K = 60
+TEXT_SEARCH_CONFIG = "english"
+
+
+def mmr_select(
+    query: Any, hits: list[SearchResult[Any]], k: int, lam: float, metric: str
+) -> list[SearchResult[Any]]:
+    """Pick ``k`` of ``hits`` by maximal marginal relevance (``lam`` = 1: pure relevance)."""
+    if not hits:
+        return []
+    matrix = np.asarray([np.asarray(h.document.embedding, dtype=np.float32) for h in hits])
+    norms = np.linalg.norm(matrix, axis=1, keepdims=True)
+    unit = matrix / np.where(norms == 0, 1.0, norms)
+    q = np.asarray(query, dtype=np.float32)
+    q = q / (float(np.linalg.norm(q)) or 1.0)
+    relevance = unit @ q
+    similarity = unit @ unit.T
+    picked: list[int] = []
+    left = list(range(len(hits)))
+    while left and len(picked) < k:
+        redundancy = similarity[np.ix_(left, picked)].max(axis=1) if picked else np.zeros(len(left))
+        gains = lam * relevance[left] - (1.0 - lam) * redundancy
+        best = left[int(np.argmax(gains))]
+        picked.append(best)
+        left.remove(best)
+    return [hits[i] for i in picked]
+
+
+def hybrid_search(
+    repo: DocumentRepository[Any],
+    text: str,
+    *,
+    vector: Any = None,
+    opts: SearchOptions,
+    rrf_k: int = DEFAULT_RRF_K,
+    candidates: int | None = None,
+    vector_weight: float = 1.0,
+    text_weight: float = 1.0,
+) -> ResultSet[Any]:
+    """Fuse full-text and vector rankings of ``text`` by RRF, in one statement.
+
+    Args:
+        text: the query text: full-text query (web search syntax) and, unless
+            ``vector`` is given, the text embedded for the vector arm.
+        vector: the query vector (default: ``text`` embedded).
+        opts: nearest's options (k, metric, filter, offset, ef_search, ...).
+        rrf_k: the RRF constant.
+        candidates: rows taken from each arm (default ``max(4 * (k + offset), 40)``).
+        vector_weight, text_weight: weights of the two arms in the fused score.
+
+    Returns:
+        Hits ordered by fused score; ``score`` is the RRF score, ``distance`` the
+        vector distance, ``extra`` a dict with ``vector_rank`` and ``text_rank``
+        (None when the document was not in that arm's candidates).
+    """
+    from .search import (
+        build_statement,
+        distance_expression,
+        owns_sessions,
+        plan_search,
+        query_vector,
+        settings_scope,
+        where_clause,
+    )
+
+    if not isinstance(text, str) or not text.strip():
+        raise ValidationError("hybrid search needs a non-empty query text")
+    for name, value in (("rrf_k", rrf_k), ("candidates", candidates)):
+        if value is not None and (isinstance(value, bool) or not isinstance(value, int)
+                                  or value <= 0):  # fmt: skip
+            raise ValidationError(f"{name} must be a positive integer, got {value!r}")
+    for name, weight in (("vector_weight", vector_weight), ("text_weight", text_weight)):
+        if isinstance(weight, bool) or not isinstance(weight, int | float) or weight < 0:
+            raise ValidationError(f"{name} must be a non-negative number, got {weight!r}")
+    if opts.join is not None:
+        raise ValidationError("hybrid search does not take join=; use nearest_query() and join")
+    vec = query_vector(repo, text if vector is None else vector)
+    model = repo.model
+    wanted = opts.k + opts.offset
+    n = candidates or max(4 * wanted, 40)
+    started = time.perf_counter()
+    with repo._read("hybrid search") as session:
+        arm_opts = replace(opts, k=n, offset=0, max_distance=None, mmr=None)
+        plan = plan_search(repo, session, vec, arm_opts)
+        # The vector arm: nearest's own statement for the chosen strategy.
+        arm = build_statement(
+            repo, vec, replace(arm_opts, precision="vector", with_embedding=True), plan.strategy
+        )
+        arm_sub = arm.with_only_columns(model.id, arm.selected_columns.distance).subquery()
+        vec_cte = select(
+            arm_sub.c.id,
+            func.row_number().over(order_by=(arm_sub.c.distance, arm_sub.c.id)).label("rank"),
+        ).cte("vec")
+        tsquery = func.websearch_to_tsquery(cast(literal(TEXT_SEARCH_CONFIG), REGCONFIG), text)
+        relevance = func.ts_rank_cd(model.text_search, tsquery)
+        txt_sub = (
+            select(model.id, relevance.label("relevance"))
+            .where(*where_clause(repo, opts), model.text_search.bool_op("@@")(tsquery))
+            .order_by(relevance.desc(), model.id)
+            .limit(n)
+            .subquery()
+        )
+        txt_cte = select(
+            txt_sub.c.id,
+            func.row_number()
+            .over(order_by=(txt_sub.c.relevance.desc(), txt_sub.c.id))
+            .label("rank"),
+        ).cte("txt")
+        score = func.coalesce(
+            cast(literal(float(vector_weight)), Float) / (rrf_k + vec_cte.c.rank), 0.0
+        ) + func.coalesce(cast(literal(float(text_weight)), Float) / (rrf_k + txt_cte.c.rank), 0.0)
+        fused = (
+            select(
+                func.coalesce(vec_cte.c.id, txt_cte.c.id).label("id"),
+                score.label("score"),
+                vec_cte.c.rank.label("vector_rank"),
+                txt_cte.c.rank.label("text_rank"),
+            )
+            .select_from(vec_cte.outerjoin(txt_cte, vec_cte.c.id == txt_cte.c.id, full=True))
+            .subquery()
+        )
+        distance = distance_expression(model.embedding, vec, opts.metric, dimension=repo.dimension)
+        stmt = (
+            select(
+                model,
+                distance.label("distance"),
+                fused.c.score,
+                fused.c.vector_rank,
+                fused.c.text_rank,
+            )
+            .join(fused, model.id == fused.c.id)
+            .order_by(fused.c.score.desc(), distance, model.id)
+            .limit(wanted)
+        )
+        with settings_scope(session, plan.settings, owned=owns_sessions(repo)):
+            rows = session.execute(stmt).all()
+    hits = [
+        SearchResult(doc, float(dist), float(sc),
+                     {"vector_rank": None if vr is None else int(vr),
+                      "text_rank": None if tr is None else int(tr)})
+        for doc, dist, sc, vr, tr in rows
+    ][opts.offset :]  # fmt: skip
+    if opts.max_distance is not None:
+        hits = [h for h in hits if h.distance <= opts.max_distance]
+    return ResultSet(
+        results=tuple(hits), k=opts.k, strategy="hybrid", metric=opts.metric,
+        settings=dict(plan.settings), reason=f"RRF of full text and {plan.strategy} vector arm",
+        estimated_rows=plan.estimated_rows, counted_rows=plan.counted_rows,
+        elapsed_s=time.perf_counter() - started,
+    )  # fmt: skip
