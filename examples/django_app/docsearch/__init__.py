@@ -1,0 +1,1 @@
+"""A Django app that adds and searches documents with vectorstore."""

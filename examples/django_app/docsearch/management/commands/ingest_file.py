@@ -1,0 +1,56 @@
+"""``python manage.py ingest_file PATH``: load a CSV, JSONL or parquet file of documents."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from django.core.management.base import BaseCommand, CommandError, CommandParser
+from sqlalchemy.orm import Session
+
+import vectorstore as vs
+from examples.django_app.docsearch import store
+
+_READERS = {".csv": "read_csv", ".parquet": "read_parquet", ".jsonl": "read_json",
+            ".ndjson": "read_json"}  # fmt: skip
+
+
+class Command(BaseCommand):
+    help = "Embed and store the documents of a CSV, JSONL or parquet file (one row each)."
+
+    def add_arguments(self, parser: CommandParser) -> None:
+        parser.add_argument("path")
+        parser.add_argument("--text-column", default="text")
+        parser.add_argument("--id-column", default=None)
+        parser.add_argument("--metadata-columns", default="", help="comma separated")
+        parser.add_argument("--on-conflict", choices=("error", "skip", "update"), default="skip")
+
+    def handle(self, *args: Any, **options: Any) -> None:
+        import pandas as pd
+
+        path = Path(options["path"])
+        reader = _READERS.get(path.suffix.lower())
+        if reader is None:
+            raise CommandError(f"{path.name}: expected .csv, .jsonl, .ndjson or .parquet")
+        if not path.is_file():
+            raise CommandError(f"{path}: no such file")
+        kwargs = {"lines": True} if reader == "read_json" else {}
+        frame = getattr(pd, reader)(path, **kwargs)
+        meta = [c.strip() for c in options["metadata_columns"].split(",") if c.strip()]
+        columns: dict[str, Any] = {"text_column": options["text_column"]}
+        if options["id_column"]:
+            columns["id_column"] = options["id_column"]
+        if meta:
+            columns["metadata_columns"] = meta
+        with Session(store.engine()) as session:
+            try:
+                result = store.repository(session).bulk_add(
+                    frame, on_conflict=options["on_conflict"], **columns
+                )
+            except vs.VectorStoreError as exc:
+                raise CommandError(str(exc)) from exc
+            session.commit()
+        self.stdout.write(
+            f"inserted {result.inserted}, skipped {result.skipped}, updated {result.updated}, "
+            f"embedded {result.embedded}"
+        )
