@@ -90,6 +90,8 @@ DEFAULT_EXACT_THRESHOLD = 8_000
 #: Tuples an iterative HNSW scan may visit before giving up (pgvector's default 20k).
 DEFAULT_MAX_SCAN_TUPLES = 40_000
 _HNSW_MAX_EF = 1000
+#: Upper bound of k, offset and other counts: far beyond any real query, far below bigint.
+_MAX_COUNT = 2**31 - 1
 _FALLBACK_EF = 1000
 
 
@@ -168,6 +170,9 @@ def _positive_int(name: str, value: Any, *, allow_zero: bool = False) -> int:
         raise ValidationError(f"{name} must be an integer, got {value!r}")
     if value < 0 or (value == 0 and not allow_zero):
         raise ValidationError(f"{name} must be {'>= 0' if allow_zero else 'positive'}, got {value}")
+    if value > _MAX_COUNT:
+        # A larger LIMIT (or k * a candidate factor) overflows PostgreSQL's bigint.
+        raise ValidationError(f"{name} must be at most {_MAX_COUNT}, got {value}")
     return int(value)
 
 
