@@ -1,0 +1,180 @@
+"""The dictionary filter language: every operator, nesting, hostile values, bad filters."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import pytest
+from sqlalchemy import Engine, text
+from sqlalchemy.dialects import postgresql
+from sqlalchemy.orm import Session
+
+import vectorstore as vs
+from tests.conftest import table_count
+
+Repo = vs.DocumentRepository[vs.Document]
+
+ROWS: list[dict[str, Any]] = [
+    {"color": "red", "price": 5, "tags": ["a", "b"], "name": "alpha", "spec": {"size": 1}},
+    {"color": "blue", "price": 15, "tags": ["b"], "name": "Beta", "spec": {"size": 2}},
+    {"color": "red", "price": 25.5, "tags": [], "name": "gamma"},
+    {"color": "green", "price": "cheap", "name": "O'Brien; DROP TABLE x"},
+    {"price": None, "name": "' OR 1=1 --"},
+    {"color": ["red"], "name": "array color"},
+]
+
+
+@pytest.fixture
+def loaded(repo: Repo) -> Repo:
+    rng = np.random.default_rng(0)
+    repo.bulk_add(
+        [f"doc {i}" for i in range(len(ROWS))],
+        embeddings=rng.standard_normal((len(ROWS), 384)).astype(np.float32),
+        metadata=ROWS,
+        external_ids=[str(i) for i in range(len(ROWS))],
+    )
+    return repo
+
+
+def matching(repo: Repo, spec: Any) -> list[int]:
+    hits = repo.nearest(np.ones(384), k=50, filter=spec)
+    return sorted(int(h.document.external_id) for h in hits)
+
+
+@pytest.mark.parametrize(
+    ("spec", "expected"),
+    [
+        ({"color": "red"}, [0, 2]),
+        ({"color": {"$eq": "red"}}, [0, 2]),
+        ({"color": {"$ne": "red"}}, [1, 3, 4, 5]),
+        ({"price": {"$lt": 15}}, [0]),
+        ({"price": {"$lte": 15}}, [0, 1]),
+        ({"price": {"$gt": 15}}, [2]),
+        ({"price": {"$gte": 15, "$lt": 30}}, [1, 2]),
+        ({"price": {"$between": [5, 15]}}, [0, 1]),
+        ({"name": {"$between": ["a", "b"]}}, [0, 5]),
+        ({"color": {"$in": ["red", "green"]}}, [0, 2, 3]),
+        ({"color": {"$in": []}}, []),
+        ({"color": {"$nin": ["red", "green"]}}, [1, 4, 5]),
+        ({"color": {"$nin": []}}, [0, 1, 2, 3, 4, 5]),
+        ({"name": {"$like": "%a"}}, [0, 1, 2]),
+        ({"name": {"$ilike": "b%"}}, [1]),
+        ({"color": {"$exists": True}}, [0, 1, 2, 3, 5]),
+        ({"color": {"$exists": False}}, [4]),
+        ({"price": None}, [4]),
+        ({"tags": {"$contains": "b"}}, [0, 1]),
+        ({"tags": {"$contains": ["a", "b"]}}, [0]),
+        ({"color": ["red"]}, [5]),
+        ({"spec.size": 2}, [1]),
+        ({"spec.size": {"$gte": 1}}, [0, 1]),
+        ({"spec.size": {"$exists": True}}, [0, 1]),
+        ({"metadata": {"$contains": {"color": "red", "price": 5}}}, [0]),
+        ({"$or": [{"color": "blue"}, {"price": {"$gt": 20}}]}, [1, 2]),
+        ({"$and": [{"color": "red"}, {"price": {"$gt": 20}}]}, [2]),
+        ({"$not": {"color": "red"}}, [1, 3, 4, 5]),
+        ({"$or": [{"$and": [{"color": "red"}, {"$not": {"price": 5}}]}, {"name": "Beta"}]}, [1, 2]),
+        ({"color": "red", "price": 5}, [0]),
+        ({}, [0, 1, 2, 3, 4, 5]),
+        ({"external_id": "3"}, [3]),
+        ({"external_id": {"$in": ["1", "2"]}}, [1, 2]),
+        ({"text": {"$like": "doc 1%"}}, [1]),
+        ({"external_id": {"$ne": "0"}}, [1, 2, 3, 4, 5]),
+        ([{"color": "red"}, {"price": {"$gt": 6}}], [2]),
+    ],
+)
+def test_operators(loaded: Repo, spec: Any, expected: list[int]) -> None:
+    assert matching(loaded, spec) == expected
+
+
+@pytest.mark.parametrize(
+    "value",
+    ["' OR 1=1 --", "O'Brien; DROP TABLE x", "x'); DELETE FROM vectorstore_documents; --",
+     "\\'", "%", "$ne", '"}', "?", "%(x)s", ":name"],
+)  # fmt: skip
+def test_values_that_look_like_sql_are_data(loaded: Repo, engine: Engine, value: str) -> None:
+    expected = [i for i, row in enumerate(ROWS) if row.get("name") == value]
+    assert matching(loaded, {"name": value}) == expected
+    assert matching(loaded, {"name": {"$in": [value]}}) == expected
+    assert (
+        matching(loaded, {"name": {"$like": value}})
+        == [i for i, row in enumerate(ROWS) if row.get("name") == value and "%" not in value]
+        or "%" in value
+        or "\\" in value
+    )
+    if not value.startswith("$"):  # a key starting with $ is an operator
+        assert matching(loaded, {value: "x"}) == []
+    assert matching(loaded, {"external_id": value}) == []
+    loaded._session.commit()  # type: ignore[union-attr]
+    assert table_count(engine) == len(ROWS)
+
+
+def test_sqlalchemy_expressions_and_mixed_lists(loaded: Repo) -> None:
+    doc = vs.Document
+    assert matching(loaded, doc.metadata_["color"].astext == "blue") == [1]
+    assert matching(loaded, [doc.external_id.in_(["0", "1", "2"]), {"color": "red"}]) == [0, 2]
+
+
+def test_compiled_filters_bind_every_value() -> None:
+    compiled = vs.compile_filter({"name": "' OR 1=1 --", "price": {"$gt": 3}}, vs.Document)
+    assert compiled is not None
+    sql = str(compiled.compile(dialect=postgresql.dialect()))
+    assert "OR 1=1" not in sql
+    assert "@>" in sql  # equality is containment: the GIN index can serve it
+
+
+def test_equality_and_containment_use_the_gin_index(loaded: Repo, session: Session) -> None:
+    session.execute(text("SET LOCAL enable_seqscan = off"))
+    model = vs.Document
+    for spec in ({"color": "red"}, {"tags": {"$contains": "b"}}, {"color": {"$exists": True}}):
+        where = vs.compile_filter(spec, model)
+        from sqlalchemy import select
+
+        from vectorstore.diagnostics import Explain
+
+        plan = session.execute(Explain(select(model.id).where(where))).scalar_one()
+        assert "ix_vectorstore_documents_metadata" in str(plan), spec
+
+
+@pytest.mark.parametrize(
+    ("spec", "match"),
+    [
+        ({"$bogus": 1}, "unknown operator"),
+        ({"a": {"$regex": "x"}}, "unknown operator"),
+        ({"a": {"$in": "red"}}, "list"),
+        ({"a": {"$between": [1]}}, "between"),
+        ({"a": {"$between": [1, "z"]}}, "both"),
+        ({"a": {"$lt": None}}, "number or a string"),
+        ({"a": {"$lt": [1]}}, "string, number"),
+        ({"a": {"$exists": "yes"}}, "true or false"),
+        ({"a": {"$like": 3}}, "pattern"),
+        ({"a": {"$eq": float("nan")}}, "NaN"),
+        ({"a": {"$eq": object()}}, "expected"),
+        ({"a": {"$gt": 1, "plain": 2}}, "mixes"),
+        ({"$and": {}}, "non-empty list"),
+        ({"$or": []}, "non-empty list"),
+        ({"$not": [1]}, "filter object"),
+        ({"$gt": 3}, "applied to a field"),
+        ({"": 1}, "non-empty"),
+        ({"a..b": 1}, "metadata path"),
+        ({"metadata": {"$eq": 1}}, "metadata"),
+        ({"text": {"$contains": "x"}}, "metadata keys"),
+        ({"a": "x\x00y"}, "NUL"),
+        ("color = 'red'", "dict"),
+        (42, "dict"),
+    ],
+)
+def test_malformed_filters_are_filter_errors(
+    loaded: Repo, engine: Engine, spec: Any, match: str
+) -> None:
+    with pytest.raises(vs.FilterError, match=match):
+        loaded.nearest(np.ones(384), k=3, filter=spec)
+    assert issubclass(vs.FilterError, ValueError)
+
+
+def test_deep_nesting_is_refused() -> None:
+    spec: dict[str, Any] = {"a": 1}
+    for _ in range(40):
+        spec = {"$not": spec}
+    with pytest.raises(vs.FilterError, match="deeper"):
+        vs.compile_filter(spec, vs.Document)
