@@ -258,3 +258,62 @@ def test_a_server_that_is_down_is_one_line() -> None:
 def test_a_url_that_is_not_postgres_is_one_line() -> None:
     done = run("--database-url", "mysql://u@h/db", "stats")
     assert_user_error(done, "PostgreSQL")
+
+
+# -- index create / drop -----------------------------------------------------------------
+def test_index_create_and_drop(loaded: URL) -> None:
+    done = run("index", "create", "--method", "hnsw", "--metric", "l2", "--m", "8",
+               "--ef-construction", "32", url=loaded)  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    name = done.stdout.split()[1]
+    assert name.startswith("vsx_")
+    stats = json.loads(run("stats", "--json", url=loaded).stdout)
+    assert {"name": name, "method": "hnsw"}.items() <= next(
+        i for i in stats["indexes"] if i["name"] == name
+    ).items()
+
+    done = run("index", "create", "--method", "ivfflat", "--lists", "2", "-c", "pets",
+               "--name", "pets_ivf", url=loaded)  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    assert "pets_ivf" in done.stdout
+
+    for index in (name, "pets_ivf"):
+        done = run("index", "drop", index, url=loaded)
+        assert done.returncode == 0, done.stderr
+    names = {i["name"] for i in json.loads(run("stats", "--json", url=loaded).stdout)["indexes"]}
+    assert name not in names
+    assert "pets_ivf" not in names
+    assert_user_error(run("index", "drop", name, url=loaded), "no ANN index named")
+
+
+@pytest.mark.parametrize(
+    ("args", "needle"),
+    [
+        (["--m", "1"], "m must be an integer in [2, 100]"),
+        (["--m", "40", "--ef-construction", "50"], "at least 2 * m"),
+        (["--method", "ivfflat", "--metric", "l1"], "IVFFlat has no L1"),
+        (["--name", "Bad-Name"], "must be lowercase"),
+        (["-c", "nope"], "no collection named 'nope'"),
+    ],
+)
+def test_bad_index_options_are_one_line(loaded: URL, args: list[str], needle: str) -> None:
+    assert_user_error(run("index", "create", *args, url=loaded), needle)
+
+
+def test_search_filters_and_hybrid(loaded: URL) -> None:
+    def ids(*args: str) -> list[str]:
+        done = run("search", "cat", "-c", "pets", "--json", *args, url=loaded)
+        assert done.returncode == 0, done.stderr
+        return [h["external_id"] for h in json.loads(done.stdout)]
+
+    assert sorted(ids("--where", "kind=cat")) == ["c1", "c2"]
+    assert ids("--where", "kind=cat", "--where", "age=1") == ["c2"]  # JSON-typed value
+    assert sorted(ids("--filter", '{"age": {"$gte": 3}}')) == ["c1", "d1"]
+    assert ids("--where", "kind=fish") == []
+    hybrid = ids("--hybrid")
+    assert sorted(hybrid) == ["c1", "c2", "d1"]
+    assert hybrid[-1] == "d1"  # no word in common with the query: ranked last
+    assert_user_error(
+        run("search", "cat", "-c", "pets", "--filter", '{"age": {"$nope": 1}}', url=loaded),
+        "$nope",
+    )

@@ -30,16 +30,40 @@ def cmd_export(args: argparse.Namespace) -> int:
     raise UserError("export needs vectorstore.pipeline, which this version does not have yet")
 
 
-def cmd_index_create(args: argparse.Namespace) -> int:
-    from .cli import UserError
+def _repo(args: argparse.Namespace) -> Any:
+    from .cli import _engine
+    from .repository import DocumentRepository
 
-    raise UserError("index create needs vectorstore.indexes, which this version does not have yet")
+    # Never creates a collection: an index command on a missing one is an error.
+    return DocumentRepository.standalone(
+        _engine(args), collection=getattr(args, "collection", None) or "default", create=False
+    )
+
+
+def cmd_index_create(args: argparse.Namespace) -> int:
+    from .indexes import IndexSpec, create_index
+
+    options: dict[str, Any] = {"method": args.method, "metric": args.metric}
+    for name in ("m", "ef_construction", "lists", "name"):
+        value = getattr(args, name)
+        if value is not None:
+            options[name] = value
+    if args.precision:
+        options["precision"] = args.precision
+    spec = IndexSpec(per_collection=args.collection is not None, **options)
+    name = create_index(_repo(args), spec, maintenance_work_mem=args.maintenance_work_mem)
+    print(f"index {name} is ready", flush=True)
+    return 0
 
 
 def cmd_index_drop(args: argparse.Namespace) -> int:
     from .cli import UserError
+    from .indexes import drop_index
 
-    raise UserError("index drop needs vectorstore.indexes, which this version does not have yet")
+    if not drop_index(_repo(args), args.name):
+        raise UserError(f"no ANN index named {args.name!r} (see `vectorstore stats`)")
+    print(f"index {args.name} dropped", flush=True)
+    return 0
 
 
 def add_pipeline_commands(commands: Any) -> None:
@@ -95,15 +119,23 @@ def add_pipeline_commands(commands: Any) -> None:
     create = index_sub.add_parser("create", help="build an HNSW or IVFFlat index")
     create.add_argument("--method", choices=("hnsw", "ivfflat"), default="hnsw")
     create.add_argument(
-        "--metric", choices=("cosine", "l2", "ip", "l1"), default="cosine", help="distance"
+        "--metric",
+        choices=("cosine", "l2", "inner_product", "ip", "l1"),
+        default="cosine",
+        help="distance",
     )
     create.add_argument("--m", type=_positive_int, default=None, help="HNSW: links per node")
     create.add_argument(
         "--ef-construction", type=_positive_int, default=None, help="HNSW: build-time beam"
     )
     create.add_argument("--lists", type=_positive_int, default=None, help="IVFFlat: lists")
+    create.add_argument(
+        "--precision", choices=("vector", "halfvec", "binary"), default=None,
+        help="index full vectors (default), half precision, or binary quantization",
+    )  # fmt: skip
     create.add_argument("--collection", "-c", default=None, help="partial index for one collection")
     create.add_argument("--name", default=None, help="index name (default: derived)")
+    create.add_argument("--maintenance-work-mem", default=None, help="e.g. 1GB: faster builds")
     create.set_defaults(func=cmd_index_create)
     drop = index_sub.add_parser("drop", help="drop an index by name")
     drop.add_argument("name", help="index name (see `vectorstore stats`)")
