@@ -74,8 +74,8 @@ def test_nearest_joins_a_related_model_and_filters_on_it(
 def test_join_with_a_dictionary_filter_on_metadata(
     repo: Repo, catalog: np.ndarray[Any, Any]
 ) -> None:
-    hits = repo.nearest(catalog[0], k=3, join=Product, join_on=ON,
-                        filter=[{"asin": {"$in": ["B0000", "B0003"]}}, Product.category == "books"])  # fmt: skip
+    wanted = [{"asin": {"$in": ["B0000", "B0003"]}}, Product.category == "books"]
+    hits = repo.nearest(catalog[0], k=3, join=Product, join_on=ON, filter=wanted)
     assert sorted(h.extra.asin for h in hits) == ["B0000", "B0003"]
 
 
