@@ -187,6 +187,39 @@ class EmbeddedServer:
             )  # fmt: skip
             return True
 
+    def create_replica(self, data_dir: str | Path) -> EmbeddedServer:
+        """Make a streaming replica of this running server in ``data_dir``.
+
+        Runs ``pg_basebackup -R`` (from the same binaries, as the same OS user)
+        against this server's socket; the new cluster is a hot standby that
+        follows this one.  It is not started: call ``start()`` on the result.
+        The replica accepts reads only; a write through it fails with
+        SQLSTATE 25006, which vectorstore raises as :class:`ReadOnlyError`.
+
+        Raises:
+            ServerError: this server is not running, ``data_dir`` already holds
+                files, or the base backup failed.
+        """
+        if self._running_pid() is None:
+            raise ServerError(f"the embedded server in {self.data_dir} is not running")
+        replica = EmbeddedServer(data_dir)
+        if replica.data_dir.exists() and any(replica.data_dir.iterdir()):
+            raise ServerError(f"cannot create a replica in {replica.data_dir}: it is not empty")
+        with replica._lock():
+            replica._prepare_dirs()
+            self._run(
+                [str(self._usable_bin_dir() / "pg_basebackup"), "-D", str(replica.data_dir),
+                 "-h", str(self.socket_dir), "-U", "postgres", "-X", "stream", "-R",
+                 "-c", "fast", "--no-password"],
+                "pg_basebackup",
+            )  # fmt: skip
+            # The primary keeps its socket and log in its data directory: the backup
+            # copied the socket's lock file (which would block the replica's socket)
+            # and the primary's log.  Neither belongs to the replica.
+            for leftover in [*replica.data_dir.glob(".s.PGSQL.*.lock"), replica.log_file]:
+                leftover.unlink(missing_ok=True)
+        return replica
+
     # -- internals -------------------------------------------------------------
     @contextlib.contextmanager
     def _lock(self) -> Iterator[None]:
