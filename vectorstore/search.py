@@ -18,9 +18,10 @@ because none wins everywhere (pgvector's over-filtering problem):
   are re-sorted by distance after the fetch).  On older pgvector, a widened
   ``ef_search`` / ``probes`` scan stands in.
 
-The filter's size is estimated from planner statistics and, when the estimate
-is near the threshold, settled by a bounded count (``LIMIT threshold + 1``), so
-planning never scans more than that.  Guarantee: if at least ``k`` rows match,
+The filter's size is estimated from planner statistics (one ``EXPLAIN``); only
+when the estimate is within a factor of two of the threshold is it settled by
+a bounded count (``LIMIT threshold + 1``), so planning never scans more than
+that.  A wrong estimate costs time, never correctness: see the guarantee.  Guarantee: if at least ``k`` rows match,
 ``k`` rows come back -- an ANN scan that returns fewer is re-run exactly, and
 the result set records the fallback.
 
@@ -446,12 +447,16 @@ def plan_search(
                     probe = probe.join(opts.join, opts.join_on)
                 estimated = _estimate(session, probe.where(*conditions))
                 threshold = max(opts.exact_threshold, opts.k + opts.offset)
-                if estimated > 4 * threshold:
+                if estimated > 2 * threshold:
                     strategy = "iterative"
-                    reason = f"planner estimates {estimated} rows > 4 x {threshold}"
-                else:
-                    counted = _bounded_count(session, conditions, repo.model, opts.join,
-                                             opts.join_on, threshold + 1)  # fmt: skip
+                    reason = f"planner estimates {estimated} rows > 2 x {threshold}"
+                elif estimated * 2 < threshold:
+                    strategy = "exact"
+                    reason = f"planner estimates {estimated} rows < {threshold} / 2"
+                else:  # near the threshold: settle it with a bounded count
+                    counted = _bounded_count(
+                        session, conditions, repo.model, opts.join, opts.join_on, threshold + 1
+                    )
                     if counted <= threshold:
                         strategy = "exact"
                         reason = f"filter keeps {counted} rows <= {threshold}"
