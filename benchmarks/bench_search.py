@@ -45,8 +45,12 @@ from vectorstore.diagnostics import percentile  # noqa: E402
 RESULTS = ROOT / "benchmarks" / "results"
 DIM = 384
 K = 10
-SELECTIVITY_FIELDS = {"0.1%": ("g1000", 1000), "1%": ("g100", 100), "10%": ("g10", 10),
-                      "50%": ("g2", 2)}  # fmt: skip
+SELECTIVITY_FIELDS = {
+    "0.1%": ("g1000", 1000),
+    "1%": ("g100", 100),
+    "10%": ("g10", 10),
+    "50%": ("g2", 2),
+}
 
 
 def clustered(n: int, seed: int = 0, clusters: int = 200) -> np.ndarray[Any, Any]:
@@ -67,8 +71,13 @@ def summary(times: list[float]) -> dict[str, float]:
     return {"p50_ms": round(percentile(times, 0.5), 3), "p95_ms": round(percentile(times, 0.95), 3)}
 
 
-def exact_ids(matrix: np.ndarray[Any, Any], ids: np.ndarray[Any, Any], q: np.ndarray[Any, Any],
-              mask: np.ndarray[Any, Any] | None = None, k: int = K) -> list[int]:  # fmt: skip
+def exact_ids(
+    matrix: np.ndarray[Any, Any],
+    ids: np.ndarray[Any, Any],
+    q: np.ndarray[Any, Any],
+    mask: np.ndarray[Any, Any] | None = None,
+    k: int = K,
+) -> list[int]:
     d = 1 - matrix @ (q / np.linalg.norm(q))
     if mask is not None:
         d = np.where(mask, d, np.inf)
@@ -93,8 +102,15 @@ class HandSQL:
         self.raw = engine.raw_connection()
         self.cid = collection_id
 
-    def query(self, q: np.ndarray[Any, Any], *, where: str = "", params: tuple[Any, ...] = (),
-              settings: dict[str, str] | None = None, exact: bool = False) -> list[int]:  # fmt: skip
+    def query(
+        self,
+        q: np.ndarray[Any, Any],
+        *,
+        where: str = "",
+        params: tuple[Any, ...] = (),
+        settings: dict[str, str] | None = None,
+        exact: bool = False,
+    ) -> list[int]:
         cur = self.raw.cursor()
         for name, value in (settings or {}).items():
             cur.execute(f"SET LOCAL {name} = {value}")
@@ -113,16 +129,23 @@ class HandSQL:
         self.raw.close()
 
 
-def load_synthetic(engine: Any, rows: int, seed: int) -> tuple[Any, np.ndarray[Any, Any], dict[str, np.ndarray[Any, Any]]]:  # fmt: skip
+def load_synthetic(
+    engine: Any, rows: int, seed: int
+) -> tuple[Any, np.ndarray[Any, Any], dict[str, np.ndarray[Any, Any]]]:
     data = clustered(rows, seed)
     rng = np.random.default_rng(seed + 1)
     groups = {name: rng.integers(0, size, rows) for name, size in SELECTIVITY_FIELDS.values()}
-    repo: Any = vs.DocumentRepository.standalone(engine, collection="synthetic",
-                                                 embedding_model="synthetic")  # fmt: skip
+    repo: Any = vs.DocumentRepository.standalone(
+        engine, collection="synthetic", embedding_model="synthetic"
+    )
     metadata = [{name: int(groups[name][i]) for name in groups} for i in range(rows)]
     started = time.perf_counter()
-    repo.bulk_add([f"synthetic {i}" for i in range(rows)], embeddings=data, metadata=metadata,
-                  external_ids=[str(i) for i in range(rows)])  # fmt: skip
+    repo.bulk_add(
+        [f"synthetic {i}" for i in range(rows)],
+        embeddings=data,
+        metadata=metadata,
+        external_ids=[str(i) for i in range(rows)],
+    )
     print(f"loaded {rows} rows in {time.perf_counter() - started:.1f} s", flush=True)
     return repo, data, groups
 
@@ -135,12 +158,21 @@ def build(repo: Any, spec: vs.IndexSpec, memory: str = "1GB") -> tuple[str, floa
 
 def index_size(engine: Any, name: str) -> int:
     with engine.connect() as conn:
-        return int(conn.execute(text("SELECT pg_relation_size(CAST(:n AS regclass))"),
-                                {"n": name}).scalar_one())  # fmt: skip
+        return int(
+            conn.execute(
+                text("SELECT pg_relation_size(CAST(:n AS regclass))"), {"n": name}
+            ).scalar_one()
+        )
 
 
-def unfiltered_table(repo: Any, data: np.ndarray[Any, Any], ids: np.ndarray[Any, Any],
-                     queries: np.ndarray[Any, Any], efs: list[int], label: str) -> list[dict[str, Any]]:  # fmt: skip
+def unfiltered_table(
+    repo: Any,
+    data: np.ndarray[Any, Any],
+    ids: np.ndarray[Any, Any],
+    queries: np.ndarray[Any, Any],
+    efs: list[int],
+    label: str,
+) -> list[dict[str, Any]]:
     truth = [exact_ids(data, ids, q) for q in queries]
     out = []
     times = []
@@ -156,14 +188,27 @@ def unfiltered_table(repo: Any, data: np.ndarray[Any, Any], ids: np.ndarray[Any,
             times.append(ms)
             recalls.append(recall([int(h.document.external_id) for h in hits], t))
         name = f"ef_search={ef}" if ef else "nearest() defaults"
-        out.append({"corpus": label, "setting": name, "recall": round(statistics.fmean(recalls), 4),
-                    **summary(times)})  # fmt: skip
+        out.append(
+            {
+                "corpus": label,
+                "setting": name,
+                "recall": round(statistics.fmean(recalls), 4),
+                **summary(times),
+            }
+        )
     return out
 
 
-def filtered_table(repo: Any, hand: HandSQL, data: np.ndarray[Any, Any], ids: np.ndarray[Any, Any],
-                   groups: dict[str, np.ndarray[Any, Any]], queries: np.ndarray[Any, Any]) -> list[dict[str, Any]]:  # fmt: skip
+def filtered_table(
+    repo: Any,
+    hand: HandSQL,
+    data: np.ndarray[Any, Any],
+    ids: np.ndarray[Any, Any],
+    groups: dict[str, np.ndarray[Any, Any]],
+    queries: np.ndarray[Any, Any],
+) -> list[dict[str, Any]]:
     out = []
+    where = "AND metadata @> %s::jsonb"
     for label, (field, _) in SELECTIVITY_FIELDS.items():
         methods: dict[str, dict[str, list[float]]] = {}
         strategies: dict[str, int] = {}
@@ -171,18 +216,25 @@ def filtered_table(repo: Any, hand: HandSQL, data: np.ndarray[Any, Any], ids: np
             value = int(groups[field][qi * 7919 % len(ids)])
             mask = groups[field] == value
             truth = exact_ids(data, ids, q, mask)
-            where = "AND metadata @> %s::jsonb"
             params = (json.dumps({field: value}),)
             runs = {
                 "hnsw (no iterative)": lambda q=q, p=params: hand.query(
-                    q, where=where, params=p, settings={"hnsw.ef_search": "100"}),
+                    q, where=where, params=p, settings={"hnsw.ef_search": "100"}
+                ),
                 "iterative scan": lambda q=q, p=params: hand.query(
-                    q, where=where, params=p, settings={
-                        "hnsw.ef_search": "100", "hnsw.iterative_scan": "relaxed_order",
-                        "hnsw.max_scan_tuples": "40000"}),
+                    q,
+                    where=where,
+                    params=p,
+                    settings={
+                        "hnsw.ef_search": "100",
+                        "hnsw.iterative_scan": "relaxed_order",
+                        "hnsw.max_scan_tuples": "40000",
+                    },
+                ),
                 "exact (GIN + sort)": lambda q=q, p=params: hand.query(
-                    q, where=where, params=p, exact=True),
-            }  # fmt: skip
+                    q, where=where, params=p, exact=True
+                ),
+            }
             for name, fn in runs.items():
                 ms, got = timed(fn)
                 m = methods.setdefault(name, {"t": [], "r": [], "n": []})
@@ -199,9 +251,14 @@ def filtered_table(repo: Any, hand: HandSQL, data: np.ndarray[Any, Any], ids: np
             percentile(methods[n]["t"], 0.5) for n in ("iterative scan", "exact (GIN + sort)")
         )
         for name, m in methods.items():
-            row = {"selectivity": label, "method": name,
-                   "min_rows": int(min(m["n"])), "mean_rows": round(statistics.fmean(m["n"]), 2),
-                   "recall": round(statistics.fmean(m["r"]), 4), **summary(m["t"])}  # fmt: skip
+            row = {
+                "selectivity": label,
+                "method": name,
+                "min_rows": int(min(m["n"])),
+                "mean_rows": round(statistics.fmean(m["n"]), 2),
+                "recall": round(statistics.fmean(m["r"]), 4),
+                **summary(m["t"]),
+            }
             if name == "nearest (auto)":
                 row["vs_best_hand_p50"] = round(row["p50_ms"] / best, 3)
                 row["strategies"] = strategies
@@ -210,19 +267,29 @@ def filtered_table(repo: Any, hand: HandSQL, data: np.ndarray[Any, Any], ids: np
     return out
 
 
-def overhead_table(repo: Any, hand: HandSQL, queries: np.ndarray[Any, Any], rounds: int) -> list[dict[str, Any]]:  # fmt: skip
+def overhead_table(
+    repo: Any, hand: HandSQL, queries: np.ndarray[Any, Any], rounds: int
+) -> list[dict[str, Any]]:
     lib, raw = [], []
     for _ in range(rounds):
         for q in queries:
             lib.append(timed(lambda q=q: repo.nearest(q, k=K))[0])
             raw.append(timed(lambda q=q: hand.query(q, settings={"hnsw.ef_search": "100"}))[0])
     a, b = summary(lib), summary(raw)
-    return [{"method": "hand-written SQL (psycopg2)", **b},
-            {"method": "nearest()", **a, "overhead_p50": round(a["p50_ms"] / b["p50_ms"] - 1, 3)}]  # fmt: skip
+    return [
+        {"method": "hand-written SQL (psycopg2)", **b},
+        {"method": "nearest()", **a, "overhead_p50": round(a["p50_ms"] / b["p50_ms"] - 1, 3)},
+    ]
 
 
-def compact_table(repo: Any, engine: Any, data: np.ndarray[Any, Any], ids: np.ndarray[Any, Any],
-                  queries: np.ndarray[Any, Any], full_name: str) -> list[dict[str, Any]]:  # fmt: skip
+def compact_table(
+    repo: Any,
+    engine: Any,
+    data: np.ndarray[Any, Any],
+    ids: np.ndarray[Any, Any],
+    queries: np.ndarray[Any, Any],
+    full_name: str,
+) -> list[dict[str, Any]]:
     truth = [exact_ids(data, ids, q) for q in queries]
     out = []
     variants = [("vector (full)", full_name, {})]
@@ -236,12 +303,20 @@ def compact_table(repo: Any, engine: Any, data: np.ndarray[Any, Any], ids: np.nd
             ms, hits = timed(lambda q=q, kw=kwargs: repo.nearest(q, k=K, strategy="index", **kw))
             times.append(ms)
             recalls.append(recall([int(h.document.external_id) for h in hits], t))
-        out.append({"index": label, "size_mb": round(index_size(engine, name) / 2**20, 1),
-                    "recall": round(statistics.fmean(recalls), 4), **summary(times)})  # fmt: skip
+        out.append(
+            {
+                "index": label,
+                "size_mb": round(index_size(engine, name) / 2**20, 1),
+                "recall": round(statistics.fmean(recalls), 4),
+                **summary(times),
+            }
+        )
     return out
 
 
-def real_embeddings(engine: Any, limit: int, n_queries: int) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:  # fmt: skip
+def real_embeddings(
+    engine: Any, limit: int, n_queries: int
+) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
     from vectorstore._stdlib_corpus import extract_corpus
 
     _, texts = extract_corpus(limit=limit + n_queries)
@@ -253,12 +328,18 @@ def real_embeddings(engine: Any, limit: int, n_queries: int) -> tuple[list[dict[
     started = time.perf_counter()
     matrix = embedder.embed([t.text for t in stored])
     queries = embedder.embed(query_texts)
-    print(f"embedded {len(stored) + len(query_texts)} stdlib texts in "
-          f"{time.perf_counter() - started:.1f} s", flush=True)  # fmt: skip
+    print(
+        f"embedded {len(stored) + len(query_texts)} stdlib texts in "
+        f"{time.perf_counter() - started:.1f} s",
+        flush=True,
+    )
     repo: Any = vs.DocumentRepository.standalone(engine, collection="stdlib", embedder=embedder)
-    repo.bulk_add([t.text for t in stored], embeddings=matrix,
-                  metadata=[t.metadata for t in stored],
-                  external_ids=[str(i) for i in range(len(stored))])  # fmt: skip
+    repo.bulk_add(
+        [t.text for t in stored],
+        embeddings=matrix,
+        metadata=[t.metadata for t in stored],
+        external_ids=[str(i) for i in range(len(stored))],
+    )
     with engine.begin() as conn:
         conn.exec_driver_sql("ANALYZE vectorstore_documents")
     ids = np.arange(len(stored))
@@ -274,9 +355,16 @@ def real_embeddings(engine: Any, limit: int, n_queries: int) -> tuple[list[dict[
         times.append(ms)
         recalls.append(recall([int(h.document.external_id) for h in hits], t))
     explain = str(repo.explain(queries[0], k=K))
-    partial = [{"index": f"partial {name}", "size_mb": round(index_size(engine, name) / 2**20, 2),
-                "build_s": round(secs, 2), "recall": round(statistics.fmean(recalls), 4),
-                **summary(times), "explain": explain}]  # fmt: skip
+    partial = [
+        {
+            "index": f"partial {name}",
+            "size_mb": round(index_size(engine, name) / 2**20, 2),
+            "build_s": round(secs, 2),
+            "recall": round(statistics.fmean(recalls), 4),
+            **summary(times),
+            "explain": explain,
+        }
+    ]
     return rows, partial
 
 
@@ -369,8 +457,10 @@ def main() -> int:
         markdown("Compact indexes (synthetic)", results["compact"]),
         markdown("Per-collection partial index (stdlib MiniLM)", results.get("partial", [])),
     ]
-    text_out = (f"rows={args.rows} queries={args.queries} hnsw build {results['hnsw_build_s']} s\n\n"
-                + "\n".join(t for t in tables if t))  # fmt: skip
+    text_out = (
+        f"rows={args.rows} queries={args.queries} hnsw build {results['hnsw_build_s']} s\n\n"
+        + "\n".join(t for t in tables if t)
+    )
     (RESULTS / "search_tables.md").write_text(text_out)
     print(text_out)
     if results.get("partial"):

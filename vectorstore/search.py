@@ -21,9 +21,10 @@ because none wins everywhere (pgvector's over-filtering problem):
 The filter's size is estimated from planner statistics (one ``EXPLAIN``); only
 when the estimate is within a factor of two of the threshold is it settled by
 a bounded count (``LIMIT threshold + 1``), so planning never scans more than
-that.  A wrong estimate costs time, never correctness: see the guarantee.  Guarantee: if at least ``k`` rows match,
-``k`` rows come back -- an ANN scan that returns fewer is re-run exactly, and
-the result set records the fallback.
+that.  A wrong estimate costs time, never correctness.
+
+Guarantee: if at least ``k`` rows match, ``k`` rows come back -- an ANN scan
+that returns fewer is re-run exactly, and the result set records the fallback.
 
 A distance threshold (``max_distance`` / ``min_score``) is applied to the ``k``
 fetched rows, never pushed into the index scan: a threshold nothing meets would
