@@ -74,6 +74,9 @@ class Batch:
     hashes: list[bytes]
     embeddings: FloatMatrix
     missing: npt.NDArray[np.bool_] = field(default_factory=lambda: np.zeros(0, dtype=bool))
+    # Input positions of the rows when they are not start_row, start_row + 1, ...
+    # (after ``take`` dropped some), so errors still name the right row.
+    row_numbers: npt.NDArray[np.int64] | None = None
 
     def __len__(self) -> int:
         return len(self.texts)
@@ -84,6 +87,8 @@ class Batch:
 
     def locate(self, index: int) -> tuple[int, str | None]:
         """(row in the whole input, external id) of the batch's ``index``-th row."""
+        if self.row_numbers is not None:
+            return int(self.row_numbers[index]), self.external_ids[index]
         return self.start_row + index, self.external_ids[index]
 
     def set_embeddings(self, rows: npt.NDArray[np.intp], vectors: Any) -> None:
@@ -110,6 +115,11 @@ class Batch:
             hashes=[self.hashes[i] for i in pick],
             embeddings=np.ascontiguousarray(self.embeddings[idx]),
             missing=self.missing[idx].copy(),
+            row_numbers=(
+                self.row_numbers[idx]
+                if self.row_numbers is not None
+                else (idx + self.start_row).astype(np.int64)
+            ),
         )
 
 
@@ -268,23 +278,9 @@ def validate_vector(value: Any, dimension: int, *, row: int | None = None) -> Fl
         raise type(exc)(exc.reason, row=row) from None
 
 
-def _build(
-    start_row: int,
-    texts: Sequence[Any],
-    metadata: Sequence[Any],
-    external_ids: Sequence[Any],
-    embeddings: Any,
-    dimension: int,
-) -> Batch:
-    n = len(texts)
-    ids = [_check_external_id(external_ids[i], start_row + i) for i in range(n)]
-    text_bytes = [_check_text(texts[i], start_row + i, ids[i]) for i in range(n)]
-    metas: list[dict[str, Any]] = []
-    metas_json: list[bytes] = []
-    for i in range(n):
-        meta, blob = _check_metadata(metadata[i], start_row + i, ids[i])
-        metas.append(meta)
-        metas_json.append(blob)
+def _build_matrix(
+    start_row: int, n: int, embeddings: Any, dimension: int
+) -> tuple[FloatMatrix, npt.NDArray[np.bool_]]:
     missing = np.zeros(n, dtype=bool)
     if embeddings is None:
         matrix = np.zeros((n, dimension), dtype=np.float32)
@@ -309,6 +305,34 @@ def _build(
             raise
         if matrix.shape[0] != n:
             raise ValidationError(f"{matrix.shape[0]} embeddings for {n} texts")
+    return matrix, missing
+
+
+def _build(
+    start_row: int,
+    texts: Sequence[Any],
+    metadata: Sequence[Any],
+    external_ids: Sequence[Any],
+    embeddings: Any,
+    dimension: int,
+) -> Batch:
+    n = len(texts)
+    ids = [_check_external_id(external_ids[i], start_row + i) for i in range(n)]
+    text_bytes = [_check_text(texts[i], start_row + i, ids[i]) for i in range(n)]
+    metas: list[dict[str, Any]] = []
+    metas_json: list[bytes] = []
+    for i in range(n):
+        meta, blob = _check_metadata(metadata[i], start_row + i, ids[i])
+        metas.append(meta)
+        metas_json.append(blob)
+    try:
+        matrix, missing = _build_matrix(start_row, n, embeddings, dimension)
+    except ValidationError as exc:
+        if exc.row is not None and exc.external_id is None and 0 <= exc.row - start_row < n:
+            ext = ids[exc.row - start_row]
+            if ext is not None:
+                raise type(exc)(exc.reason, row=exc.row, external_id=ext) from exc
+        raise
     return Batch(
         start_row=start_row,
         texts=list(texts),

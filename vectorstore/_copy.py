@@ -43,7 +43,7 @@ __all__ = [
 
 SIGNATURE = b"PGCOPY\n\xff\r\n\x00" + b"\x00\x00\x00\x00" + b"\x00\x00\x00\x00"
 TRAILER = b"\xff\xff"
-COPY_COLUMNS = ("collection_id", "external_id", "text", "content_hash", "metadata", "embedding")
+COPY_COLUMNS = ("collection_id", "content_hash", "embedding", "external_id", "text", "metadata")
 _HASH_BYTES = 32
 # Chunks handed to psycopg2's read(): 1 MiB keeps Python call overhead negligible
 # against the socket writes without holding much memory.
@@ -52,20 +52,44 @@ _READ_SIZE = 1 << 20
 # works on the next one; more would only hold memory.
 _QUEUE_DEPTH = 2
 
-_HEAD = np.dtype([("fields", ">i2"), ("len_cid", ">i4"), ("cid", ">i4"), ("len_ext", ">i4")])
-_TEXT_LEN = np.dtype([("len_text", ">i4")])
-_MIDDLE = np.dtype(
-    [("len_hash", ">i4"), ("hash", "S32"), ("len_meta", ">i4"), ("jsonb_version", "u1")]
-)
+# Column order is ours to choose: every fixed-width field comes first so that,
+# per row, the field count, the collection id, the hash, the whole vector and the
+# external id's length word form one numpy record (one slice per row).  Only the
+# variable-length external id, text and metadata (with their length words) are
+# per-row pieces.
+_TEXT_LEN = np.dtype(">i4")
+_META_HEAD = np.dtype([("len_meta", ">i4"), ("jsonb_version", "u1")])
 
 
-def _vector_dtype(dim: int) -> np.dtype[Any]:
-    return np.dtype([("len", ">i4"), ("dim", ">i2"), ("unused", ">i2"), ("values", ">f4", (dim,))])
+def _fixed_dtype(dim: int) -> np.dtype[Any]:
+    return np.dtype(
+        [
+            ("fields", ">i2"),
+            ("len_cid", ">i4"),
+            ("cid", ">i4"),
+            ("len_hash", ">i4"),
+            ("hash", f"S{_HASH_BYTES}"),
+            ("len_vec", ">i4"),
+            ("dim", ">i2"),
+            ("unused", ">i2"),
+            ("values", ">f4", (dim,)),
+            ("len_ext", ">i4"),
+        ]
+    )
 
 
-def _rows(blob: bytes, width: int, n: int) -> list[memoryview]:
-    view = memoryview(blob)
-    return [view[i : i + width] for i in range(0, n * width, width)]
+def _rows(array: np.ndarray[Any, Any], n: int) -> Iterator[memoryview]:
+    """``n`` equal-width row views over ``array``'s buffer, without copying it.
+
+    ``map`` over ``slice`` objects keeps the per-row loop in C; a list
+    comprehension of slices costs about twice as much per row.
+    """
+    view = array.reshape(-1).view(np.uint8).data
+    width = len(view) // n
+    return map(
+        view.__getitem__,
+        map(slice, range(0, n * width, width), range(width, (n + 1) * width, width)),
+    )
 
 
 def encode_batch(batch: Batch, collection_id: int) -> bytes:
@@ -76,38 +100,34 @@ def encode_batch(batch: Batch, collection_id: int) -> bytes:
     if batch.needs_embedding:  # pragma: no cover - guarded by callers
         raise ValueError("batch has rows without embeddings")
     ext_bytes = [b"" if e is None else e.encode("utf-8") for e in batch.external_ids]
-
-    head = np.empty(n, dtype=_HEAD)
-    head["fields"] = len(COPY_COLUMNS)
-    head["len_cid"] = 4
-    head["cid"] = collection_id
-    head["len_ext"] = [
-        -1 if e is None else len(b) for e, b in zip(batch.external_ids, ext_bytes, strict=True)
-    ]
-
-    text_len = np.fromiter((len(t) for t in batch.text_bytes), dtype=">i4", count=n)
-
-    middle = np.empty(n, dtype=_MIDDLE)
-    middle["len_hash"] = _HASH_BYTES
-    middle["hash"] = batch.hashes
-    middle["len_meta"] = np.fromiter((len(m) + 1 for m in batch.metadata_json), ">i4", count=n)
-    middle["jsonb_version"] = 1
-
     dim = batch.embeddings.shape[1]
-    vectors = np.empty(n, dtype=_vector_dtype(dim))
-    vectors["len"] = 4 + 4 * dim
-    vectors["dim"] = dim
-    vectors["unused"] = 0
-    vectors["values"] = batch.embeddings
+
+    fixed = np.empty(n, dtype=_fixed_dtype(dim))
+    fixed["fields"] = len(COPY_COLUMNS)
+    fixed["len_cid"] = 4
+    fixed["cid"] = collection_id
+    fixed["len_hash"] = _HASH_BYTES
+    fixed["hash"] = batch.hashes
+    fixed["len_vec"] = 4 + 4 * dim
+    fixed["dim"] = dim
+    fixed["unused"] = 0
+    fixed["values"] = batch.embeddings  # float32 -> big-endian float32, one numpy pass
+    ext_len = np.fromiter(map(len, ext_bytes), dtype=np.int32, count=n)
+    ext_len[[i for i, e in enumerate(batch.external_ids) if e is None]] = -1
+    fixed["len_ext"] = ext_len
+
+    text_len = np.fromiter(map(len, batch.text_bytes), dtype=_TEXT_LEN, count=n)
+    meta_head = np.empty(n, dtype=_META_HEAD)
+    meta_head["len_meta"] = np.fromiter(map(len, batch.metadata_json), np.int32, count=n) + 1
+    meta_head["jsonb_version"] = 1
 
     parts = zip(
-        _rows(head.tobytes(), _HEAD.itemsize, n),
+        _rows(fixed, n),
         ext_bytes,
-        _rows(text_len.tobytes(), 4, n),
+        _rows(text_len, n),
         batch.text_bytes,
-        _rows(middle.tobytes(), _MIDDLE.itemsize, n),
+        _rows(meta_head, n),
         batch.metadata_json,
-        _rows(vectors.tobytes(), vectors.dtype.itemsize, n),
         strict=True,
     )
     return b"".join(itertools.chain.from_iterable(parts))

@@ -172,7 +172,16 @@ class WriteError(VectorStoreError):
 
 
 class IndexBuildError(VectorStoreError):
-    """An ANN index could not be created or rebuilt; the table's rows are untouched."""
+    """An ANN index could not be created or rebuilt; the table's rows are untouched.
+
+    Attributes:
+        definitions: the ``CREATE INDEX`` statements that did not complete, so
+            that ``vectorstore.rebuild_ann_indexes`` can run them again.
+    """
+
+    def __init__(self, message: str, *, definitions: Sequence[str] = ()) -> None:
+        super().__init__(message)
+        self.definitions = list(definitions)
 
 
 # SQLSTATE classes, see the PostgreSQL manual, appendix A "Error codes".

@@ -9,13 +9,12 @@ and commits each call on its own.
 
 from __future__ import annotations
 
-import time
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from typing import Any, Generic, Literal, TypeVar
 
 import numpy as np
-from sqlalchemy import URL, Engine, delete, func, insert, select, text
+from sqlalchemy import URL, Engine, delete, func, insert, select
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -28,7 +27,6 @@ from ._batch import (
     batches_from_records,
     validate_vector,
 )
-from ._copy import COPY_COLUMNS, copy_sql, encoded_stream, write_copy
 from ._identifiers import check_collection_name, check_model_identifiers
 from .embedders import Embedder
 from .errors import (
@@ -307,6 +305,8 @@ class DocumentRepository(Generic[DocT]):
         external_ids: Sequence[str | None] | None = None,
         on_conflict: ConflictPolicy = "error",
         chunk_rows: int = DEFAULT_CHUNK_ROWS,
+        rebuild_index: bool = False,
+        index_options: Mapping[str, Any] | None = None,
         **columns: Any,
     ) -> BulkResult:
         """Load many documents with binary ``COPY ... FROM STDIN``, all or nothing.
@@ -323,10 +323,19 @@ class DocumentRepository(Generic[DocT]):
             on_conflict: what to do with an external id that already exists:
                 ``"error"`` (raise, write nothing), ``"skip"`` or ``"update"``.
             chunk_rows: rows encoded and sent per chunk (memory stays flat).
+            rebuild_index: the fast path for big loads: drop the collection
+                table's ANN indexes, load, rebuild them with build settings,
+                then ANALYZE (see :mod:`vectorstore.maintenance`).  The table is
+                locked for the whole call.  If the rebuild fails, the rows stay
+                loaded and :class:`~vectorstore.IndexBuildError` says how to
+                rebuild with one call.
+            index_options: ``maintenance_work_mem``, ``parallel_workers`` and
+                ``progress`` for the rebuild.
 
         Raises:
             ValidationError: a bad row (the message names it); nothing written.
             ConflictError: a duplicate external id with ``on_conflict="error"``.
+            IndexBuildError: ``rebuild_index`` was set and the rebuild failed.
         """
         if on_conflict not in _POLICIES:
             raise ValidationError(f"on_conflict must be one of {_POLICIES}, got {on_conflict!r}")
@@ -337,89 +346,17 @@ class DocumentRepository(Generic[DocT]):
         unknown = set(columns) - allowed
         if unknown:
             raise TypeError(f"bulk_add() got unexpected keyword arguments {sorted(unknown)}")
-        started = time.perf_counter()
         batches = self._batches(
             data, chunk_rows, embeddings=embeddings, texts=texts, metadata=metadata,
             external_ids=external_ids, **columns,
         )  # fmt: skip
-        info = self.collection
-        counts = {"rows": 0, "embedded": 0}
+        from ._bulk import run_bulk_add
 
-        def prepare() -> Iterator[Batch]:
-            for batch in batches:
-                counts["embedded"] += self._fill_embeddings(batch)
-                counts["rows"] += len(batch)
-                yield batch
-
-        inserted = skipped = updated = 0
-        with self._write("bulk_add") as session:
-            dbapi = session.connection().connection.dbapi_connection
-            preparer = session.get_bind().dialect.identifier_preparer
-            target = preparer.format_table(self.model.__table__)  # type: ignore[attr-defined]
-            quoted = [preparer.quote(c) for c in COPY_COLUMNS]
-            if on_conflict == "error":
-                write_copy(dbapi, copy_sql(target, quoted), encoded_stream(prepare(), info.id))
-                inserted = counts["rows"]
-            else:
-                inserted, skipped, updated = self._copy_via_staging(
-                    session, dbapi, target, quoted, prepare(), info.id, on_conflict
-                )
-        return BulkResult(
-            inserted=inserted, skipped=skipped, updated=updated,
-            embedded=counts["embedded"], elapsed_s=time.perf_counter() - started,
+        result: BulkResult = run_bulk_add(
+            self, batches, on_conflict,
+            rebuild_index=rebuild_index, index_options=dict(index_options or {}),
         )  # fmt: skip
-
-    def _copy_via_staging(
-        self,
-        session: Session,
-        dbapi: Any,
-        target: str,
-        quoted: list[str],
-        batches: Iterator[Batch],
-        collection_id: int,
-        policy: ConflictPolicy,
-    ) -> tuple[int, int, int]:
-        """COPY into a temporary table, then one INSERT ... SELECT ... ON CONFLICT."""
-        stage = f"vectorstore_stage_{id(self):x}_{time.monotonic_ns():x}"
-        cols = ", ".join(quoted)
-        session.execute(
-            text(
-                f"CREATE TEMP TABLE {stage} (ord bigserial, "
-                f"collection_id integer, external_id text, text text, content_hash bytea, "
-                f"metadata jsonb, embedding vector({self.dimension})) ON COMMIT DROP"
-            )
-        )
-        # No try/finally around the DROP: after a failure the transaction is
-        # aborted (a DROP would mask the real error with SQLSTATE 25P02) and the
-        # rollback of the SAVEPOINT or transaction removes the staging table anyway.
-        write_copy(dbapi, copy_sql(stage, quoted), encoded_stream(batches, collection_id))
-        total = session.execute(text(f"SELECT count(*) FROM {stage}")).scalar_one()
-        # Last occurrence of an external id in the input wins; NULL ids never conflict.
-        source = (
-            f"SELECT {cols} FROM ("
-            f"SELECT DISTINCT ON (external_id) * FROM {stage} WHERE external_id IS NOT NULL "
-            f"ORDER BY external_id, ord DESC) AS keyed "
-            f"UNION ALL SELECT {cols} FROM {stage} WHERE external_id IS NULL"
-        )
-        if policy == "skip":
-            action = "DO NOTHING"
-        else:
-            action = (
-                "DO UPDATE SET text = EXCLUDED.text, content_hash = EXCLUDED.content_hash, "
-                "metadata = EXCLUDED.metadata, embedding = EXCLUDED.embedding"
-            )
-        row = session.execute(
-            text(
-                f"WITH written AS (INSERT INTO {target} ({cols}) {source} "
-                f"ON CONFLICT (collection_id, external_id) {action} "
-                f"RETURNING (xmax = 0) AS fresh) "
-                f"SELECT count(*) FILTER (WHERE fresh), count(*) FILTER (WHERE NOT fresh) "
-                f"FROM written"
-            )
-        ).one()
-        session.execute(text(f"DROP TABLE IF EXISTS {stage}"))
-        inserted, updated = int(row[0]), int(row[1])
-        return inserted, int(total) - inserted - updated, updated
+        return result
 
     # -- reads ---------------------------------------------------------------------
     def get(self, id: int) -> DocT:

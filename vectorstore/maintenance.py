@@ -1,0 +1,274 @@
+"""ANN indexes around big loads: drop, load, rebuild with maintenance settings, ANALYZE.
+
+Inserting into a table that already has an HNSW index updates the graph row by
+row and is many times slower than building the index once after the load
+(pgvector's own loading recipe: COPY, then CREATE INDEX, then ANALYZE).  This
+module owns that fast path.
+
+Design decisions:
+
+* The index definitions are read from ``pg_indexes`` (the server's own
+  ``CREATE INDEX`` text), so whatever ANN indexes a table has (HNSW, IVFFlat,
+  partial, expression, any operator class) are recreated exactly, without
+  depending on the module that declared them.
+* The rebuild runs with ``SET LOCAL maintenance_work_mem`` and
+  ``max_parallel_maintenance_workers`` (restored afterwards), so the build
+  uses the memory and cores it needs only for this transaction.
+* Progress is read from ``pg_stat_progress_create_index`` on a second
+  connection while the build runs.
+* A failed rebuild raises :class:`~vectorstore.IndexBuildError` carrying the
+  statements that did not complete; :func:`rebuild_ann_indexes` runs them again
+  in one call, and without them recreates any ANN index the model declares
+  that the table lacks.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import threading
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy import Connection, Engine, text
+from sqlalchemy.orm import Session
+from sqlalchemy.schema import CreateIndex
+
+from .errors import IndexBuildError, ValidationError, db_errors
+
+__all__ = [
+    "IndexBuildProgress",
+    "ann_index_definitions",
+    "build_indexes",
+    "drop_ann_indexes",
+    "rebuild_ann_indexes",
+]
+
+# Methods whose indexes are expensive to maintain row by row.
+ANN_METHODS = ("hnsw", "ivfflat")
+DEFAULT_MAINTENANCE_WORK_MEM = "512MB"
+# How often the progress of a running build is read (seconds).
+_PROGRESS_INTERVAL_S = 1.0
+
+Bind = Session | Connection
+
+
+@dataclass(frozen=True)
+class IndexBuildProgress:
+    """One reading of ``pg_stat_progress_create_index`` for the running build."""
+
+    index: str
+    phase: str
+    blocks_done: int
+    blocks_total: int
+    tuples_done: int
+    tuples_total: int
+
+    @property
+    def fraction(self) -> float | None:
+        """Share of the current phase done, when the server reports totals."""
+        if self.tuples_total > 0:
+            return self.tuples_done / self.tuples_total
+        if self.blocks_total > 0:
+            return self.blocks_done / self.blocks_total
+        return None
+
+
+def _engine(bind: Bind) -> Engine:
+    if isinstance(bind, Connection):
+        return bind.engine
+    engine = bind.get_bind()
+    assert isinstance(engine, Engine)
+    return engine
+
+
+def _split(table: str) -> tuple[str | None, str]:
+    schema, _, name = table.rpartition(".")
+    return (schema or None), name
+
+
+def ann_index_definitions(bind: Bind, table: str) -> list[tuple[str, str]]:
+    """``(index name, CREATE INDEX statement)`` of every ANN index on ``table``.
+
+    Args:
+        bind: a Session or Connection.
+        table: the table name, optionally ``schema.table`` (unquoted).
+    """
+    schema, name = _split(table)
+    methods = "|".join(ANN_METHODS)
+    rows = bind.execute(
+        text(
+            "SELECT indexname, indexdef FROM pg_indexes "
+            "WHERE tablename = :t AND schemaname = coalesce(:s, current_schema()) "
+            f"AND indexdef ~* ' USING ({methods}) ' ORDER BY indexname"
+        ),
+        {"t": name, "s": schema},
+    ).all()
+    return [(str(r[0]), str(r[1])) for r in rows]
+
+
+def drop_ann_indexes(bind: Bind, table: str) -> list[str]:
+    """Drop the ANN indexes of ``table``; returns their ``CREATE INDEX`` statements."""
+    schema, _ = _split(table)
+    found = ann_index_definitions(bind, table)
+    preparer = _engine(bind).dialect.identifier_preparer
+    for index_name, _definition in found:
+        qualified = preparer.quote(index_name)
+        if schema:
+            qualified = f"{preparer.quote_schema(schema)}.{qualified}"
+        bind.execute(text(f"DROP INDEX {qualified}"))
+    return [definition for _name, definition in found]
+
+
+@contextlib.contextmanager
+def _settings(bind: Bind, values: dict[str, str]) -> Iterator[None]:
+    """SET LOCAL ``values`` for the block, then put the previous values back."""
+    previous = {
+        key: str(bind.execute(text("SELECT current_setting(:k)"), {"k": key}).scalar_one())
+        for key in values
+    }
+    for key, value in values.items():
+        bind.execute(text("SELECT set_config(:k, :v, true)"), {"k": key, "v": value})
+    try:
+        yield
+    finally:
+        with contextlib.suppress(Exception):  # the transaction may be aborted
+            for key, value in previous.items():
+                bind.execute(text("SELECT set_config(:k, :v, true)"), {"k": key, "v": value})
+
+
+class _ProgressReader:
+    """Polls pg_stat_progress_create_index for one backend on its own connection."""
+
+    def __init__(
+        self, engine: Engine, pid: int, callback: Callable[[IndexBuildProgress], None]
+    ) -> None:
+        self._engine = engine
+        self._pid = pid
+        self._callback = callback
+        self._stop = threading.Event()
+        self.index = ""
+        self._thread = threading.Thread(target=self._run, name="vectorstore-index-progress")
+        self._thread.daemon = True
+
+    def __enter__(self) -> _ProgressReader:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join()
+
+    def _run(self) -> None:
+        try:
+            with self._engine.connect() as conn:
+                while not self._stop.wait(_PROGRESS_INTERVAL_S):
+                    row = conn.execute(
+                        text(
+                            "SELECT phase, blocks_done, blocks_total, tuples_done, tuples_total "
+                            "FROM pg_stat_progress_create_index WHERE pid = :pid"
+                        ),
+                        {"pid": self._pid},
+                    ).one_or_none()
+                    conn.rollback()
+                    if row is not None:
+                        self._callback(
+                            IndexBuildProgress(self.index, str(row[0]), *map(int, row[1:]))
+                        )
+        except Exception:  # noqa: S110 - progress is best effort; the build reports errors
+            pass
+
+
+def _default_workers() -> int:
+    return max(0, min(7, (os.cpu_count() or 1) - 1))
+
+
+def build_indexes(
+    bind: Bind,
+    definitions: Sequence[str],
+    *,
+    table: str | None = None,
+    maintenance_work_mem: str = DEFAULT_MAINTENANCE_WORK_MEM,
+    parallel_workers: int | None = None,
+    progress: Callable[[IndexBuildProgress], None] | None = None,
+) -> None:
+    """Run ``CREATE INDEX`` statements with build settings, then ANALYZE ``table``.
+
+    Args:
+        bind: a Session or Connection; the statements run in its transaction.
+        definitions: ``CREATE INDEX`` statements (as from :func:`drop_ann_indexes`).
+        table: the table to ANALYZE afterwards (quoted as needed); None skips it.
+        maintenance_work_mem: memory for the build; an HNSW build is much faster
+            while its graph fits.
+        parallel_workers: ``max_parallel_maintenance_workers``; default: the
+            machine's cores minus one (at most 7).
+        progress: called about once a second with the build's progress.
+
+    Raises:
+        IndexBuildError: a statement failed; ``definitions`` lists those not built.
+    """
+    workers = _default_workers() if parallel_workers is None else parallel_workers
+    if workers < 0:
+        raise ValidationError(f"parallel_workers must be >= 0, got {workers}")
+    settings = {
+        "maintenance_work_mem": maintenance_work_mem,
+        "max_parallel_maintenance_workers": str(workers),
+    }
+    done = 0
+    try:
+        with db_errors("rebuild the ANN index"), _settings(bind, settings):
+            for definition in definitions:
+                if progress is None:
+                    bind.execute(text(definition))
+                else:
+                    pid = int(bind.execute(text("SELECT pg_backend_pid()")).scalar_one())
+                    with _ProgressReader(_engine(bind), pid, progress) as reader:
+                        reader.index = definition.split(" ON ", 1)[0]
+                        bind.execute(text(definition))
+                done += 1
+            if table is not None:
+                bind.execute(text(f"ANALYZE {table}"))
+    except Exception as exc:
+        remaining = list(definitions[done:])
+        raise IndexBuildError(
+            f"the ANN index rebuild failed ({exc}); the rows are loaded and kept. "
+            f"Rebuild with vectorstore.rebuild_ann_indexes(session, model) or pass "
+            f"the statements in this error's .definitions",
+            definitions=remaining,
+        ) from exc
+
+
+def rebuild_ann_indexes(
+    bind: Bind,
+    model: Any,
+    definitions: Sequence[str] | None = None,
+    **options: Any,
+) -> list[str]:
+    """Recreate missing ANN indexes of ``model``'s table in one call; returns what ran.
+
+    With ``definitions`` (e.g. ``IndexBuildError.definitions``) those statements
+    run; without, every HNSW/IVFFlat index ``model`` declares that the table
+    lacks is created.  ``options`` are those of :func:`build_indexes`.  The
+    statements run in ``bind``'s transaction: commit it afterwards.
+    """
+    table = model.__table__
+    preparer = _engine(bind).dialect.identifier_preparer
+    qualified = preparer.format_table(table)
+    if definitions is None:
+        existing = {
+            name for name, _ in ann_index_definitions(bind, _plain_name(table.schema, table.name))
+        }
+        dialect = _engine(bind).dialect
+        definitions = [
+            str(CreateIndex(index).compile(dialect=dialect))
+            for index in sorted(table.indexes, key=lambda i: str(i.name))
+            if index.dialect_options["postgresql"].get("using") in ANN_METHODS
+            and index.name not in existing
+        ]
+    build_indexes(bind, list(definitions), table=qualified, **options)
+    return list(definitions)
+
+
+def _plain_name(schema: str | None, name: str) -> str:
+    return f"{schema}.{name}" if schema else name
