@@ -25,6 +25,8 @@ import vectorstore as vs
 
 DIM = vs.DEFAULT_DIMENSION
 BULK_ROWS = 10
+#: Readers filter on ``writer = n % WRITER_BUCKETS`` (seeded rows use the same buckets).
+WRITER_BUCKETS = 8
 
 
 @dataclass
@@ -82,7 +84,7 @@ def _writer(
 
 def _reader(
     engine: Engine, collection: str, r: int, ops: int, deadline: float, report: LoadReport,
-    start: threading.Barrier, writers: int,
+    start: threading.Barrier,
 ) -> None:  # fmt: skip
     repo: vs.DocumentRepository[vs.Document] = vs.DocumentRepository.standalone(
         engine, collection=collection, embedding_model="load"
@@ -93,14 +95,16 @@ def _reader(
         if time.perf_counter() > deadline:
             return
         spec: dict[str, Any] = (
-            {"writer": n % writers} if n % 2 == 0 else {"n": {"$gte": n % 5}, "writer": {"$ne": r}}
+            {"writer": n % WRITER_BUCKETS}
+            if n % 2 == 0
+            else {"n": {"$gte": n % 5}, "writer": {"$ne": r}}
         )
         began = time.perf_counter()
         hits = repo.nearest(queries[n], k=5, filter=spec)
         report.record("nearest", time.perf_counter() - began)
         for hit in hits:
             meta = hit.document.metadata_
-            if n % 2 == 0 and meta.get("writer") != n % writers:
+            if n % 2 == 0 and meta.get("writer") != n % WRITER_BUCKETS:
                 raise AssertionError(f"filter violated: {meta}")
 
 
@@ -136,7 +140,7 @@ def run_load(
         for w in range(writers)
     ] + [
         threading.Thread(target=guarded(_reader, engine, collection, r, ops, deadline, report,
-                                        start, writers), name=f"reader-{r}")
+                                        start), name=f"reader-{r}")
         for r in range(readers)
     ]  # fmt: skip
     for thread in threads:
