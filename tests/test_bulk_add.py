@@ -89,9 +89,11 @@ def test_dataframe_with_custom_columns_and_embedding_column(
         frame, text_column="body", embedding_column="vec", id_column="key",
         metadata_columns=["lang"],
     )  # fmt: skip
-    assert result.inserted == 5 and result.embedded == 0
+    assert result.inserted == 5
+    assert result.embedded == 0
     doc = repo.get_by_external_id("k3")
-    assert doc.text == "doc 3" and doc.metadata_ == {"lang": "fr"}
+    assert doc.text == "doc 3"
+    assert doc.metadata_ == {"lang": "fr"}
     np.testing.assert_array_equal(np.asarray(doc.embedding, dtype=np.float32), data[3])
 
 
@@ -112,7 +114,8 @@ def test_texts_without_vectors_are_embedded_in_batches(
     repo: vs.DocumentRepository[vs.Document], embedder: vs.HashingTestEmbedder
 ) -> None:
     result = repo.bulk_add([f"text number {i}" for i in range(25)], chunk_rows=10)
-    assert result.inserted == 25 and result.embedded == 25
+    assert result.inserted == 25
+    assert result.embedded == 25
     assert embedder.calls == 3
 
 
@@ -128,7 +131,8 @@ def test_generator_larger_than_one_chunk_is_streamed(
             yield {"text": f"row {i}", "embedding": data, "external_id": str(i)}
 
     result = repo.bulk_add(records(), chunk_rows=10)
-    assert result.inserted == 95 and repo.count() == 95
+    assert result.inserted == 95
+    assert repo.count() == 95
     assert pulled == list(range(95))
 
 
@@ -177,7 +181,8 @@ def test_conflict_update_overwrites(repo: vs.DocumentRepository[vs.Document]) ->
     )  # fmt: skip
     assert (result.inserted, result.skipped, result.updated) == (1, 0, 1)
     doc = repo.get_by_external_id("b")
-    assert doc.text == "two again" and doc.metadata_ == {"v": 2}
+    assert doc.text == "two again"
+    assert doc.metadata_ == {"v": 2}
     np.testing.assert_array_equal(np.asarray(doc.embedding, dtype=np.float32), new[1])
 
 
@@ -191,7 +196,9 @@ def test_rerunning_the_same_ingest_creates_no_duplicates(
                           chunk_rows=7)  # fmt: skip
     again = repo.bulk_add(texts, embeddings=data, external_ids=ids, on_conflict="skip",
                           chunk_rows=7)  # fmt: skip
-    assert first.inserted == 30 and again.inserted == 0 and again.skipped == 30
+    assert first.inserted == 30
+    assert again.inserted == 0
+    assert again.skipped == 30
     assert repo.count() == 30
 
 
@@ -200,7 +207,8 @@ def test_duplicate_ids_inside_one_input_keep_the_last(
 ) -> None:
     result = repo.bulk_add(["first", "second"], embeddings=vectors(2), external_ids=["x", "x"],
                            on_conflict="update")  # fmt: skip
-    assert result.inserted == 1 and repo.count() == 1
+    assert result.inserted == 1
+    assert repo.count() == 1
     assert repo.get_by_external_id("x").text == "second"
 
 
@@ -300,7 +308,8 @@ def test_check_constraint_violation_becomes_a_validation_error_naming_the_row(
     with pytest.raises(vs.ValidationError, match="PostgreSQL rejected") as caught:
         repo.bulk_add(texts, embeddings=vectors(16), external_ids=[f"e{i}" for i in range(16)],
                       chunk_rows=5)  # fmt: skip
-    assert caught.value.row == 12 and caught.value.external_id == "e12"
+    assert caught.value.row == 12
+    assert caught.value.external_id == "e12"
     session.commit()
     assert table_count(engine) == 0
 

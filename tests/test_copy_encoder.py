@@ -49,7 +49,8 @@ def parse_stream(data: bytes) -> list[dict[str, Any]]:
                 row[name] = json.loads(raw[1:].decode("utf-8"))
             elif name == "embedding":
                 dim, unused = struct.unpack_from(">hh", raw)
-                assert unused == 0 and size == 4 + 4 * dim
+                assert unused == 0
+                assert size == 4 + 4 * dim
                 row[name] = np.array(struct.unpack_from(f">{dim}f", raw, 4), dtype=np.float32)
             else:
                 row[name] = raw
@@ -90,7 +91,9 @@ def test_empty_batch_encodes_to_nothing_and_stream_is_just_framing() -> None:
                 alphabet=st.characters(blacklist_categories=["Cs"], blacklist_characters="\x00"),
                 min_size=1,
             ).filter(lambda t: t.strip() != ""),
-            st.one_of(st.none(), st.text(min_size=1, max_size=20).filter(lambda t: "\x00" not in t)),
+            st.one_of(
+                st.none(), st.text(min_size=1, max_size=20).filter(lambda t: "\x00" not in t)
+            ),
             st.dictionaries(st.text(max_size=5).filter(lambda t: "\x00" not in t), st.integers()),
             st.lists(
                 st.floats(width=32, allow_nan=False, allow_infinity=False), min_size=3, max_size=3

@@ -40,6 +40,7 @@ from .errors import (
 )
 from .models import Collection, Document, DocumentMixin
 from .results import BulkResult, CollectionInfo, ResultSet
+from .writer import BufferedWriter
 
 __all__ = ["ConflictPolicy", "DocumentRepository"]
 
@@ -357,6 +358,23 @@ class DocumentRepository(Generic[DocT]):
             rebuild_index=rebuild_index, index_options=dict(index_options or {}),
         )  # fmt: skip
         return result
+
+    def writer(
+        self,
+        *,
+        max_rows: int = 1000,
+        max_delay: float | None = 1.0,
+        on_conflict: ConflictPolicy = "error",
+    ) -> BufferedWriter:
+        """A thread-safe buffered writer for event streams (see :mod:`vectorstore.writer`).
+
+        It flushes through binary COPY when ``max_rows`` records are buffered,
+        when the oldest has waited ``max_delay`` seconds, and on exit.  Each flush
+        commits on its own connection (not in this repository's Session).
+        """
+        return BufferedWriter(
+            self, max_rows=max_rows, max_delay=max_delay, on_conflict=on_conflict
+        )
 
     # -- reads ---------------------------------------------------------------------
     def get(self, id: int) -> DocT:
