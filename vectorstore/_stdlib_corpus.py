@@ -58,7 +58,7 @@ SKIP_MODULES = frozenset(
 # Packages whose public submodules are documented too (they are most of the package).
 SUBMODULE_PACKAGES = (
     "asyncio", "collections", "concurrent.futures", "email", "http", "importlib",
-    "json", "logging", "multiprocessing", "os", "unittest", "urllib", "xml.etree", "xml.dom",
+    "json", "logging", "multiprocessing", "unittest", "urllib", "xml.etree", "xml.dom",
 )  # fmt: skip
 
 
