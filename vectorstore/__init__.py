@@ -34,6 +34,7 @@ from .errors import (
 )
 from .filters import compile_filter
 from .indexes import IndexSpec
+from .maintenance import rebuild_ann_indexes
 from .migrate import check_schema, current_revision, downgrade, migrate
 from .models import (
     DEFAULT_DIMENSION,
@@ -43,9 +44,11 @@ from .models import (
     Document,
     DocumentMixin,
 )
+from .pipeline import IngestResult, export_parquet, ingest
 from .repository import ConflictPolicy, DocumentRepository
 from .results import BulkResult, CollectionInfo, ResultSet, SearchResult
 from .server import EmbeddedServer
+from .writer import BufferedWriter
 
 __version__ = "0.1.0"
 
@@ -99,4 +102,9 @@ __all__ = [
     "compile_filter",
     "ExplainReport",
     "RecallReport",
+    "BufferedWriter",
+    "IngestResult",
+    "export_parquet",
+    "ingest",
+    "rebuild_ann_indexes",
 ]
