@@ -18,16 +18,77 @@ def _csv_list(value: str) -> list[str]:
     return [part.strip() for part in value.split(",") if part.strip()]
 
 
-def cmd_ingest(args: argparse.Namespace) -> int:
-    from .cli import UserError
+_SOURCES = (".parquet", ".csv", ".jsonl", ".ndjson")
 
-    raise UserError("ingest needs vectorstore.pipeline, which this version does not have yet")
+
+def _embedder_for(args: argparse.Namespace, engine: Any) -> Any:
+    """``--model`` if given, else the model the collection records, else the default."""
+    from .cli import _collection_model, make_embedder
+    from .errors import CollectionNotFoundError
+    from .models import DEFAULT_MODEL_NAME
+
+    model = args.model
+    if model is None:
+        try:
+            model = _collection_model(engine, args.collection)
+        except CollectionNotFoundError:
+            model = DEFAULT_MODEL_NAME
+    return make_embedder(model, device=args.device)
+
+
+def cmd_ingest(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from .cli import UserError, _engine
+    from .pipeline import ingest
+    from .repository import DocumentRepository
+
+    path = Path(args.path)
+    if path.suffix.lower() not in _SOURCES:
+        raise UserError(f"{path}: expected a {', '.join(_SOURCES)} file")
+    if not path.is_file():
+        raise UserError(f"{path}: no such file")
+    columns: dict[str, Any] = {"text_column": args.text_column}
+    for option in ("id_column", "metadata_column", "metadata_columns", "embedding_column"):
+        value = getattr(args, option)
+        if value:
+            columns[option] = value
+    engine = _engine(args)
+    embedder = _embedder_for(args, engine)
+    repo: DocumentRepository[Any] = DocumentRepository.standalone(
+        engine, collection=args.collection, embedder=embedder
+    )
+    options: dict[str, Any] = {}
+    if args.batch_size:
+        options["chunk_rows"] = args.batch_size
+    result = ingest(
+        path, repository=repo, on_conflict=args.on_conflict, progress=args.progress,
+        **options, **columns,
+    )  # fmt: skip
+    print(
+        f"{result.rows} rows: {result.inserted} inserted, {result.skipped} skipped, "
+        f"{result.updated} updated, {result.known} already stored; embedded {result.embedded} "
+        f"(embed {result.embed_s:.1f}s, write {result.write_s:.1f}s, "
+        f"total {result.elapsed_s:.1f}s, {result.rows_per_s:.0f} rows/s)",
+        flush=True,
+    )
+    return 0
 
 
 def cmd_export(args: argparse.Namespace) -> int:
-    from .cli import UserError
+    from pathlib import Path
 
-    raise UserError("export needs vectorstore.pipeline, which this version does not have yet")
+    from .cli import UserError
+    from .pipeline import export_parquet
+
+    path = Path(args.path)
+    if path.suffix.lower() != ".parquet":
+        raise UserError(f"{path}: export writes a .parquet file")
+    if not path.parent.is_dir():
+        raise UserError(f"{path.parent}: no such folder")
+    written = export_parquet(_repo(args), path)
+    print(f"wrote {written} rows of collection {args.collection!r} to {path}", flush=True)
+    return 0
 
 
 def _repo(args: argparse.Namespace) -> Any:
@@ -91,13 +152,17 @@ def add_pipeline_commands(commands: Any) -> None:
         "--embedding-column", default=None, help="column holding precomputed vectors"
     )
     ingest.add_argument(
-        "--batch-size", type=_positive_int, default=None, help="rows per embedding batch"
+        "--batch-size",
+        type=_positive_int,
+        default=None,
+        help="rows read, embedded and written per step (default 10000)",
     )
     ingest.add_argument("--device", default=None, help="embedding device: cpu, cuda, mps")
     ingest.add_argument(
         "--model",
-        default="sentence-transformers/all-MiniLM-L6-v2",
-        help="embedding model; 'hashing' is a torch-free test embedder (no semantics)",
+        default=None,
+        help="embedding model (default: the collection's, else all-MiniLM-L6-v2); "
+        "'hashing' is a torch-free test embedder (no semantics)",
     )
     ingest.add_argument(
         "--on-conflict",
@@ -105,7 +170,12 @@ def add_pipeline_commands(commands: Any) -> None:
         default="skip",
         help="an external id that is already stored: error, skip (default) or update",
     )
-    ingest.add_argument("--no-progress", action="store_true", help="no progress bar")
+    ingest.add_argument(
+        "--progress",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="progress bar (default: only on a terminal)",
+    )
     ingest.set_defaults(func=cmd_ingest)
 
     export = commands.add_parser("export", help="write a collection to a parquet file")
