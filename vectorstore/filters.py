@@ -36,8 +36,8 @@ from collections.abc import Mapping, Sequence
 from datetime import date, datetime
 from typing import Any
 
-from sqlalchemy import ColumnElement, and_, bindparam, false, func, not_, or_, true
-from sqlalchemy.dialects.postgresql import JSONB
+from sqlalchemy import ColumnElement, Text, and_, bindparam, false, func, not_, or_, true
+from sqlalchemy.dialects.postgresql import ARRAY, JSONB
 
 from .errors import FilterError
 
@@ -128,6 +128,44 @@ def _ordered(value: Any, where: str) -> Any:
     return checked
 
 
+_TEXT_COLUMNS = ("external_id", "text")
+_BIGINT = 2**63
+
+
+def _column_value(key: str, value: Any, where: str) -> Any:
+    """Check a (scalar-checked) operand against the column's type, before any SQL exists."""
+    if value is None:
+        return None
+    if key == "id":
+        if isinstance(value, bool) or not isinstance(value, int) or not -_BIGINT <= value < _BIGINT:
+            raise FilterError(f"{where}: 'id' is compared with integers, got {value!r}")
+        return value
+    if key in _TEXT_COLUMNS:
+        if isinstance(value, int) and not isinstance(value, bool) and key == "external_id":
+            return str(value)  # integer external ids are stored as text
+        if not isinstance(value, str):
+            raise FilterError(f"{where}: {key!r} is compared with strings, got {value!r}")
+        if not _encodable(value):
+            raise FilterError(f"{where}: {key!r} operand is not valid Unicode")
+        return value
+    # created_at: ISO strings (dates and datetimes were turned into ISO by _scalar).
+    if not isinstance(value, str):
+        raise FilterError(f"{where}: 'created_at' is compared with dates or datetimes")
+    try:
+        datetime.fromisoformat(value)
+    except ValueError:
+        raise FilterError(f"{where}: {value!r} is not an ISO date or datetime") from None
+    return value
+
+
+def _encodable(value: str) -> bool:
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
 def _nest(path: tuple[str, ...], value: Any) -> dict[str, Any]:
     for key in reversed(path[1:]):
         value = {key: value}
@@ -159,7 +197,11 @@ class _Compiler:
 
     def logical(self, op: str, value: Any, where: str, depth: int) -> ColumnElement[bool]:
         if op == "$not":
-            return not_(self.node(value, where, depth + 1))
+            # SQL's NOT of an unknown (a comparison with a missing key is NULL) is
+            # still unknown, which would drop those rows; a filter means "not
+            # matched", so treat unknown as false before negating.
+            inner = self.node(value, where, depth + 1)
+            return not_(func.coalesce(inner, false()))
         if op in ("$and", "$or"):
             if not isinstance(value, list | tuple) or not value:
                 raise FilterError(f"{where}: {op} takes a non-empty list of filters")
@@ -207,26 +249,31 @@ class _Compiler:
 
     def column_op(self, col: Any, key: str, op: str, operand: Any, where: str) -> Any:
         if op == "$eq":
-            value = _scalar(operand, where)
+            value = _column_value(key, _scalar(operand, where), where)
             return col.is_(None) if value is None else col == value
         if op == "$ne":
-            value = _scalar(operand, where)
+            value = _column_value(key, _scalar(operand, where), where)
             return col.is_not(None) if value is None else col.is_distinct_from(value)
         if op in ("$lt", "$lte", "$gt", "$gte"):
-            value = _ordered(operand, where)
+            value = _column_value(key, _ordered(operand, where), where)
             return {"$lt": col < value, "$lte": col <= value, "$gt": col > value,
                     "$gte": col >= value}[op]  # fmt: skip
         if op == "$between":
             lo, hi = self.bounds(operand, where)
-            return col.between(lo, hi)
+            return col.between(_column_value(key, lo, where), _column_value(key, hi, where))
         if op in ("$in", "$nin"):
             values = [
-                _scalar(v, f"{where}[{i}]") for i, v in enumerate(self.listing(operand, where))
+                _column_value(key, _scalar(v, f"{where}[{i}]"), f"{where}[{i}]")
+                for i, v in enumerate(self.listing(operand, where))
             ]
+            if any(v is None for v in values):
+                raise FilterError(f"{where}: {op} cannot hold null; use $exists")
             if op == "$in":
                 return col.in_(values) if values else false()
             return or_(col.is_(None), col.not_in(values)) if values else true()
         if op in ("$like", "$ilike"):
+            if key not in _TEXT_COLUMNS:
+                raise FilterError(f"{where}: {op} applies to text, not to the column {key!r}")
             pattern = self.pattern(operand, where)
             return col.like(pattern) if op == "$like" else col.ilike(pattern)
         if op == "$exists":
@@ -234,7 +281,7 @@ class _Compiler:
         raise FilterError(f"{where}: {op} applies to metadata keys, not to the column {key!r}")
 
     def meta_op(self, path: tuple[str, ...], op: str, operand: Any, where: str) -> Any:
-        element = self.meta[path[0]] if len(path) == 1 else self.meta[path]
+        element = self.path(path)
         if op in ("$eq", "$ne"):
             value = _json_value(operand, where)
             eq = self.meta_eq(path, element, value)
@@ -254,7 +301,7 @@ class _Compiler:
             return and_(self.meta_cmp(element, "$gte", lo), self.meta_cmp(element, "$lte", hi))
         if op in ("$like", "$ilike"):
             pattern = self.pattern(operand, where)
-            text = self.meta[path[0]].astext if len(path) == 1 else self.meta[path].astext
+            text = self.path(path, as_text=True)
             guard = func.jsonb_typeof(element) == "string"
             return and_(guard, text.like(pattern) if op == "$like" else text.ilike(pattern))
         if op == "$exists":
@@ -265,6 +312,20 @@ class _Compiler:
         value = _json_value(operand, where)
         needle = value if isinstance(value, list | dict) else [value]
         return self.meta.contains(bindparam(None, _nest(path, needle), type_=JSONB))
+
+    def path(self, path: tuple[str, ...], *, as_text: bool = False) -> Any:
+        """``metadata -> 'k'`` or, nested, ``metadata #> ARRAY[...]`` with a bound text[].
+
+        SQLAlchemy's own JSON path type renders the path as an unquoted array
+        literal, which breaks on keys containing ``{ } , "``; a bound ARRAY is
+        sent as a proper array whatever the keys hold.
+        """
+        if len(path) == 1:
+            return self.meta[path[0]].astext if as_text else self.meta[path[0]]
+        keys = bindparam(None, list(path), type_=ARRAY(Text))
+        if as_text:
+            return self.meta.op("#>>", return_type=Text)(keys)
+        return self.meta.op("#>", return_type=JSONB)(keys)
 
     def meta_eq(self, path: tuple[str, ...], element: Any, value: Any) -> Any:
         exact = element == bindparam(None, value, type_=JSONB)
