@@ -117,3 +117,12 @@ def test_any_valid_rows_round_trip_through_the_parser(rows: list[Any]) -> None:
     assert [p["metadata"] for p in parsed] == metas
     got = np.stack([p["embedding"] for p in parsed])
     assert got.tobytes() == vectors.tobytes()
+
+
+def test_long_texts_and_metadata_beyond_the_length_table() -> None:
+    texts = ["short", "x" * 20_000, "é" * 9_000]
+    metas = [{"big": "y" * 10_000}, None, {"k": 1}]
+    (batch,) = batches_from_arrays(texts, np.ones((3, 2), np.float32), 2, metadata=metas)
+    rows = parse_stream(b"".join(encoded_stream([batch], 1)))
+    assert [r["text"] for r in rows] == texts
+    assert [r["metadata"] for r in rows] == [metas[0], {}, metas[2]]

@@ -57,8 +57,13 @@ _QUEUE_DEPTH = 2
 # external id's length word form one numpy record (one slice per row).  Only the
 # variable-length external id, text and metadata (with their length words) are
 # per-row pieces.
-_TEXT_LEN = np.dtype(">i4")
-_META_HEAD = np.dtype([("len_meta", ">i4"), ("jsonb_version", "u1")])
+# Length words of texts and metadata come from lookup tables of ready-made
+# bytes objects (a C-level ``map``), 20x cheaper per row than slicing a buffer;
+# lengths beyond the table (rare: texts over 8 KiB) are packed one by one.
+_LUT_SIZE = 8192
+_LEN4 = [i.to_bytes(4, "big") for i in range(_LUT_SIZE)]
+# jsonb's field length counts the version byte (1) that follows the length word.
+_META_HEAD = [(i + 1).to_bytes(4, "big") + b"\x01" for i in range(_LUT_SIZE)]
 
 
 def _fixed_dtype(dim: int) -> np.dtype[Any]:
@@ -78,18 +83,22 @@ def _fixed_dtype(dim: int) -> np.dtype[Any]:
     )
 
 
-def _rows(array: np.ndarray[Any, Any], n: int) -> Iterator[memoryview]:
-    """``n`` equal-width row views over ``array``'s buffer, without copying it.
-
-    ``map`` over ``slice`` objects keeps the per-row loop in C; a list
-    comprehension of slices costs about twice as much per row.
-    """
-    view = array.reshape(-1).view(np.uint8).data
-    width = len(view) // n
+def _rows(blob: bytes, n: int) -> Iterator[bytes]:
+    """``n`` equal-width row slices of ``blob`` (``map`` over slices: the loop stays in C)."""
+    width = len(blob) // n
     return map(
-        view.__getitem__,
+        blob.__getitem__,
         map(slice, range(0, n * width, width), range(width, (n + 1) * width, width)),
     )
+
+
+def _length_words(pieces: list[bytes], table: list[bytes], extra: bytes = b"") -> list[bytes]:
+    lengths = list(map(len, pieces))
+    if lengths and max(lengths) < _LUT_SIZE:
+        return list(map(table.__getitem__, lengths))
+    return [
+        table[n] if n < _LUT_SIZE else (n + len(extra)).to_bytes(4, "big") + extra for n in lengths
+    ]
 
 
 def encode_batch(batch: Batch, collection_id: int) -> bytes:
@@ -116,17 +125,12 @@ def encode_batch(batch: Batch, collection_id: int) -> bytes:
     ext_len[[i for i, e in enumerate(batch.external_ids) if e is None]] = -1
     fixed["len_ext"] = ext_len
 
-    text_len = np.fromiter(map(len, batch.text_bytes), dtype=_TEXT_LEN, count=n)
-    meta_head = np.empty(n, dtype=_META_HEAD)
-    meta_head["len_meta"] = np.fromiter(map(len, batch.metadata_json), np.int32, count=n) + 1
-    meta_head["jsonb_version"] = 1
-
     parts = zip(
-        _rows(fixed, n),
+        _rows(fixed.tobytes(), n),
         ext_bytes,
-        _rows(text_len, n),
+        _length_words(batch.text_bytes, _LEN4),
         batch.text_bytes,
-        _rows(meta_head, n),
+        _length_words(batch.metadata_json, _META_HEAD, b"\x01"),
         batch.metadata_json,
         strict=True,
     )
