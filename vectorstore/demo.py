@@ -13,12 +13,11 @@ search, and a join against the module table, printing module, kind and score.
 
 Design decisions:
 
-* **Re-runs embed nothing that is stored.**  Each text has a stable external id
-  (``function:json.dumps``); before embedding, the job reads the ids and
-  content hashes already stored and embeds only new or changed texts, so the
-  second run goes straight to the answers.
-* **Resumable.**  Texts are embedded and committed in chunks, so an
-  interrupted first run keeps what it finished.
+* **Re-runs embed nothing that is stored.**  The texts go through
+  :func:`vectorstore.ingest`, which skips every text whose content hash the
+  collection already stores, so the second run goes straight to the answers.
+  Each text has a stable external id (``function:json.dumps``): a docstring
+  that changed (a new Python version) is re-embedded and replaces the old row.
 * **The app's own table is the app's.**  The module table is created with the
   demo's own declarative base (``create_all``), as an app would with its own
   migrations; vectorstore's schema comes from :func:`vectorstore.migrate`.
@@ -34,11 +33,11 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import IO, Any
 
-from sqlalchemy import Boolean, Engine, Integer, Text, select
+from sqlalchemy import Boolean, Engine, Integer, Text
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column
 
-from ._stdlib_corpus import DocText, ModuleInfo, extract_corpus
+from ._stdlib_corpus import ModuleInfo, extract_corpus
 from .embedders import Embedder
 from .models import Document
 from .repository import DocumentRepository
@@ -46,8 +45,8 @@ from .repository import DocumentRepository
 __all__ = ["QUESTIONS", "DemoBase", "DemoReport", "StdlibModule", "answer", "load", "main"]
 
 COLLECTION = "stdlib-docs"
-# Texts embedded and committed together: large enough for efficient batches,
-# small enough that the progress bar moves and an interrupted run keeps most work.
+# Texts read, embedded and written per pipeline step: large enough for efficient
+# batches, small enough that the progress bar moves every few seconds on a CPU.
 CHUNK = 128
 
 
@@ -92,15 +91,6 @@ QUESTIONS: list[tuple[str, dict[str, Any], str]] = [
 ]  # fmt: skip
 
 
-def _stored_hashes(session: Session, collection_id: int) -> dict[str, bytes]:
-    rows = session.execute(
-        select(Document.external_id, Document.content_hash).where(
-            Document.collection_id == collection_id
-        )
-    )
-    return {str(ext): bytes(digest) for ext, digest in rows if ext is not None}
-
-
 def _save_modules(session: Session, modules: Sequence[ModuleInfo]) -> None:
     rows = [
         {
@@ -135,6 +125,10 @@ def load(
 ) -> DemoReport:
     """Store the stdlib corpus in ``collection``, embedding only what is not stored yet.
 
+    The texts go through :func:`vectorstore.ingest`, which skips texts whose
+    content hash the collection already stores (so a re-run embeds nothing) and
+    overlaps embedding with writing.
+
     Args:
         engine: where to store (vectorstore's schema must be migrated).
         embedder: the model (the demo uses all-MiniLM-L6-v2).
@@ -143,50 +137,36 @@ def load(
         progress: show a progress bar on stderr while embedding.
         out: where to print the summary (default stdout).
     """
-    from tqdm import tqdm
-
-    from ._batch import content_hash
+    from .pipeline import ingest
 
     started = time.perf_counter()
     out = out or sys.stdout
     modules, texts = extract_corpus(limit=limit)
     DemoBase.metadata.create_all(engine)
     with Session(engine) as session:
-        repo: DocumentRepository[Document] = DocumentRepository(
-            session, collection=collection, embedder=embedder
-        )
         _save_modules(session, modules)
-        stored = _stored_hashes(session, repo.collection.id)
         session.commit()
-        todo: list[DocText] = [
-            t for t in texts if stored.get(t.external_id) != content_hash(t.text.encode())
-        ]
-        print(
-            f"corpus: {len(texts)} texts from {len(modules)} modules; "
-            f"{len(texts) - len(todo)} already stored, {len(todo)} to embed "
-            f"with {embedder.model_name}",
-            file=out,
-            flush=True,
-        )
-        bar = tqdm(total=len(todo), unit="text", disable=not progress or not todo, file=sys.stderr)
-        embedded = 0
-        for start in range(0, len(todo), CHUNK):
-            chunk = todo[start : start + CHUNK]
-            result = repo.bulk_add(
-                [t.text for t in chunk],
-                metadata=[t.metadata for t in chunk],
-                external_ids=[t.external_id for t in chunk],
-                on_conflict="update",
-            )
-            session.commit()
-            embedded += result.embedded
-            bar.update(len(chunk))
-        bar.close()
+    print(
+        f"corpus: {len(texts)} texts from {len(modules)} modules; embedding new ones "
+        f"with {embedder.model_name}",
+        file=out,
+        flush=True,
+    )
+    repo: DocumentRepository[Document] = DocumentRepository.standalone(
+        engine, collection=collection, embedder=embedder
+    )
+    records = [
+        {"text": t.text, "metadata": t.metadata, "external_id": t.external_id} for t in texts
+    ]
+    # A changed docstring keeps its external id: "update" re-embeds and replaces it.
+    result = ingest(
+        records, repository=repo, on_conflict="update", chunk_rows=CHUNK, progress=progress
+    )
     return DemoReport(
         modules=len(modules),
         texts=len(texts),
-        embedded=embedded,
-        already_stored=len(texts) - len(todo),
+        embedded=result.embedded,
+        already_stored=result.known,
         elapsed_s=time.perf_counter() - started,
     )
 
