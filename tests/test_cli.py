@@ -410,3 +410,15 @@ def test_export_mistakes_are_one_line(db_url: URL, tmp_path: Path) -> None:
     assert_user_error(run("export", str(tmp_path / "no" / "x.parquet"), url=db_url),
                       "no such folder")  # fmt: skip
     assert_user_error(run("export", str(tmp_path / "x.csv"), url=db_url), ".parquet")
+
+
+def test_ingest_progress_bar(db_url: URL, tmp_path: Path) -> None:
+    source = tmp_path / "n.jsonl"
+    source.write_text("\n".join(json.dumps({"text": f"line {i}"}) for i in range(7)))
+    shown = run("ingest", str(source), "--model", "hashing", "--progress", url=db_url)
+    assert shown.returncode == 0, shown.stderr
+    # tqdm's bar (by default shown only on a terminal); a JSONL file has no known length.
+    assert "ingest: 7rows" in shown.stderr
+    quiet = run("ingest", str(source), "-c", "q", "--model", "hashing", url=db_url)
+    assert quiet.returncode == 0
+    assert quiet.stderr == ""
