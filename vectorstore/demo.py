@@ -83,7 +83,8 @@ QUESTIONS: list[tuple[str, dict[str, Any], str]] = [
     ("How do I parse a JSON string into a Python object?", {}, "nearest"),
     ("run a shell command and capture its output", {"filter": {"kind": "function"}},
      "nearest, filter kind=function"),
-    ("compress data with gzip", {"hybrid": True}, "hybrid (full text + vector, RRF)"),
+    ("compress data with gzip", {"hybrid": True},
+     "hybrid: full text + vector, score = fused reciprocal ranks"),
     ("what happens when an exception is raised inside a with block", {"filter": {"kind": "topic"}},
      "nearest, filter kind=topic"),
     ("send an email message over SMTP", {"join": True}, "nearest joined to the module table, "
