@@ -153,3 +153,103 @@ def test_add_after_a_crash_and_restart_works_on_the_same_engine(
         assert _counts(engine) == (2, 2)
     finally:
         engine.dispose()
+
+
+# -- the buffered writer and the ingest pipeline ------------------------------------------
+# Conditions seen from another connection (pg_stat_activity), mid-write:
+COPY_RUNNING = "state = 'active' AND query ILIKE 'COPY%'"
+ROWS_WRITTEN = "backend_xid IS NOT NULL AND backend_type = 'client backend'"
+
+
+def _wait_for_activity(server: vs.EmbeddedServer, condition: str) -> None:
+    """Block until some other backend satisfies ``condition`` (rows written, COPY running)."""
+    conn = psycopg2.connect(dbname="vectorstore", user="postgres", host=str(server.socket_dir))
+    conn.autocommit = True
+    tick = threading.Event()
+    try:
+        with conn.cursor() as cur:
+            for _ in range(int(_PROGRESS_DEADLINE_S / 0.01)):
+                cur.execute(
+                    "SELECT count(*) FROM pg_stat_activity "
+                    f"WHERE pid <> pg_backend_pid() AND {condition}"
+                )
+                row = cur.fetchone()
+                if row is not None and row[0] > 0:
+                    return
+                tick.wait(0.01)
+    finally:
+        conn.close()
+    raise AssertionError(f"no backend ever satisfied: {condition}")
+
+
+class CrashingEmbedder(vs.HashingTestEmbedder):
+    """Crashes the server on its ``crash_on``-th call, once ``condition`` holds."""
+
+    def __init__(self, server: vs.EmbeddedServer, crash_on: int, condition: str) -> None:
+        super().__init__()
+        self.server, self.crash_on, self.condition, self.armed = server, crash_on, condition, True
+
+    def embed(self, texts: Any) -> Any:
+        if self.armed and self.calls + 1 == self.crash_on:
+            self.armed = False
+            _wait_for_activity(self.server, self.condition)
+            crash(self.server)
+        return super().embed(texts)
+
+
+def test_writer_flush_killed_mid_copy_writes_nothing_and_hands_back_every_record(
+    clean_server: vs.EmbeddedServer,
+) -> None:
+    engine = vs.make_engine(clean_server.url())
+    # The flush embeds inside its COPY stream: crash once that COPY is running.
+    embedder = CrashingEmbedder(clean_server, crash_on=1, condition=COPY_RUNNING)
+    repo: vs.DocumentRepository[vs.Document] = vs.DocumentRepository.standalone(
+        engine, collection="writer", embedder=embedder
+    )
+    try:
+        writer = repo.writer(max_rows=100_000, max_delay=None)
+        for i in range(TOTAL):
+            writer.add(f"event {i}", external_id=f"ev-{i}")
+        with pytest.raises(vs.WriteError) as caught:
+            writer.flush()
+        assert isinstance(caught.value.__cause__, vs.ConnectionLostError)
+        unwritten = caught.value.unwritten
+        assert len(unwritten) == TOTAL
+
+        clean_server.start()
+        assert _counts(engine) == (0, 0)
+        retry = repo.writer(max_rows=100_000, max_delay=None)
+        for record in unwritten:
+            retry.add(record)
+        retry.close()
+        assert _counts(engine) == (TOTAL, TOTAL)
+    finally:
+        engine.dispose()
+
+
+def test_ingest_killed_mid_load_is_all_or_nothing_and_rerun_is_exact(
+    clean_server: vs.EmbeddedServer,
+) -> None:
+    def source() -> Iterator[dict[str, Any]]:
+        for i in range(TOTAL):
+            yield {"text": f"ingested document {i}", "external_id": f"in-{i}"}
+
+    engine = vs.make_engine(clean_server.url())
+    # The third chunk's embedding, once the load's transaction has written (xid assigned).
+    embedder = CrashingEmbedder(clean_server, crash_on=3, condition=ROWS_WRITTEN)
+    repo: vs.DocumentRepository[vs.Document] = vs.DocumentRepository.standalone(
+        engine, collection="ingest", embedder=embedder
+    )
+    try:
+        with pytest.raises(vs.ConnectionLostError):
+            vs.ingest(source(), repository=repo, chunk_rows=CHUNK, progress=False)
+        clean_server.start()
+        assert _counts(engine) == (0, 0)
+        result = vs.ingest(source(), repository=repo, chunk_rows=CHUNK, progress=False)
+        assert result.inserted == TOTAL
+        assert _counts(engine) == (TOTAL, TOTAL)
+        again = vs.ingest(source(), repository=repo, chunk_rows=CHUNK, progress=False)
+        assert again.inserted == 0  # re-running a completed ingest writes nothing
+        assert _counts(engine) == (TOTAL, TOTAL)
+    finally:
+        engine.dispose()
