@@ -3,19 +3,23 @@
 ``pg_terminate_backend(pid, timeout)`` returns only once the backend has exited,
 so each test knows the pooled connection is dead before its next call.  Engines
 made by :func:`vectorstore.make_engine` pre-ping, so the next call - read or
-write - transparently gets a fresh connection.  An engine without pre-ping
-surfaces the broken connection as :class:`ConnectionLostError` on the next call
-and is never silently retried (a retried write could run twice); the call after
-that gets a fresh connection.
+write - transparently gets a fresh connection.  With an engine without
+pre-ping, a read of a repository that owns its transactions is retried once on
+a fresh connection (the engine's ``handle_error`` event shows the one failed
+attempt); a write surfaces the broken connection as
+:class:`ConnectionLostError` and is never silently retried (a retried write
+could run twice), and neither is a read inside the host app's Session; the
+call after that gets a fresh connection.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from typing import Any
 
 import numpy as np
 import pytest
-from sqlalchemy import URL, Engine, create_engine, text
+from sqlalchemy import URL, Engine, create_engine, event, text
 from sqlalchemy.orm import Session
 from sqlalchemy.pool import NullPool
 
@@ -113,6 +117,96 @@ def test_without_pre_ping_a_write_on_a_dead_connection_raises_and_is_not_retried
         # The pool threw the dead connection away: the next call works.
         repo.add("after", embedding=vector)
         assert [d.text for d in _texts(engine)] == ["after", "kept"]
+    finally:
+        engine.dispose()
+
+
+def _disconnects(engine: Engine) -> list[bool]:
+    """Records ``is_disconnect`` of every statement error the engine sees (SQLAlchemy path)."""
+    seen: list[bool] = []
+    event.listen(engine, "handle_error", lambda ctx: seen.append(ctx.is_disconnect))
+    return seen
+
+
+def test_without_pre_ping_a_read_on_a_dead_connection_is_retried_once(
+    any_driver_url: URL, admin: Engine
+) -> None:
+    engine = _single_connection_engine(any_driver_url, pre_ping=False)
+    repo: vs.DocumentRepository[vs.Document] = vs.DocumentRepository.standalone(
+        engine, collection="retry-read", embedding_model="external"
+    )
+    vector = np.ones(vs.DEFAULT_DIMENSION, dtype=np.float32)
+    try:
+        stored = repo.add("stored", embedding=vector, external_id="s")
+        seen = _disconnects(engine)
+        reads: list[tuple[Callable[[], Any], Callable[[Any], bool]]] = [
+            (repo.count, lambda n: n == 1),
+            (lambda: repo.nearest(vector, k=1), lambda hits: [h.document.id for h in hits]
+             == [stored.id]),
+            (lambda: repo.get_by_external_id("s"), lambda doc: doc.id == stored.id),
+            (lambda: repo.get(stored.id), lambda doc: doc.text == "stored"),
+            (lambda: repo.hybrid("stored", vector=vector, k=1), lambda hits: len(hits) == 1),
+        ]  # fmt: skip
+        for read, correct in reads:
+            old = _pooled_pid(engine)
+            _terminate(admin, old)
+            seen.clear()
+            assert correct(read())
+            assert seen == [True]  # one attempt failed on the dead connection, one succeeded
+            assert _pooled_pid(engine) != old
+        assert engine.pool.checkedout() == 0  # type: ignore[attr-defined]
+    finally:
+        engine.dispose()
+
+
+@pytest.mark.parametrize("write", ["add", "bulk_add", "delete"])
+def test_without_pre_ping_no_write_is_retried(
+    any_driver_url: URL, admin: Engine, write: str
+) -> None:
+    engine = _single_connection_engine(any_driver_url, pre_ping=False)
+    repo: vs.DocumentRepository[vs.Document] = vs.DocumentRepository.standalone(
+        engine, collection="no-retry", embedding_model="external"
+    )
+    vector = np.ones(vs.DEFAULT_DIMENSION, dtype=np.float32)
+    calls: dict[str, Callable[[], Any]] = {
+        "add": lambda: repo.add("new", embedding=vector, external_id="new"),
+        "bulk_add": lambda: repo.bulk_add(["new"], embeddings=[vector], external_ids=["new"]),
+        "delete": lambda: repo.delete(external_ids=["old"]),
+    }
+    try:
+        repo.add("old", embedding=vector, external_id="old")
+        seen = _disconnects(engine)
+        _terminate(admin, _pooled_pid(engine))
+        with pytest.raises(vs.ConnectionLostError):
+            calls[write]()
+        assert len(seen) <= 1  # at most the one failed attempt: never a second one
+        assert [d.text for d in _texts(engine)] == ["old"]  # nothing re-sent behind our back
+        calls[write]()  # the pool threw the dead connection away: the next call works
+        expected = [] if write == "delete" else ["new", "old"]
+        assert [d.text for d in _texts(engine)] == expected
+        assert engine.pool.checkedout() == 0  # type: ignore[attr-defined]
+    finally:
+        engine.dispose()
+
+
+def test_without_pre_ping_a_read_in_the_host_session_is_not_retried(
+    any_driver_url: URL, admin: Engine
+) -> None:
+    engine = _single_connection_engine(any_driver_url, pre_ping=False)
+    try:
+        with Session(engine) as session:
+            repo: vs.DocumentRepository[vs.Document] = vs.DocumentRepository(
+                session, collection="host", embedder=vs.HashingTestEmbedder()
+            )
+            repo.add("one")
+            session.commit()
+            seen = _disconnects(engine)
+            _terminate(admin, _pooled_pid(engine))
+            with pytest.raises(vs.ConnectionLostError):
+                repo.count()  # the host owns the transaction: its loss is the host's to handle
+            assert seen == [True]
+            session.rollback()
+            assert repo.count() == 1
     finally:
         engine.dispose()
 
