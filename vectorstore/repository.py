@@ -28,6 +28,7 @@ from ._batch import (
     validate_vector,
 )
 from ._identifiers import check_collection_name, check_model_identifiers
+from ._retry import retry_read
 from .embedders import Embedder
 from .errors import (
     CollectionNotFoundError,
@@ -396,25 +397,33 @@ class DocumentRepository(Generic[DocT]):
         if not wanted:
             return []
         info = self.collection
-        with self._read("get") as session:
-            rows = session.scalars(
-                select(self.model).where(
-                    self.model.collection_id == info.id, self.model.id.in_(wanted)
-                )
-            ).all()
+
+        def read() -> Sequence[DocT]:
+            with self._read("get") as session:
+                return session.scalars(
+                    select(self.model).where(
+                        self.model.collection_id == info.id, self.model.id.in_(wanted)
+                    )
+                ).all()
+
+        rows = retry_read(self, read)
         by_id = {row.id: row for row in rows}
         return [by_id[i] for i in wanted if i in by_id]
 
     def get_by_external_id(self, external_id: str) -> DocT:
         """The document with this external id. Raises DocumentNotFoundError."""
         info = self.collection
-        with self._read("get") as session:
-            row = session.scalars(
-                select(self.model).where(
-                    self.model.collection_id == info.id,
-                    self.model.external_id == str(external_id),
-                )
-            ).one_or_none()
+
+        def read() -> DocT | None:
+            with self._read("get") as session:
+                return session.scalars(
+                    select(self.model).where(
+                        self.model.collection_id == info.id,
+                        self.model.external_id == str(external_id),
+                    )
+                ).one_or_none()
+
+        row = retry_read(self, read)
         if row is None:
             raise DocumentNotFoundError(
                 f"no document with external_id {external_id!r} in {self.collection_name!r}"
@@ -455,14 +464,18 @@ class DocumentRepository(Generic[DocT]):
     def count(self) -> int:
         """Number of documents in the collection."""
         info = self.collection
-        with self._read("count") as session:
-            return int(
-                session.execute(
-                    select(func.count())
-                    .select_from(self.model)
-                    .where(self.model.collection_id == info.id)
-                ).scalar_one()
-            )
+
+        def read() -> int:
+            with self._read("count") as session:
+                return int(
+                    session.execute(
+                        select(func.count())
+                        .select_from(self.model)
+                        .where(self.model.collection_id == info.id)
+                    ).scalar_one()
+                )
+
+        return retry_read(self, read)
 
     # -- search --------------------------------------------------------------------
     def nearest(
@@ -543,10 +556,11 @@ class DocumentRepository(Generic[DocT]):
             text_query = hybrid if isinstance(hybrid, str) else query
             if not isinstance(text_query, str):
                 raise ValidationError("hybrid=True needs a text query; pass hybrid='words'")
-            return hybrid_search(
+            return retry_read(self, lambda: hybrid_search(
                 self, text_query, vector=None if isinstance(query, str) else query, opts=opts
-            )
-        return search.run(self, query, opts)
+            ))  # fmt: skip
+        # A read: run once more if its pooled connection proved dead (see _retry).
+        return retry_read(self, lambda: search.run(self, query, opts))
 
     def nearest_query(
         self,
@@ -622,9 +636,10 @@ class DocumentRepository(Generic[DocT]):
 
         opts = search.make_options(k, metric=metric, filter=filter, offset=offset,
                                    ef_search=ef_search)  # fmt: skip
-        return hybrid_search(self, text, vector=vector, opts=opts, rrf_k=rrf_k,
-                             candidates=candidates, vector_weight=vector_weight,
-                             text_weight=text_weight)  # fmt: skip
+        return retry_read(self, lambda: hybrid_search(
+            self, text, vector=vector, opts=opts, rrf_k=rrf_k, candidates=candidates,
+            vector_weight=vector_weight, text_weight=text_weight,
+        ))  # fmt: skip
 
     def explain(self, query: str | Sequence[float] | np.ndarray[Any, Any], **options: Any) -> Any:
         """EXPLAIN ANALYZE what ``nearest(query, **options)`` runs: an ExplainReport."""
