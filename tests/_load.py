@@ -1,12 +1,18 @@
 """A concurrent read/write workload, shared by ``tests/test_load.py`` and
 ``benchmarks/bench_load.py``.
 
-Writer threads alternate between the write paths (``add`` of one document and
-``bulk_add`` of a small batch); reader threads run filtered ``nearest``.  All
-threads start together (a barrier) and stop after ``ops`` operations each or
-at ``deadline_s``, whichever comes first.  Every write that returned is
-*acknowledged*: its external ids are recorded so the caller can check that
-each acknowledged write is readable afterwards and nothing else is there.
+Writer threads cycle through the write paths (``add`` of one document,
+``bulk_add`` of a small batch, and ``add`` of one record to a
+:class:`~vectorstore.BufferedWriter` that all writer threads share); reader
+threads run filtered ``nearest``.  All threads start together (a barrier) and
+stop after ``ops`` operations each or at ``deadline_s``, whichever comes first.
+
+Every write that returned is *acknowledged*: its external ids are recorded so
+the caller can check that each acknowledged write is readable afterwards and
+nothing else is there.  A record handed to the buffered writer is acknowledged
+once the writer has been closed without error (its flushes - by row count in
+the adding threads, by age in the writer's timer thread, and the final one at
+close - have committed); a failed flush is an error of the run.
 """
 
 from __future__ import annotations
@@ -25,6 +31,11 @@ import vectorstore as vs
 
 DIM = vs.DEFAULT_DIMENSION
 BULK_ROWS = 10
+#: The shared buffered writer flushes at this many records or after this delay.
+BUFFER_ROWS = 16
+BUFFER_DELAY_S = 0.02
+WRITE_OPS = ("add", "bulk_add", "writer")
+ROWS_PER_OP = {"add": 1, "bulk_add": BULK_ROWS, "writer": 1}
 #: Readers filter on ``writer = n % WRITER_BUCKETS`` (seeded rows use the same buckets).
 WRITER_BUCKETS = 8
 
@@ -38,14 +49,27 @@ class LoadReport:
     latencies: dict[str, list[float]] = field(default_factory=dict)
     rows_written: int = 0
     elapsed_s: float = 0.0
+    #: Ids handed to the buffered writer, acknowledged when it closes cleanly.
+    buffered: set[str] = field(default_factory=set)
+    #: Flushes of the buffered writer (by row count, age and close).
+    flushes: int = 0
     lock: threading.Lock = field(default_factory=threading.Lock)
 
-    def record(self, op: str, seconds: float, ids: list[str] | None = None) -> None:
+    def record(
+        self, op: str, seconds: float, ids: list[str] | None = None, *, pending: bool = False
+    ) -> None:
         with self.lock:
             self.latencies.setdefault(op, []).append(seconds)
-            if ids:
+            if ids and pending:
+                self.buffered.update(ids)
+            elif ids:
                 self.acked.update(ids)
                 self.rows_written += len(ids)
+
+
+def expected_rows(writers: int, ops: int, write_ops: tuple[str, ...] = WRITE_OPS) -> int:
+    """Rows a complete run writes (every thread did all ``ops`` operations)."""
+    return writers * sum(ROWS_PER_OP[write_ops[n % len(write_ops)]] for n in range(ops))
 
 
 def _vectors(seed: int, n: int) -> np.ndarray[Any, Any]:
@@ -55,7 +79,7 @@ def _vectors(seed: int, n: int) -> np.ndarray[Any, Any]:
 
 def _writer(
     engine: Engine, collection: str, w: int, ops: int, deadline: float, report: LoadReport,
-    start: threading.Barrier, write_ops: tuple[str, ...],
+    start: threading.Barrier, write_ops: tuple[str, ...], buffered: vs.BufferedWriter | None,
 ) -> None:  # fmt: skip
     repo: vs.DocumentRepository[vs.Document] = vs.DocumentRepository.standalone(
         engine, collection=collection, embedding_model="load"
@@ -66,6 +90,13 @@ def _writer(
             return
         op = write_ops[n % len(write_ops)]
         began = time.perf_counter()
+        if op == "writer":
+            assert buffered is not None
+            ext = f"w{w}-{n}"
+            buffered.add(f"writer {w} op {n} buffered", embedding=_vectors(w * 100_003 + n, 1)[0],
+                         metadata={"writer": w, "n": n}, external_id=ext)  # fmt: skip
+            report.record(op, time.perf_counter() - began, [ext], pending=True)
+            continue
         if op == "add":
             ext = f"w{w}-{n}"
             repo.add(f"writer {w} op {n}", embedding=_vectors(w * 100_003 + n, 1)[0],
@@ -116,10 +147,15 @@ def run_load(
     readers: int = 8,
     ops: int = 20,
     duration_s: float = 60.0,
-    write_ops: tuple[str, ...] = ("add", "bulk_add"),
+    write_ops: tuple[str, ...] = WRITE_OPS,
 ) -> LoadReport:
     """Run the workload; returns the report (errors are collected, not raised)."""
     report = LoadReport()
+    buffered: vs.BufferedWriter | None = None
+    if writers and "writer" in write_ops:
+        buffered = vs.DocumentRepository.standalone(
+            engine, collection=collection, embedding_model="load"
+        ).writer(max_rows=BUFFER_ROWS, max_delay=BUFFER_DELAY_S)
     start = threading.Barrier(writers + readers + 1)
     deadline = time.perf_counter() + duration_s
 
@@ -136,7 +172,7 @@ def run_load(
 
     threads = [
         threading.Thread(target=guarded(_writer, engine, collection, w, ops, deadline, report,
-                                        start, write_ops), name=f"writer-{w}")
+                                        start, write_ops, buffered), name=f"writer-{w}")
         for w in range(writers)
     ] + [
         threading.Thread(target=guarded(_reader, engine, collection, r, ops, deadline, report,
@@ -150,5 +186,18 @@ def run_load(
         start.wait()
     for thread in threads:
         thread.join()
+    if buffered is not None:
+        try:
+            buffered.close()  # the last flush; raises WriteError if any flush failed
+        except BaseException as exc:  # collected for the caller's assertion
+            report.errors.append(exc)
+        else:
+            report.acked.update(report.buffered)
+            report.rows_written += len(report.buffered)
+            if buffered.inserted != len(report.buffered):
+                report.errors.append(AssertionError(
+                    f"the writer inserted {buffered.inserted} of {len(report.buffered)} records"
+                ))  # fmt: skip
+        report.flushes = buffered.flushes
     report.elapsed_s = time.perf_counter() - began
     return report

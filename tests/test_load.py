@@ -1,5 +1,9 @@
 """Concurrent load: eight writer threads and eight filtered-search threads at once.
 
+The writers cycle through ``add``, ``bulk_add`` and a buffered writer they all
+share (``repo.writer``), so the writer's flushes - in the adding threads, in
+its timer thread and at close - run among the other writes and the searches.
+
 Bounded work (a fixed number of operations per thread, with a time limit as a
 safety net), then the invariants: no errors, every acknowledged write readable,
 exact final counts, no duplicates, and every pooled connection returned.
@@ -18,7 +22,7 @@ from sqlalchemy import URL, Engine, text
 
 import vectorstore as vs
 from tests._dedicated import cloned_database
-from tests._load import BULK_ROWS, run_load
+from tests._load import WRITE_OPS, expected_rows, run_load
 
 pytestmark = pytest.mark.load
 
@@ -56,12 +60,16 @@ def test_eight_writers_and_eight_searchers_lose_nothing(load_db: URL, driver: st
     try:
         report = run_load(engine, collection, writers=WRITERS, readers=READERS, ops=OPS)
         assert report.errors == []
-        expected_rows = WRITERS * sum(1 if n % 2 == 0 else BULK_ROWS for n in range(OPS))
-        assert report.rows_written == expected_rows
+        expected = expected_rows(WRITERS, OPS)
+        assert report.rows_written == expected
         assert len(report.latencies["nearest"]) == READERS * OPS
+        for op in WRITE_OPS:  # every write path took part
+            assert len(report.latencies[op]) == WRITERS * OPS // len(WRITE_OPS)
+        assert report.buffered <= report.acked  # the writer's records, acknowledged at close
+        assert report.flushes >= 1
 
         stored = _stored_ids(engine, collection)
-        assert len(stored) == expected_rows  # exact count
+        assert len(stored) == expected  # exact count
         assert len(set(stored)) == len(stored)  # no duplicates
         assert set(stored) == report.acked  # every acknowledged write is readable
         assert engine.pool.checkedout() == 0  # type: ignore[attr-defined]
