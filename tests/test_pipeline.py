@@ -165,3 +165,23 @@ def test_missing_file_and_single_string_are_refused(
         ingest(tmp_path / "nope.parquet", repository=repo)
     with pytest.raises(vs.ValidationError, match="single string"):
         ingest("just one text", repository=repo)
+
+
+def test_parquet_list_column_with_missing_and_ragged_vectors(
+    repo: vs.DocumentRepository[vs.Document], embedder: vs.HashingTestEmbedder, tmp_path: Path
+) -> None:
+    given = np.random.default_rng(2).standard_normal((3, DIM))
+    path = tmp_path / "partial.parquet"
+    pq.write_table(
+        pa.table({"text": ["a a", "b b", "c c"],
+                  "embedding": [given[0].tolist(), None, given[2].tolist()]}),
+        path,
+    )  # fmt: skip
+    result = ingest(path, repository=repo)
+    assert (result.inserted, result.embedded) == (3, 1)
+    assert embedder.texts_embedded == 1
+    ragged = tmp_path / "ragged.parquet"
+    pq.write_table(pa.table({"text": ["x", "y"], "embedding": [[1.0] * DIM, [1.0] * 3]}), ragged)
+    with pytest.raises(vs.DimensionMismatchError) as caught:
+        ingest(ragged, repository=repo)
+    assert caught.value.row == 1

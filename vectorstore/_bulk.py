@@ -60,17 +60,27 @@ class LoadCounts:
     write_s: float = 0.0
 
 
+# External ids are kept for the last few batches only: the server reports an
+# error on the row it is processing, which trails the encoder by at most the
+# encoder's queue and the socket buffers; older batches keep just their row
+# numbers, so the map stays small for endless inputs.
+_IDS_KEPT = 4
+
+
 @dataclass
 class _StreamMap:
     """Stream line -> (input row, external id), one entry per batch sent."""
 
     starts: list[int] = field(default_factory=list)
-    batches: list[tuple[int, Any, list[str | None]]] = field(default_factory=list)
+    batches: list[tuple[int, Any, list[str | None] | None]] = field(default_factory=list)
     sent: int = 0
 
     def add(self, batch: Batch) -> None:
         self.starts.append(self.sent)
         self.batches.append((batch.start_row, batch.row_numbers, batch.external_ids))
+        if len(self.batches) > _IDS_KEPT:
+            start_row, row_numbers, _ = self.batches[-_IDS_KEPT - 1]
+            self.batches[-_IDS_KEPT - 1] = (start_row, row_numbers, None)
         self.sent += len(batch)
 
     def locate(self, line: int) -> tuple[int, str | None] | None:
@@ -81,7 +91,7 @@ class _StreamMap:
         start_row, row_numbers, ids = self.batches[k]
         offset = index - self.starts[k]
         row = int(row_numbers[offset]) if row_numbers is not None else start_row + offset
-        return row, ids[offset]
+        return row, (ids[offset] if ids is not None else None)
 
 
 def _driver_error(exc: BaseException) -> BaseException:

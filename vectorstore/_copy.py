@@ -125,8 +125,10 @@ def encode_batch(batch: Batch, collection_id: int) -> bytes:
     ext_len[[i for i, e in enumerate(batch.external_ids) if e is None]] = -1
     fixed["len_ext"] = ext_len
 
+    blob = fixed.tobytes()
+    del fixed  # only the bytes are needed from here: a vector-sized buffer less at the peak
     parts = zip(
-        _rows(fixed.tobytes(), n),
+        _rows(blob, n),
         ext_bytes,
         _length_words(batch.text_bytes, _LEN4),
         batch.text_bytes,
