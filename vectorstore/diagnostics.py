@@ -113,7 +113,7 @@ def explain(repo: DocumentRepository[Any], query: Any, **options: Any) -> Explai
             shown = session.execute(
                 select(*(func.current_setting(literal(n), literal(True)) for n in _SHOWN_SETTINGS))
             ).one()
-            raw = session.execute(Explain(plan.statement, analyze=True)).scalar_one()
+            raw = session.execute(Explain(plan.statement, analyze=True), plan.params).scalar_one()
     top = raw[0]
     names: list[str] = []
     removed = 0

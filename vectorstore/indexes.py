@@ -35,6 +35,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Literal
 
 from sqlalchemy import Engine, text
+from sqlalchemy.engine import Connection
 from sqlalchemy.orm import Session
 
 from .errors import IndexBuildError, ValidationError, db_errors
@@ -222,7 +223,9 @@ class IndexInfo:
     def has_index(self, metric: str, precision: str = "vector") -> bool:
         return bool(self.usable(metric, precision))
 
-    def collection_share(self, session: Session, repo: DocumentRepository[Any]) -> float:
+    def collection_share(
+        self, session: Session | Connection, repo: DocumentRepository[Any]
+    ) -> float:
         """The collection's share of the table's rows (planner statistics; 1.0 when a
         partial index serves the collection alone)."""
         if self._share is None:
@@ -240,14 +243,18 @@ class IndexInfo:
         return self._share
 
 
-def _planner_rows(session: Session, sql: str) -> int:
+def _planner_rows(session: Session | Connection, sql: str) -> int:
     plan = session.execute(text(f"EXPLAIN (FORMAT JSON) {sql}")).scalar_one()
     return int(plan[0]["Plan"]["Plan Rows"])
 
 
-def _qualified(session: Session, table: Any) -> str:
-    preparer = session.get_bind().dialect.identifier_preparer
-    return str(preparer.format_table(table))
+def qualified_table(bind: Session | Connection, table: Any) -> str:
+    """``table``'s quoted (schema-qualified) name for ``bind``'s dialect."""
+    dialect = bind.dialect if isinstance(bind, Connection) else bind.get_bind().dialect
+    return str(dialect.identifier_preparer.format_table(table))
+
+
+_qualified = qualified_table
 
 
 def _version(value: str) -> tuple[int, ...]:
@@ -257,7 +264,7 @@ def _version(value: str) -> tuple[int, ...]:
 _COLLECTION_PRED = re.compile(r"collection_id\s*=\s*(\d+)")
 
 
-def list_indexes(session: Session, table: Any) -> list[AnnIndex]:
+def list_indexes(session: Session | Connection, table: Any) -> list[AnnIndex]:
     """The HNSW and IVFFlat indexes on ``table`` (a SQLAlchemy Table)."""
     rows = session.execute(
         text(
@@ -290,7 +297,7 @@ CATALOG_TTL_S = 60.0
 _CACHE: weakref.WeakKeyDictionary[Any, IndexInfo] = weakref.WeakKeyDictionary()
 
 
-def inspect_indexes(repo: DocumentRepository[Any], session: Session) -> IndexInfo:
+def inspect_indexes(repo: DocumentRepository[Any], session: Session | Connection) -> IndexInfo:
     """The repository's cached :class:`IndexInfo` (read from the catalog once)."""
     info = _CACHE.get(repo)
     collection_id = repo.collection.id

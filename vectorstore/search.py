@@ -9,7 +9,8 @@ because none wins everywhere (pgvector's over-filtering problem):
 * ``"index"``: a plain ANN index scan (no filter beyond the collection, and the
   collection is most of the table).  ``hnsw.ef_search`` is raised to at least
   ``k + offset`` because an HNSW scan never returns more than ef_search rows.
-* ``"exact"``: an exact ranking of the rows the filter selects.  Ordering by
+* ``"exact"``: an exact ranking of the rows the filter selects (at most
+  ``exact_threshold``, default :data:`DEFAULT_EXACT_THRESHOLD`).  Ordering by
   ``distance + 0`` keeps the planner off the ANN index while btree/GIN indexes
   still select the rows.  Wins when the filter keeps few rows.
 * ``"iterative"``: an ANN scan that keeps going until ``k`` rows pass the
@@ -18,10 +19,23 @@ because none wins everywhere (pgvector's over-filtering problem):
   are re-sorted by distance after the fetch).  On older pgvector, a widened
   ``ef_search`` / ``probes`` scan stands in.
 
-The filter's size is estimated from planner statistics (one ``EXPLAIN``); an
-estimate below twice the threshold is checked by a bounded count (``LIMIT
-threshold + 1``), because JSONB containment estimates run low.  A wrong
-choice costs time, never correctness.
+The filter's size is estimated without a round trip from the collection's
+cached metadata sample (:mod:`vectorstore._selectivity`: PostgreSQL keeps no
+statistics inside ``jsonb``, so its estimates there are fixed guesses).  For
+shapes the sample cannot judge (column fields, ``$like``, ``$contains``,
+SQLAlchemy expressions, joins) the planner's estimate is used, and an estimate
+below twice the threshold is checked by a bounded count (``LIMIT threshold +
+1``).  A wrong choice costs time, never correctness.  Once an ANN strategy is
+chosen with a filter, ``enable_sort`` is turned off for the query so the
+planner, misled by the same JSONB guesses, cannot swap the index scan for a
+filter-then-sort plan.
+
+The hot path is short: a standalone repository runs the call on a pooled
+connection without the ORM session (documents are built from the rows as
+detached instances, as the session path would leave them), the settings go in
+one ``SELECT set_config(...)`` statement, and an unfiltered statement is built
+once with the query vector as a named parameter, so SQLAlchemy's compiled
+cache serves it.  Unfiltered: two statements in one transaction.
 
 Guarantee: if at least ``k`` rows match, ``k`` rows come back -- an ANN scan
 that returns fewer is re-run exactly, and the result set records the fallback.
@@ -40,21 +54,25 @@ a standalone repository's transaction ends with the call.
 from __future__ import annotations
 
 import math
+import re
 import time
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from functools import lru_cache
 from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
 from pgvector.sqlalchemy import BIT, HALFVEC, Vector
 from sqlalchemy import ColumnElement, Select, bindparam, cast, func, literal, select
-from sqlalchemy.orm import Session, defer
+from sqlalchemy.engine import Connection
+from sqlalchemy.orm import Session, defer, make_transient_to_detached
 
 from ._batch import validate_vector
-from .errors import ValidationError
+from ._selectivity import metadata_sample
+from .errors import ValidationError, db_errors
 from .filters import compile_filter
-from .indexes import inspect_indexes
+from .indexes import inspect_indexes, qualified_table
 from .results import ResultSet, SearchResult
 
 if TYPE_CHECKING:
@@ -82,13 +100,23 @@ _COMPARATOR = {"cosine": "cosine_distance", "l2": "l2_distance",
                "inner_product": "max_inner_product", "l1": "l1_distance"}  # fmt: skip
 
 #: ef_search when none is given.  pgvector's default (40) measured recall@10
-#: 0.943 on real MiniLM embeddings; 100 gave 0.981 for ~1 ms more.
-DEFAULT_EF_SEARCH = 100
+#: 0.943 on real MiniLM embeddings and 100 gave 0.981; on 100k clustered
+#: synthetic vectors 100 gave 0.943 and 200 gave 0.98 (unfiltered and through
+#: iterative scans): see benchmarks/results/search.md.
+DEFAULT_EF_SEARCH = 200
+#: Binary quantization: candidates = (k + offset) x this, re-ranked on the full
+#: vectors.  Sign bits keep little of a 384-d vector, so 4x found a third of the
+#: true neighbours (measured); see benchmarks/results/search.md for the curve.
+DEFAULT_RERANK = 10
 #: IVFFlat probes when none is given (pgvector's default is 1).
 DEFAULT_PROBES = 10
-#: Filters that keep at most this many rows are ranked exactly: measured here,
-#: an exact ranking of ~10k rows costs about what an iterative scan does.
-DEFAULT_EXACT_THRESHOLD = 8_000
+#: Filters that keep at most this many rows are ranked exactly.  Measured on
+#: 100k rows: at 1% (1,000 rows) exact ranking and an iterative scan cost
+#: about the same and between 2% and 8% they stay within noise of each other,
+#: at 10% the iterative scan is ~10x faster; and a 2,000-row collection
+#: sharing a table's HNSW graph with 100k others got recall 0.71 through an
+#: iterative scan but 1.0 exactly.  So: exact up to 5,000.
+DEFAULT_EXACT_THRESHOLD = 5_000
 #: Tuples an iterative HNSW scan may visit before giving up (pgvector's default 20k).
 DEFAULT_MAX_SCAN_TUPLES = 40_000
 _HNSW_MAX_EF = 1000
@@ -123,6 +151,43 @@ def max_distance_for_score(metric: str, min_score: float) -> float:
     return math.inf if min_score <= 0 else 1.0 / min_score - 1.0
 
 
+class QueryVector(Vector):
+    """pgvector's ``vector`` type for query parameters, with a faster text form.
+
+    pgvector's own bind processor formats each component in a Python loop
+    (~150 us for 384 floats, a tenth of a whole indexed query); one ``%``
+    with a per-dimension template of ``%.9g`` fields does it in C (~50 us).
+    Nine significant digits round-trip every float32 exactly.
+    """
+
+    cache_ok = True
+    _templates: dict[int, str] = {}
+
+    def bind_processor(self, dialect: Any) -> Any:
+        templates = self._templates
+
+        def process(value: Any) -> str | None:
+            if value is None or isinstance(value, str):
+                return value
+            array = np.asarray(value, dtype=np.float32).ravel()
+            n = array.shape[0]
+            template = templates.get(n)
+            if template is None:
+                template = templates.setdefault(n, "[" + ",".join(["%.9g"] * n) + "]")
+            return template % tuple(array.tolist())
+
+        return process
+
+
+def query_param(vector: Any, dimension: int, name: str | None = None) -> Any:
+    """A bound query vector (``name``: a fixed name, for statements reused across calls)."""
+    if isinstance(vector, ColumnElement):
+        return vector
+    if name is not None:
+        return bindparam(name, type_=QueryVector(dimension))
+    return bindparam(None, vector, type_=QueryVector(dimension))
+
+
 def distance_expression(
     column: Any, vector: Any, metric: str, *, precision: str = "vector", dimension: int
 ) -> ColumnElement[float]:
@@ -130,18 +195,19 @@ def distance_expression(
 
     ``precision="halfvec"`` casts both sides to ``halfvec(dim)``, the form a
     halfvec expression index is built on; ``"binary"`` compares
-    ``binary_quantize(...)::bit(dim)`` by Hamming distance.
+    ``binary_quantize(...)::bit(dim)`` by Hamming distance.  ``vector`` is a
+    vector or a bound parameter from :func:`query_param`.
     """
+    param = query_param(vector, dimension)
     if precision == "binary":
         left = cast(func.binary_quantize(column), BIT(dimension))
-        right = cast(func.binary_quantize(cast(bindparam(None, vector, type_=Vector(dimension)),
-                                               Vector(dimension))), BIT(dimension))  # fmt: skip
+        right = cast(func.binary_quantize(cast(param, Vector(dimension))), BIT(dimension))
         return left.hamming_distance(right)  # type: ignore[no-any-return]
     if precision == "halfvec":
         left = cast(column, HALFVEC(dimension))
-        right = cast(bindparam(None, vector, type_=Vector(dimension)), HALFVEC(dimension))
+        right = cast(param, HALFVEC(dimension))
         return getattr(left, _COMPARATOR[metric])(right)  # type: ignore[no-any-return]
-    return getattr(column, _COMPARATOR[metric])(vector)  # type: ignore[no-any-return]
+    return getattr(column, _COMPARATOR[metric])(param)  # type: ignore[no-any-return]
 
 
 @dataclass(frozen=True)
@@ -158,7 +224,7 @@ class SearchOptions:
     ef_search: int | None = None
     probes: int | None = None
     max_scan_tuples: int = DEFAULT_MAX_SCAN_TUPLES
-    exact_threshold: int = DEFAULT_EXACT_THRESHOLD
+    exact_threshold: int | None = None
     precision: str = "vector"
     rerank: int | None = None
     join: Any = None
@@ -192,7 +258,7 @@ def make_options(
     ef_search: int | None = None,
     probes: int | None = None,
     max_scan_tuples: int = DEFAULT_MAX_SCAN_TUPLES,
-    exact_threshold: int = DEFAULT_EXACT_THRESHOLD,
+    exact_threshold: int | None = None,
     precision: str = "vector",
     rerank: int | None = None,
     join: Any = None,
@@ -226,7 +292,8 @@ def make_options(
     if probes is not None:
         probes = _positive_int("probes", probes)
     max_scan_tuples = _positive_int("max_scan_tuples", max_scan_tuples)
-    exact_threshold = _positive_int("exact_threshold", exact_threshold, allow_zero=True)
+    if exact_threshold is not None:
+        exact_threshold = _positive_int("exact_threshold", exact_threshold, allow_zero=True)
     if precision not in ("vector", "halfvec", "binary"):
         raise ValidationError(
             f"precision must be 'vector', 'halfvec' or 'binary', got {precision!r}"
@@ -256,10 +323,41 @@ def query_vector(repo: DocumentRepository[Any], query: Any) -> np.ndarray[Any, A
     """The query as a validated float32 vector (a text is embedded)."""
     if isinstance(query, str):
         return repo.embed_query(query)
+    if (
+        isinstance(query, np.ndarray)
+        and query.dtype == np.float32
+        and query.shape == (repo.dimension,)
+        and bool(np.isfinite(query).all())
+    ):
+        return query  # already what validate_vector would return (the common case)
     return np.asarray(validate_vector(query, repo.dimension)[0], dtype=np.float32)
 
 
 # -- settings ---------------------------------------------------------------------
+_SETTING_VALUE = re.compile(r"^[a-z0-9_]{1,32}$")
+_SETTING_NAME = re.compile(r"^((hnsw|ivfflat)\.[a-z_]{1,32}|enable_sort)$")
+
+
+def settings_sql(settings: Mapping[str, str]) -> str:
+    """One ``SELECT set_config(..., true), ...`` for all ``settings`` (one round trip).
+
+    Names and values come from this module (numbers it formatted, fixed
+    keywords) and are checked again here, so rendering them is safe; a fixed
+    text per combination also keeps the driver's and the server's work small.
+    """
+    return _settings_sql(tuple(settings.items()))
+
+
+@lru_cache(maxsize=256)
+def _settings_sql(items: tuple[tuple[str, str], ...]) -> str:
+    parts = []
+    for name, value in items:
+        if not _SETTING_NAME.match(name) or not _SETTING_VALUE.match(value):
+            raise ValidationError(f"refusing setting {name!r} = {value!r}")
+        parts.append(f"set_config('{name}', '{value}', true)")
+    return "SELECT " + ", ".join(parts)
+
+
 @contextmanager
 def settings_scope(session: Session, settings: Mapping[str, str], *, owned: bool) -> Iterator[None]:
     """Apply ``settings`` for the duration of the block only.
@@ -272,17 +370,14 @@ def settings_scope(session: Session, settings: Mapping[str, str], *, owned: bool
     if not settings:
         yield
         return
-    names = list(settings)
-    stmt = select(
-        *(func.set_config(literal(n), literal(settings[n]), literal(True)) for n in names)
-    )
+    sql = settings_sql(settings)
     if owned:
-        session.execute(stmt)
+        session.connection().exec_driver_sql(sql)
         yield
         return
     nested = session.begin_nested()
     try:
-        session.execute(stmt)
+        session.connection().exec_driver_sql(sql)
         yield
     finally:
         if nested.is_active:
@@ -298,6 +393,13 @@ def _gucs(opts: SearchOptions, strategy: str, iterative_supported: bool) -> dict
     ef = max(opts.ef_search or DEFAULT_EF_SEARCH, min(wanted, _HNSW_MAX_EF))
     probes = opts.probes or DEFAULT_PROBES
     out = {"hnsw.ef_search": str(ef), "ivfflat.probes": str(probes)}
+    if opts.filter is not None or opts.join is not None:
+        # The strategy is decided: an ANN scan.  With a filter the planner may
+        # still prefer "filter, then sort" (its JSONB estimates are fixed guesses
+        # that run low; measured: a 10% filter estimated at 51 rows, ranked
+        # exactly in 50 ms instead of a 3 ms index scan).  Sorting is what the
+        # index scan avoids, so disabling it pins the plan to the index.
+        out["enable_sort"] = "off"
     if strategy == "iterative":
         if iterative_supported:
             out.update({
@@ -331,7 +433,7 @@ def explicit_settings(
 
 
 def _candidates(opts: SearchOptions) -> int:
-    factor = opts.rerank or 4
+    factor = opts.rerank or (DEFAULT_RERANK if opts.precision == "binary" else 4)
     return (opts.k + opts.offset) * factor
 
 
@@ -341,12 +443,15 @@ class SearchPlan:
     """How one nearest call runs: the statement, its settings, and why.
 
     Attributes:
-        statement: the SELECT (documents, distance[, joined entity]).
+        statement: the SELECT (documents, distance[, joined entity]), or the
+            document's loaded columns and distance for the light row path.
         strategy: ``"index"``, ``"iterative"`` or ``"exact"``.
         settings: the planner/pgvector settings applied with SET LOCAL.
-        estimated_rows: the planner's estimate of the rows the filter keeps.
+        estimated_rows: the estimate of the rows the filter keeps (from the
+            collection's metadata sample, else from the planner).
         counted_rows: the bounded count, when one was taken (capped at threshold + 1).
         reason: a short explanation of the choice.
+        params: values for the statement's named parameters (the query vector).
     """
 
     statement: Select[Any]
@@ -357,6 +462,7 @@ class SearchPlan:
     reason: str = ""
     vector: Any = None
     options: SearchOptions = field(default_factory=SearchOptions)
+    params: dict[str, Any] = field(default_factory=dict)
 
 
 def where_clause(repo: DocumentRepository[Any], opts: SearchOptions) -> list[ColumnElement[bool]]:
@@ -369,10 +475,37 @@ def where_clause(repo: DocumentRepository[Any], opts: SearchOptions) -> list[Col
     return conditions
 
 
+_LOADED: dict[tuple[Any, bool], tuple[tuple[str, ...], tuple[Any, ...]]] = {}
+
+
+def loaded_columns(model: Any, with_embedding: bool) -> tuple[tuple[str, ...], tuple[Any, ...]]:
+    """Attribute keys and columns that loading ``model`` would fill (deferred ones left out)."""
+    found = _LOADED.get((model, with_embedding))
+    if found is None:
+        keys, columns = [], []
+        for prop in model.__mapper__.column_attrs:
+            if prop.deferred or (prop.key == "embedding" and not with_embedding):
+                continue
+            keys.append(prop.key)
+            columns.append(getattr(model, prop.key))
+        found = _LOADED.setdefault((model, with_embedding), (tuple(keys), tuple(columns)))
+    return found
+
+
 def build_statement(
-    repo: DocumentRepository[Any], vector: Any, opts: SearchOptions, strategy: str
+    repo: DocumentRepository[Any],
+    vector: Any,
+    opts: SearchOptions,
+    strategy: str,
+    *,
+    columns: bool = False,
 ) -> Select[Any]:
-    """The one SELECT of a nearest call for ``strategy`` (no settings attached)."""
+    """The one SELECT of a nearest call for ``strategy`` (no settings attached).
+
+    ``vector``: the query vector, or a bound parameter (:func:`query_param`).
+    ``columns``: select the document's loaded columns instead of the entity
+    (the light row path of a standalone repository; no ``join``).
+    """
     model = repo.model
     dim = repo.dimension
     full = distance_expression(model.embedding, vector, opts.metric, dimension=dim)
@@ -380,7 +513,12 @@ def build_statement(
     limit = opts.k + opts.offset
     if opts.mmr is not None:
         limit = max(limit, opts.fetch_k or 4 * limit)
-    entities: list[Any] = [model, full.label("distance")]
+    entities: list[Any] = (
+        [*loaded_columns(model, opts.with_embedding or opts.mmr is not None)[1]]
+        if columns
+        else [model]
+    )
+    entities.append(full.label("distance"))
     if opts.join is not None:
         entities.append(opts.join)
     quantized = opts.precision != "vector"
@@ -402,33 +540,78 @@ def build_statement(
     if opts.join is not None:
         stmt = stmt.join(opts.join, opts.join_on)
     stmt = stmt.order_by(order).limit(limit)
-    if not opts.with_embedding and opts.mmr is None:
+    if not columns and not opts.with_embedding and opts.mmr is None:
         stmt = stmt.options(defer(model.embedding))
     return stmt
 
 
+_VECTOR_PARAM = "query_vector"
+_STATEMENTS: dict[tuple[Any, ...], Select[Any]] = {}
+_STATEMENTS_MAX = 512
+
+
+def _statement(
+    repo: DocumentRepository[Any], opts: SearchOptions, strategy: str, columns: bool
+) -> Select[Any]:
+    """The statement with the query vector as a named parameter.
+
+    Without a filter or join the statement depends only on a few options, so
+    it is built once and reused: SQLAlchemy then finds its compiled form in
+    its cache, and nothing is rebuilt per call.
+    """
+    param = query_param(None, repo.dimension, _VECTOR_PARAM)
+    if opts.filter is not None or opts.join is not None:
+        return build_statement(repo, param, opts, strategy, columns=columns)
+    key = (repo.model, repo.collection.id, strategy, columns, opts.metric, opts.precision,
+           opts.k + opts.offset, opts.with_embedding, opts.mmr is not None, opts.fetch_k,
+           opts.rerank)  # fmt: skip
+    stmt = _STATEMENTS.get(key)
+    if stmt is None:
+        if len(_STATEMENTS) >= _STATEMENTS_MAX:
+            _STATEMENTS.clear()
+        stmt = _STATEMENTS.setdefault(key, build_statement(repo, param, opts, strategy,
+                                                            columns=columns))  # fmt: skip
+    return stmt
+
+
 # -- planning ----------------------------------------------------------------------
-def _estimate(session: Session, stmt: Select[Any]) -> int:
+def exact_threshold(opts: SearchOptions) -> int:
+    """Filters keeping at most this many rows are ranked exactly (see the constant)."""
+    chosen = DEFAULT_EXACT_THRESHOLD if opts.exact_threshold is None else opts.exact_threshold
+    return max(chosen, opts.k + opts.offset)
+
+
+def _connection(bind: Session | Connection) -> Connection:
+    return bind if isinstance(bind, Connection) else bind.connection()
+
+
+def _estimate(conn: Connection, stmt: Select[Any]) -> int:
     from .diagnostics import Explain
 
-    plan = session.execute(Explain(stmt, analyze=False)).scalar_one()
+    plan = conn.execute(Explain(stmt, analyze=False)).scalar_one()
     return int(plan[0]["Plan"]["Plan Rows"])
 
 
-def _bounded_count(session: Session, conditions: Sequence[Any], model: Any, join: Any,
+def _bounded_count(conn: Connection, conditions: Sequence[Any], model: Any, join: Any,
                    join_on: Any, cap: int) -> int:  # fmt: skip
     inner = select(literal(1)).select_from(model)
     if join is not None:
         inner = inner.join(join, join_on)
     inner = inner.where(*conditions).limit(cap)
-    return int(session.execute(select(func.count()).select_from(inner.subquery())).scalar_one())
+    return int(conn.execute(select(func.count()).select_from(inner.subquery())).scalar_one())
 
 
 def plan_search(
-    repo: DocumentRepository[Any], session: Session, vector: Any, opts: SearchOptions
+    repo: DocumentRepository[Any],
+    bind: Session | Connection,
+    vector: Any,
+    opts: SearchOptions,
+    *,
+    columns: bool = False,
 ) -> SearchPlan:
     """Choose the strategy and build the statement (see the module docstring)."""
-    info = inspect_indexes(repo, session)
+    conn = _connection(bind)
+    info = inspect_indexes(repo, conn)
     has_index = info.has_index(opts.metric, opts.precision)
     iterative_ok = info.iterative_supported
     estimated = counted = None
@@ -437,39 +620,46 @@ def plan_search(
     if strategy == "auto":
         if not has_index:
             strategy, reason = "exact", f"no {opts.precision} ANN index for metric {opts.metric}"
+        elif (opts.filter is None and opts.join is None
+              and info.collection_share(conn, repo) >= 0.9):  # fmt: skip
+            strategy, reason = "index", "no filter; the collection is the table"
         else:
-            conditions = where_clause(repo, opts)
-            share = info.collection_share(session, repo)
-            if opts.filter is None and opts.join is None and share >= 0.9:
-                strategy, reason = "index", "no filter; the collection is the table"
+            table = qualified_table(conn, repo.model.__table__)
+            sample = metadata_sample(conn, table, info.collection_id)
+            threshold = exact_threshold(opts)
+            estimated = sample.estimate(opts.filter) if opts.join is None else None
+            if estimated is not None:
+                strategy = "exact" if estimated <= threshold else "iterative"
+                sign = "<=" if strategy == "exact" else ">"
+                reason = (f"sampled estimate {estimated} of {sample.rows} rows {sign} "
+                          f"threshold {threshold}")  # fmt: skip
             else:
-                probe = select(literal(1)).select_from(repo.model)
-                if opts.join is not None:
-                    probe = probe.join(opts.join, opts.join_on)
-                estimated = _estimate(session, probe.where(*conditions))
-                threshold = max(opts.exact_threshold, opts.k + opts.offset)
-                if estimated > 2 * threshold:
-                    strategy = "iterative"
-                    reason = f"planner estimates {estimated} rows > 2 x {threshold}"
-                else:
-                    # Planner estimates for JSONB containment run low (measured: a
-                    # 50% filter estimated under the threshold), so a small estimate
-                    # is always checked with a bounded count.
-                    counted = _bounded_count(
-                        session, conditions, repo.model, opts.join, opts.join_on, threshold + 1
-                    )
-                    if counted <= threshold:
-                        strategy = "exact"
-                        reason = f"filter keeps {counted} rows <= {threshold}"
-                    else:
-                        strategy = "iterative"
-                        reason = f"filter keeps more than {threshold} rows"
-    stmt = build_statement(repo, vector, opts, strategy)
+                strategy, estimated, counted, reason = _plan_by_count(repo, conn, opts, threshold)
+    stmt = _statement(repo, opts, strategy, columns)
     return SearchPlan(
         statement=stmt, strategy=strategy, settings=_gucs(opts, strategy, iterative_ok),
         estimated_rows=estimated, counted_rows=counted, reason=reason, vector=vector,
-        options=opts,
+        options=opts, params={_VECTOR_PARAM: vector},
     )  # fmt: skip
+
+
+def _plan_by_count(
+    repo: DocumentRepository[Any], conn: Connection, opts: SearchOptions, threshold: int
+) -> tuple[str, int, int | None, str]:
+    """For filters the sample cannot judge: the planner's estimate, then a bounded count."""
+    conditions = where_clause(repo, opts)
+    probe = select(literal(1)).select_from(repo.model)
+    if opts.join is not None:
+        probe = probe.join(opts.join, opts.join_on)
+    estimated = _estimate(conn, probe.where(*conditions))
+    if estimated > 2 * threshold:
+        return "iterative", estimated, None, f"planner estimates {estimated} rows > 2 x {threshold}"
+    # Planner estimates for JSONB operators are fixed guesses that run low, so a
+    # small estimate is checked with a count capped at threshold + 1.
+    counted = _bounded_count(conn, conditions, repo.model, opts.join, opts.join_on, threshold + 1)
+    if counted <= threshold:
+        return "exact", estimated, counted, f"filter keeps {counted} rows <= {threshold}"
+    return "iterative", estimated, counted, f"filter keeps more than {threshold} rows"
 
 
 # -- execution ----------------------------------------------------------------------
@@ -480,7 +670,60 @@ def owns_sessions(repo: DocumentRepository[Any]) -> bool:
 
 def _fetch(session: Session, plan: SearchPlan, owned: bool) -> list[Any]:
     with settings_scope(session, plan.settings, owned=owned):
-        return list(session.execute(plan.statement).all())
+        return list(session.execute(plan.statement, plan.params).all())
+
+
+def _exact_plan(
+    repo: DocumentRepository[Any], plan: SearchPlan, returned: int, columns: bool
+) -> SearchPlan:
+    opts = plan.options
+    return SearchPlan(
+        statement=_statement(repo, opts, "exact", columns), strategy="exact", settings={},
+        estimated_rows=plan.estimated_rows, counted_rows=plan.counted_rows,
+        reason=f"{plan.strategy} returned {returned} < {opts.k + opts.offset} rows",
+        vector=plan.vector, options=opts, params=plan.params,
+    )  # fmt: skip
+
+
+def _light_engine(repo: DocumentRepository[Any]) -> Any:
+    factory = repo._read_factory or repo._factory
+    assert factory is not None
+    return factory.kw["bind"]
+
+
+def _run_light(
+    repo: DocumentRepository[Any], vector: Any, opts: SearchOptions
+) -> tuple[list[Any], SearchPlan, str | None]:
+    """A standalone repository's nearest: Core rows on a pooled connection.
+
+    The session machinery and the identity map cost more than the query on a
+    warm index, and a standalone repository's results are detached anyway; so
+    the documents are built straight from the rows as detached instances.
+    """
+    model = repo.model
+    keys = loaded_columns(model, opts.with_embedding or opts.mmr is not None)[0]
+    n = len(keys)
+    manager = model.__mapper__.class_manager
+    fallback = None
+    _ = repo.collection  # resolved (and cached) outside the read transaction
+    with db_errors(f"nearest in collection {repo.collection_name!r}"):
+        with _light_engine(repo).begin() as conn:
+            plan = plan_search(repo, conn, vector, opts, columns=True)
+            if plan.settings:
+                conn.exec_driver_sql(settings_sql(plan.settings))
+            rows = conn.execute(plan.statement, plan.params).all()
+            if plan.strategy != "exact" and len(rows) < opts.k + opts.offset:
+                # The ANN scan stopped short (over-filtering or scan bounds): rank exactly.
+                fallback = plan.strategy
+                plan = _exact_plan(repo, plan, len(rows), True)
+                rows = conn.execute(plan.statement, plan.params).all()
+    out = []
+    for row in rows:
+        doc = manager.new_instance()
+        doc.__dict__.update(zip(keys, row[:n], strict=True))
+        make_transient_to_detached(doc)
+        out.append((doc, row[n]))
+    return out, plan, fallback
 
 
 def run(repo: DocumentRepository[Any], query: Any, opts: SearchOptions) -> ResultSet[Any]:
@@ -488,21 +731,17 @@ def run(repo: DocumentRepository[Any], query: Any, opts: SearchOptions) -> Resul
     vector = query_vector(repo, query)
     started = time.perf_counter()
     owned = owns_sessions(repo)
-    fallback = None
-    with repo._read("nearest") as session:
-        plan = plan_search(repo, session, vector, opts)
-        rows = _fetch(session, plan, owned)
-        wanted = opts.k + opts.offset
-        if plan.strategy != "exact" and len(rows) < wanted:
-            # The ANN scan stopped short (over-filtering or scan bounds): rank exactly.
-            fallback = plan.strategy
-            plan = SearchPlan(
-                statement=build_statement(repo, vector, opts, "exact"), strategy="exact",
-                settings={}, estimated_rows=plan.estimated_rows, counted_rows=plan.counted_rows,
-                reason=f"{plan.strategy} returned {len(rows)} < {wanted} rows",
-                vector=vector, options=opts,
-            )  # fmt: skip
+    if owned and opts.join is None:
+        rows, plan, fallback = _run_light(repo, vector, opts)
+    else:
+        fallback = None
+        with repo._read("nearest") as session:
+            plan = plan_search(repo, session, vector, opts)
             rows = _fetch(session, plan, owned)
+            if plan.strategy != "exact" and len(rows) < opts.k + opts.offset:
+                fallback = plan.strategy
+                plan = _exact_plan(repo, plan, len(rows), False)
+                rows = _fetch(session, plan, owned)
     hits = [
         SearchResult(row[0], float(row[1]), score_of(opts.metric, float(row[1])),
                      row[2] if opts.join is not None else None)
