@@ -246,7 +246,16 @@ def write_copy(dbapi_connection: Any, sql: str, chunks: Iterator[bytes]) -> None
             with dbapi_connection.cursor() as cursor:
                 cursor.copy_expert(sql, _Reader(iter(producer)), size=_READ_SIZE)
         elif module.startswith("psycopg"):
-            with dbapi_connection.cursor() as cursor, cursor.copy(sql) as copy:
+            from psycopg.copy import LibpqWriter
+
+            # flush_threshold=0: each chunk is flushed to the server before the
+            # next one is awaited.  psycopg's default keeps up to 1 MiB in libpq's
+            # buffer, unsent while the producer is busy (e.g. embedding the next
+            # chunk); psycopg2 holds back at most 8 KiB.
+            with (
+                dbapi_connection.cursor() as cursor,
+                cursor.copy(sql, writer=LibpqWriter(cursor, flush_threshold=0)) as copy,
+            ):
                 for chunk in producer:
                     copy.write(chunk)
         else:
