@@ -131,7 +131,7 @@ def _filter_from(args: argparse.Namespace) -> dict[str, Any] | None:
     from .errors import FilterError
 
     spec: dict[str, Any] = {}
-    if args.filter:
+    if args.filter is not None:
         try:
             parsed = json.loads(args.filter)
         except json.JSONDecodeError as exc:

@@ -65,6 +65,7 @@ class IngestResult:
         embed_s: seconds spent in the embedder.
         write_s: seconds spent encoding and sending COPYs (and merging).
         elapsed_s: wall time of the whole call.
+        lookup_s: seconds spent asking which texts the collection already stores.
     """
 
     rows: int
@@ -76,6 +77,7 @@ class IngestResult:
     embed_s: float
     write_s: float
     elapsed_s: float
+    lookup_s: float = 0.0
 
     @property
     def rows_per_s(self) -> float:
@@ -95,6 +97,18 @@ def _frames_to_batches(frames: Iterable[Any], dimension: int, **columns: Any) ->
     metadata_column = columns.get("metadata_column") or "metadata"
     for item in frames:
         frame, vectors = item if isinstance(item, tuple) else (item, None)
+        for option in ("id_column", "metadata_column", "embedding_column"):
+            # A column the caller named is required (absent defaults are ignored).
+            name = columns.get(option)
+            if (
+                name
+                and name not in frame.columns
+                and not (vectors is not None and option == "embedding_column")
+            ):
+                raise ValidationError(
+                    f"the file has no {option.replace('_', ' ')} {name!r} "
+                    f"(columns: {sorted(map(str, frame.columns))})"
+                )
         if metadata_column in frame.columns:
             frame[metadata_column] = [
                 json.loads(m) if isinstance(m, str) else m for m in frame[metadata_column]
@@ -150,14 +164,10 @@ def _parquet_frames(path: Path, chunk_rows: int, embedding_column: str | None) -
         yield pa.Table.from_batches([record_batch]).to_pandas(), vectors
 
 
-def _source_batches(
-    source: Any, dimension: int, chunk_rows: int, columns: dict[str, Any]
-) -> Iterator[Batch]:
-    if isinstance(source, (str, Path)) and Path(source).suffix.lower() in _TEXT_EXTENSIONS:
-        path = Path(source)
-        if not path.exists():
-            raise ValidationError(f"ingest source {str(path)!r} does not exist")
-        kind = _TEXT_EXTENSIONS[path.suffix.lower()]
+def _file_frames(path: Path, chunk_rows: int, columns: dict[str, Any]) -> Iterator[Any]:
+    """The file's frames; a file its reader cannot parse is a ValidationError naming it."""
+    kind = _TEXT_EXTENSIONS[path.suffix.lower()]
+    try:
         frames: Iterable[Any]
         if kind == "parquet":
             frames = _parquet_frames(path, chunk_rows, columns.get("embedding_column", "embedding"))
@@ -168,7 +178,22 @@ def _source_batches(
                 frames = pd.read_csv(path, chunksize=chunk_rows)
             else:
                 frames = pd.read_json(path, lines=True, chunksize=chunk_rows)
-        return _frames_to_batches(frames, dimension, **columns)
+        yield from frames
+    except (ValueError, OSError) as exc:  # pandas' ParserError, bad JSON, Arrow, encoding
+        if isinstance(exc, ValidationError):
+            raise
+        reason = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+        raise ValidationError(f"cannot read {str(path)!r} as {kind}: {reason}") from exc
+
+
+def _source_batches(
+    source: Any, dimension: int, chunk_rows: int, columns: dict[str, Any]
+) -> Iterator[Batch]:
+    if isinstance(source, (str, Path)) and Path(source).suffix.lower() in _TEXT_EXTENSIONS:
+        path = Path(source)
+        if not path.exists():
+            raise ValidationError(f"ingest source {str(path)!r} does not exist")
+        return _frames_to_batches(_file_frames(path, chunk_rows, columns), dimension, **columns)
     if isinstance(source, (str, bytes)):
         raise ValidationError(
             "ingest takes many texts, a DataFrame, or a path ending in "
@@ -185,7 +210,10 @@ def _source_length(source: Any) -> int | None:
     if isinstance(source, (str, Path)) and Path(source).suffix.lower() == ".parquet":
         import pyarrow.parquet as pq
 
-        return int(pq.ParquetFile(source).metadata.num_rows)
+        try:
+            return int(pq.ParquetFile(source).metadata.num_rows)
+        except (ValueError, OSError):  # not a parquet file: reading it says so
+            return None
     try:
         return len(source)
     except TypeError:
@@ -294,7 +322,7 @@ def ingest(
     batches = _source_batches(source, repository.dimension, chunk_rows, dict(columns))
     total = _source_length(source)
     counts = {"rows": 0, "known": 0, "embedded": 0}
-    timing = {"embed": 0.0}
+    timing = {"embed": 0.0, "lookup": 0.0}
 
     def embed(batch: Batch) -> Batch:
         if batch.needs_embedding:
@@ -345,7 +373,9 @@ def ingest(
                 for batch in reader:
                     counts["rows"] += len(batch)
                     if skip_known and len(batch):
+                        began = time.perf_counter()
                         stored = set(session.execute(lookup, {"hashes": batch.hashes}).scalars())
+                        timing["lookup"] += time.perf_counter() - began
                         if stored:
                             keep = np.array([h not in stored for h in batch.hashes], dtype=bool)
                             counts["known"] += int((~keep).sum())
@@ -369,7 +399,7 @@ def ingest(
     result = IngestResult(
         rows=counts["rows"], known=counts["known"], embedded=counts["embedded"],
         inserted=loader.counts.inserted, skipped=loader.counts.skipped,
-        updated=loader.counts.updated, embed_s=timing["embed"],
+        updated=loader.counts.updated, embed_s=timing["embed"], lookup_s=timing["lookup"],
         write_s=loader.counts.write_s, elapsed_s=time.perf_counter() - started,
     )  # fmt: skip
     if failure is not None:
