@@ -222,6 +222,20 @@ def test_broad_filter_takes_the_iterative_index_scan(
     assert hits[0].document.external_id == "7"
 
 
+def test_a_filtered_ann_scan_is_pinned_to_the_index(
+    repo: Repo, tenants: np.ndarray[Any, Any]
+) -> None:
+    # On 1,500 rows the planner would rather filter and sort; once nearest has
+    # chosen the iterative scan, enable_sort=off keeps the plan on the index.
+    report = repo.explain(tenants[7], k=10, filter={"group": "g2"}, exact_threshold=100)
+    assert report.strategy == "iterative"
+    assert report.used_ann_index
+    hits = repo.nearest(tenants[7], k=10, filter={"group": "g2"}, exact_threshold=100)
+    assert hits.settings["enable_sort"] == "off"
+    unfiltered = repo.nearest(tenants[7], k=10, strategy="index")
+    assert "enable_sort" not in unfiltered.settings
+
+
 def test_filter_matching_fewer_than_k_returns_them_all(
     repo: Repo, tenants: np.ndarray[Any, Any]
 ) -> None:

@@ -21,6 +21,7 @@ an ANN scan that comes back short is re-run exactly.
 
 from __future__ import annotations
 
+import json
 import math
 import time
 import weakref
@@ -39,6 +40,9 @@ __all__ = ["SAMPLE_ROWS", "SAMPLE_TTL_S", "MetadataSample", "forget_samples", "m
 #: "hundreds" from "tens of thousands" (the choice only has to be right by an
 #: order of magnitude; near the crossover both strategies cost about the same).
 SAMPLE_ROWS = 2000
+#: Sampled rows a filter outside the counted shapes is evaluated on (once per
+#: distinct filter, then remembered).
+SCAN_ROWS = 500
 #: How long a sample is trusted (a bulk load changes the collection's size).
 SAMPLE_TTL_S = 300.0
 _MISSING = object()
@@ -47,11 +51,19 @@ _RANGE = ("$lt", "$lte", "$gt", "$gte")
 
 @dataclass(frozen=True)
 class MetadataSample:
-    """Rows in the collection when sampled, and the sampled rows' metadata."""
+    """Rows in the collection when sampled, and the sampled rows' metadata.
+
+    Estimates cost microseconds: equality and ``$in`` on one key read a
+    per-key count of values (built on first use); other shapes are evaluated
+    on :data:`SCAN_ROWS` sampled rows once (about a millisecond) and
+    remembered by the filter's JSON text.
+    """
 
     rows: int
     metadata: tuple[Any, ...]
     taken_at: float = field(default_factory=time.monotonic)
+    _values: dict[str, dict[Any, int]] = field(default_factory=dict, repr=False, compare=False)
+    _memo: dict[str, int | None] = field(default_factory=dict, repr=False, compare=False)
 
     def estimate(self, spec: Any) -> int | None:
         """Estimated rows kept by the dictionary filter ``spec``; None when unknown."""
@@ -59,13 +71,86 @@ class MetadataSample:
             return self.rows
         if not self.metadata:
             return 0 if self.rows == 0 else None
+        hits = self._counted(spec)
+        if hits is None:
+            try:
+                key = json.dumps(spec, sort_keys=True)
+            except (TypeError, ValueError):
+                return None  # not a plain dictionary filter (e.g. an expression)
+            if key in self._memo:
+                return self._memo[key]
+            found = self._scan(spec)
+            if len(self._memo) >= _MEMO_MAX:
+                self._memo.clear()
+            self._memo[key] = found
+            return found
+        return math.ceil(self.rows * hits / len(self.metadata))
+
+    def _scan(self, spec: Any) -> int | None:
+        # The first SCAN_ROWS of the (random) sample: evaluating a filter in
+        # Python costs ~1-2 us a row, and the choice needs an order of magnitude.
+        rows = self.metadata[:SCAN_ROWS]
         hits = 0
-        for meta in self.metadata:
+        for meta in rows:
             verdict = _matches(spec, meta if isinstance(meta, Mapping) else {})
             if verdict is None:
                 return None
             hits += verdict
-        return math.ceil(self.rows * hits / len(self.metadata))
+        return math.ceil(self.rows * hits / len(rows))
+
+    def _counted(self, spec: Any) -> int | None:
+        """Sampled rows matching ``{key: v}``, ``{key: {"$eq": v}}`` or ``{key: {"$in": [..]}}``."""
+        if not isinstance(spec, Mapping) or len(spec) != 1:
+            return None
+        ((key, value),) = spec.items()
+        if not isinstance(key, str) or key.startswith("$") or "." in key:
+            return None
+        if key in COLUMN_FIELDS or key == "metadata":
+            return None
+        if isinstance(value, Mapping):
+            if len(value) != 1:
+                return None
+            ((op, operand),) = value.items()
+            if op == "$eq":
+                wanted = [operand]
+            elif op == "$in" and isinstance(operand, list | tuple):
+                wanted = list(operand)
+            else:
+                return None
+        else:
+            wanted = [value]
+        canon = [_canonical(v) for v in wanted]
+        if any(c is None for c in canon):
+            return None
+        counts = self._values.get(key)
+        if counts is None:
+            counts = {}
+            for meta in self.metadata:
+                if isinstance(meta, Mapping) and key in meta:
+                    c = _canonical(meta[key])
+                    if c is not None:
+                        counts[c] = counts.get(c, 0) + 1
+            self._values[key] = counts
+        return sum(counts.get(c, 0) for c in set(canon))
+
+
+_MEMO_MAX = 1024
+
+
+def _canonical(value: Any) -> Any:
+    """A hashable stand-in with JSON equality (1 == 1.0, true != 1); None if not a scalar."""
+    if isinstance(value, bool):
+        return ("b", value)
+    if isinstance(value, int | float):
+        try:
+            return ("n", float(value))
+        except OverflowError:
+            return None
+    if isinstance(value, str):
+        return ("s", value)
+    if value is None:
+        return ("z", None)
+    return None
 
 
 def _matches(spec: Any, meta: Mapping[str, Any]) -> bool | None:

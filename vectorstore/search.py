@@ -105,9 +105,10 @@ _COMPARATOR = {"cosine": "cosine_distance", "l2": "l2_distance",
 #: iterative scans): see benchmarks/results/search.md.
 DEFAULT_EF_SEARCH = 200
 #: Binary quantization: candidates = (k + offset) x this, re-ranked on the full
-#: vectors.  Sign bits keep little of a 384-d vector, so 4x found a third of the
-#: true neighbours (measured); see benchmarks/results/search.md for the curve.
-DEFAULT_RERANK = 10
+#: vectors.  Sign bits keep little of a 384-d vector: on 100k clustered vectors
+#: 4x found a third of the true neighbours, 10x 0.53, 20x 0.76, 40x 0.95, and
+#: 40x still ran faster than the full-precision index (benchmarks/results/search.md).
+DEFAULT_RERANK = 40
 #: IVFFlat probes when none is given (pgvector's default is 1).
 DEFAULT_PROBES = 10
 #: Filters that keep at most this many rows are ranked exactly.  Measured on
@@ -559,8 +560,8 @@ def _statement(
     it is built once and reused: SQLAlchemy then finds its compiled form in
     its cache, and nothing is rebuilt per call.
     """
-    param = query_param(None, repo.dimension, _VECTOR_PARAM)
     if opts.filter is not None or opts.join is not None:
+        param = query_param(None, repo.dimension, _VECTOR_PARAM)
         return build_statement(repo, param, opts, strategy, columns=columns)
     key = (repo.model, repo.collection.id, strategy, columns, opts.metric, opts.precision,
            opts.k + opts.offset, opts.with_embedding, opts.mmr is not None, opts.fetch_k,
@@ -569,6 +570,7 @@ def _statement(
     if stmt is None:
         if len(_STATEMENTS) >= _STATEMENTS_MAX:
             _STATEMENTS.clear()
+        param = query_param(None, repo.dimension, _VECTOR_PARAM)
         stmt = _STATEMENTS.setdefault(key, build_statement(repo, param, opts, strategy,
                                                             columns=columns))  # fmt: skip
     return stmt
