@@ -100,6 +100,7 @@ def main() -> None:
     parser.add_argument("--embed", action="store_true", help="embed with all-MiniLM-L6-v2")
     parser.add_argument("--device", default=None, help="cuda / cpu (with --embed)")
     parser.add_argument("--rebuild-index", action="store_true")
+    parser.add_argument("--on-conflict", default="skip", choices=["error", "skip", "update"])
     parser.add_argument("--data-dir", default=None)
     args = parser.parse_args()
 
@@ -143,6 +144,7 @@ def main() -> None:
                     repository=repo,
                     chunk_rows=args.chunk_rows,
                     rebuild_index=args.rebuild_index,
+                    on_conflict=args.on_conflict,
                     progress=False,
                 )
             session.commit()
@@ -172,7 +174,9 @@ def report(
     lines = [
         f"ingest() of a {args.rows:,}-row parquet file (384-d float32 vectors "
         f"{'embedded by all-MiniLM-L6-v2 on ' + str(args.device) if args.embed else 'precomputed'}"
-        f", text, JSON metadata), chunk_rows={args.chunk_rows:,}; table without HNSW index"
+        f", text, JSON metadata), chunk_rows={args.chunk_rows:,}, "
+        f"on_conflict={args.on_conflict!r}; "
+        f"table without HNSW index"
         f"{' (rebuilt after)' if args.rebuild_index else ''}; dedicated embedded PostgreSQL.",
         "",
         "| measure | value |",
@@ -182,6 +186,7 @@ def report(
         f"| end-to-end rate | {result.rows_per_s:,.0f} rows/s |",
         f"| time writing (encode + COPY) | {result.write_s:,.1f} s |",
         f"| time embedding | {result.embed_s:,.1f} s |",
+        f"| time asking which texts are already stored | {result.lookup_s:,.1f} s |",
         f"| client RSS before ingest | {base_mb:,.0f} MiB |",
         f"| client RSS at 10 % / 50 % / 100 % of the time | {at(0.1):,.0f} / {at(0.5):,.0f} / "
         f"{at(1.0):,.0f} MiB |",

@@ -105,3 +105,12 @@ def test_progress_fraction() -> None:
 def test_negative_workers_are_refused(session: Session) -> None:
     with pytest.raises(vs.ValidationError):
         build_indexes(session, [], parallel_workers=-1)
+
+
+def test_ingest_with_rebuild_index(
+    repo: vs.DocumentRepository[vs.Document], session: Session
+) -> None:
+    result = vs.ingest([f"text {i}" for i in range(40)], repository=repo, rebuild_index=True,
+                       index_options={"parallel_workers": 0})  # fmt: skip
+    assert result.inserted == 40
+    assert index_names(session) == [HNSW]

@@ -10,7 +10,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
-from sqlalchemy import Engine
+from sqlalchemy import URL, Engine
 from sqlalchemy.orm import Session
 
 import vectorstore as vs
@@ -185,3 +185,17 @@ def test_parquet_list_column_with_missing_and_ragged_vectors(
     with pytest.raises(vs.DimensionMismatchError) as caught:
         ingest(ragged, repository=repo)
     assert caught.value.row == 1
+
+
+def test_known_texts_are_found_on_both_drivers(any_driver_url: URL) -> None:
+    engine = vs.make_engine(any_driver_url)
+    try:
+        with Session(engine) as session:
+            embedder = vs.HashingTestEmbedder()
+            repo = vs.DocumentRepository(session, collection="d", embedder=embedder)
+            ingest([f"t {i}" for i in range(9)], repository=repo, chunk_rows=4)
+            again = ingest([f"t {i}" for i in range(12)], repository=repo, chunk_rows=4)
+            assert (again.known, again.inserted) == (9, 3)
+            assert embedder.texts_embedded == 12
+    finally:
+        engine.dispose()

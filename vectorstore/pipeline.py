@@ -33,7 +33,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from sqlalchemy import any_, bindparam, select
+from sqlalchemy import bindparam, select, text
 from sqlalchemy.dialects.postgresql import ARRAY, BYTEA
 
 from ._batch import (
@@ -357,9 +357,17 @@ def ingest(
             if rebuild_index:
                 plain = f"{table.schema}.{table.name}" if table.schema else table.name
                 dropped = drop_ann_indexes(session, plain)
-            lookup = select(table.c.content_hash).where(
-                table.c.collection_id == info.id,
-                table.c.content_hash == any_(bindparam("hashes", type_=ARRAY(BYTEA))),
+            # One index probe per hash (a LATERAL ... LIMIT 1 is always a nested
+            # loop).  ``content_hash = ANY(:hashes)`` looked simpler, but while the
+            # table grows inside this transaction its statistics are stale and the
+            # planner scanned the whole collection per chunk: quadratic (measured:
+            # 64 s of lookups in a 1M-row ingest; 0.32 s vs 0.05 s per chunk at 300k).
+            lookup = text(
+                f"SELECT u.h FROM unnest(CAST(:hashes AS bytea[])) AS u(h) "
+                f"CROSS JOIN LATERAL (SELECT 1 FROM {target} AS d WHERE d.collection_id = "
+                f":collection AND d.content_hash = u.h LIMIT 1) AS hit"
+            ).bindparams(
+                bindparam("hashes", type_=ARRAY(BYTEA)), bindparam("collection", value=info.id)
             )
             pending: Future[Batch] | None = None
 
@@ -374,7 +382,8 @@ def ingest(
                     counts["rows"] += len(batch)
                     if skip_known and len(batch):
                         began = time.perf_counter()
-                        stored = set(session.execute(lookup, {"hashes": batch.hashes}).scalars())
+                        found = session.execute(lookup, {"hashes": batch.hashes}).scalars()
+                        stored = set(map(bytes, found))
                         timing["lookup"] += time.perf_counter() - began
                         if stored:
                             keep = np.array([h not in stored for h in batch.hashes], dtype=bool)
