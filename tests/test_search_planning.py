@@ -73,6 +73,14 @@ def test_shapes_the_sample_cannot_judge_are_unknown(spec: Any) -> None:
     assert SAMPLE.estimate(spec) is None
 
 
+def test_a_malformed_filter_is_left_to_the_compiler() -> None:
+    deep: dict[str, Any] = {"g": 1}
+    for _ in range(5000):
+        deep = {"$not": deep}
+    assert SAMPLE.estimate(deep) is None
+    assert SAMPLE.estimate({"g": {"$in": [object()]}}) is None
+
+
 def test_an_empty_collection_estimates_zero() -> None:
     assert MetadataSample(rows=0, metadata=()).estimate({"g": 1}) == 0
 

@@ -71,6 +71,12 @@ class MetadataSample:
             return self.rows
         if not self.metadata:
             return 0 if self.rows == 0 else None
+        try:
+            return self._estimate(spec)
+        except (RecursionError, TypeError, ValueError):
+            return None  # a malformed filter: the compiler will say what is wrong
+
+    def _estimate(self, spec: Any) -> int | None:
         hits = self._counted(spec)
         if hits is None:
             try:
