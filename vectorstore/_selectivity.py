@@ -34,7 +34,14 @@ from sqlalchemy.engine import Connection, Engine
 
 from .filters import COLUMN_FIELDS
 
-__all__ = ["SAMPLE_ROWS", "SAMPLE_TTL_S", "MetadataSample", "forget_samples", "metadata_sample"]
+__all__ = [
+    "SAMPLE_ROWS",
+    "SAMPLE_TTL_S",
+    "MetadataSample",
+    "cached_sample",
+    "forget_samples",
+    "metadata_sample",
+]
 
 #: Sampled rows per collection: a 1% filter shows ~20 hits, enough to tell
 #: "hundreds" from "tens of thousands" (the choice only has to be right by an
@@ -294,3 +301,12 @@ def metadata_sample(conn: Connection, table: str, collection_id: int) -> Metadat
 def forget_samples() -> None:
     """Drop every cached sample (tests; after a load that changes a collection much)."""
     _CACHE.clear()
+
+
+def cached_sample(engine: Engine, table: str, collection_id: int) -> MetadataSample | None:
+    """The collection's sample if one is cached and fresh; None otherwise (no query)."""
+    samples = _CACHE.get(engine)
+    sample = None if samples is None else samples.get((table, collection_id))
+    if sample is not None and time.monotonic() - sample.taken_at <= SAMPLE_TTL_S:
+        return sample
+    return None

@@ -65,11 +65,12 @@ from typing import TYPE_CHECKING, Any, Literal
 import numpy as np
 from pgvector.sqlalchemy import BIT, HALFVEC, Vector
 from sqlalchemy import ColumnElement, Select, bindparam, cast, func, literal, select
+from sqlalchemy import exc as sa_exc
 from sqlalchemy.engine import Connection
 from sqlalchemy.orm import Session, defer, make_transient_to_detached
 
 from ._batch import validate_vector
-from ._selectivity import metadata_sample
+from ._selectivity import cached_sample, metadata_sample
 from .errors import ValidationError, db_errors
 from .filters import compile_filter
 from .indexes import inspect_indexes, qualified_table
@@ -664,6 +665,213 @@ def _plan_by_count(
     return "iterative", estimated, counted, f"filter keeps more than {threshold} rows"
 
 
+# -- the raw DB-API path ------------------------------------------------------------
+# A standalone repository's call whose plan comes from caches runs its
+# pre-compiled SQL on the DB-API cursor of a pooled connection: SQLAlchemy's
+# execution machinery (connection, transaction, execution context, result
+# objects) costs more client time than the query on a warm index.  The SQL,
+# the bind and result processing are SQLAlchemy's own for the engine's dialect,
+# so values stay bound parameters and come back as the session path gives them.
+
+
+def _cached_plan(
+    repo: DocumentRepository[Any], engine: Any, vector: Any, opts: SearchOptions
+) -> SearchPlan | None:
+    """``plan_search``'s decision when every input is cached; None if it needs the database."""
+    from . import indexes
+
+    info = indexes._CACHE.get(repo)
+    if (
+        info is None
+        or time.monotonic() - info.read_at > indexes.CATALOG_TTL_S
+        or info.collection_id != repo.collection.id
+    ):
+        return None
+    estimated = None
+    strategy, reason = opts.strategy, "requested"
+    if strategy == "auto":
+        if not info.has_index(opts.metric, opts.precision):
+            strategy, reason = "exact", f"no {opts.precision} ANN index for metric {opts.metric}"
+        elif opts.filter is None and info._share is not None and info._share >= 0.9:
+            strategy, reason = "index", "no filter; the collection is the table"
+        else:
+            if opts.filter is None and info._share is None:
+                return None
+            table = str(engine.dialect.identifier_preparer.format_table(repo.model.__table__))
+            sample = cached_sample(engine, table, info.collection_id)
+            estimated = None if sample is None else sample.estimate(opts.filter)
+            if sample is None or estimated is None:
+                return None
+            threshold = exact_threshold(opts)
+            strategy = "exact" if estimated <= threshold else "iterative"
+            sign = "<=" if strategy == "exact" else ">"
+            reason = (f"sampled estimate {estimated} of {sample.rows} rows {sign} "
+                      f"threshold {threshold}")  # fmt: skip
+    stmt = _statement(repo, opts, strategy, True)
+    return SearchPlan(
+        statement=stmt, strategy=strategy,
+        settings=_gucs(opts, strategy, info.iterative_supported), estimated_rows=estimated,
+        reason=reason, vector=vector, options=opts, params={_VECTOR_PARAM: vector},
+    )  # fmt: skip
+
+
+@dataclass
+class _Prepared:
+    """A compiled statement for one dialect: SQL text, fixed parameters, processors."""
+
+    compiled: Any
+    sql: str
+    fixed: dict[str, Any]
+    binds: dict[str, Any]
+    results: list[Any] | None = None
+
+
+_PREPARED: dict[Any, _Prepared] = {}
+_PREPARED_MAX = 1024
+
+
+def _prepare(
+    dialect: Any, stmt: Select[Any], reused: bool
+) -> tuple[_Prepared, dict[str, Any]] | None:
+    """The statement's compiled form and this call's processed parameters (None: unsupported).
+
+    A statement reused across calls (unfiltered) is found by identity; a
+    filtered one is built per call and found by SQLAlchemy's cache key, whose
+    extracted parameters carry this call's filter values.
+    """
+    entry = _PREPARED.get((id(stmt), dialect))
+    extracted = None
+    if entry is None or entry.compiled.statement is not stmt:
+        key = stmt._generate_cache_key()
+        if key is None:
+            return None
+        extracted = key.bindparams
+        entry = _PREPARED.get((key.key, dialect))
+        if entry is None:
+            compiled = stmt.compile(dialect=dialect, cache_key=key)
+            if compiled.post_compile_params or compiled.literal_execute_params:
+                return None  # expanding IN lists and the like: SQLAlchemy's path
+            binds: dict[str, Any] = dict(compiled._bind_processors)
+            fixed = {
+                name: (binds[name](value) if name in binds else value)
+                for name, value in compiled.construct_params({_VECTOR_PARAM: None}).items()
+                if name != _VECTOR_PARAM
+            }
+            entry = _Prepared(compiled, compiled.string, fixed, binds)
+            if len(_PREPARED) >= _PREPARED_MAX:
+                _PREPARED.clear()
+            _PREPARED[(key.key, dialect)] = entry
+            if reused:
+                _PREPARED[(id(stmt), dialect)] = entry
+    if extracted is None or entry.compiled.statement is stmt:
+        params = dict(entry.fixed)
+    else:
+        binds = entry.binds
+        params = {
+            name: (binds[name](value) if name in binds else value)
+            for name, value in entry.compiled.construct_params(
+                {_VECTOR_PARAM: None}, extracted_parameters=extracted
+            ).items()
+            if name != _VECTOR_PARAM
+        }
+    return entry, params
+
+
+def opts_reused(opts: SearchOptions) -> bool:
+    """Whether ``_statement`` reuses one statement object for these options."""
+    return opts.filter is None and opts.join is None
+
+
+def _raw_eligible(engine: Any) -> bool:
+    """SQLAlchemy's path for engines with cursor hooks (tracing, logging) or options."""
+    dispatch = engine.dispatch
+    return not (
+        dispatch.before_cursor_execute or dispatch.after_cursor_execute
+        or engine.dialect.dispatch.handle_error or engine.echo or engine._execution_options
+        or engine.dialect.driver not in ("psycopg2", "psycopg")
+        or engine.dialect.paramstyle != "pyformat"
+    )  # fmt: skip
+
+
+def _execute_raw(
+    cursor: Any, driver: str, settings: Mapping[str, str], sql: str, params: dict[str, Any]
+) -> list[Any]:
+    if settings:
+        if driver == "psycopg2":
+            # Client-side binding: the validated, parameter-free settings statement
+            # and the query travel in one execute (one round trip); the cursor
+            # holds the last statement's rows.
+            cursor.execute(settings_sql(settings) + "; " + sql, params)
+            return list(cursor.fetchall())
+        cursor.execute(settings_sql(settings))
+    cursor.execute(sql, params)
+    return list(cursor.fetchall())
+
+
+def _run_raw(
+    repo: DocumentRepository[Any], engine: Any, plan: SearchPlan
+) -> tuple[list[Any], SearchPlan, str | None] | None:
+    """Run ``plan`` on a pooled DB-API connection; None when it must take SQLAlchemy's path."""
+    dialect = engine.dialect
+    reused = opts_reused(plan.options)
+    prepared = _prepare(dialect, plan.statement, reused)
+    if prepared is None:
+        return None
+    entry, params = prepared
+    opts = plan.options
+    vector_text = entry.binds[_VECTOR_PARAM](plan.vector)
+    params[_VECTOR_PARAM] = vector_text
+    fallback = None
+    dbapi_error = dialect.loaded_dbapi.Error
+    sql: str | None = entry.sql
+    raw = cursor = None
+    try:
+        raw = engine.raw_connection()
+        cursor = raw.cursor()
+        rows = _execute_raw(cursor, dialect.driver, plan.settings, entry.sql, params)
+        if entry.results is None:
+            entry.results = _result_processors(entry, dialect, cursor.description)
+        if plan.strategy != "exact" and len(rows) < opts.k + opts.offset:
+            fallback = plan.strategy
+            plan = _exact_plan(repo, plan, len(rows), True)
+            again = _prepare(dialect, plan.statement, reused)
+            assert again is not None
+            entry, params = again
+            params[_VECTOR_PARAM] = vector_text
+            sql = entry.sql
+            cursor.execute(entry.sql, params)
+            rows = list(cursor.fetchall())
+            if entry.results is None:
+                entry.results = _result_processors(entry, dialect, cursor.description)
+        cursor.close()
+        raw.commit()
+    except dbapi_error as exc:
+        invalidated = bool(dialect.is_disconnect(
+            exc, raw.dbapi_connection if raw is not None else None, cursor))  # fmt: skip
+        if raw is not None and invalidated:
+            raw.invalidate(exc)
+        raise sa_exc.DBAPIError.instance(
+            sql, params, exc, dbapi_error, connection_invalidated=invalidated, dialect=dialect
+        ) from exc
+    finally:
+        if raw is not None:
+            raw.close()  # back to the pool (rolled back there if still in a transaction)
+    processors: list[Any] = entry.results or []
+    if any(p is not None for p in processors):
+        rows = [
+            tuple(v if p is None else p(v) for p, v in zip(processors, row, strict=True))
+            for row in rows
+        ]
+    return rows, plan, fallback
+
+
+def _result_processors(entry: _Prepared, dialect: Any, description: Any) -> list[Any]:
+    types = [c.type for c in entry.compiled.statement.selected_columns]
+    return [
+        t._cached_result_processor(dialect, d[1]) for t, d in zip(types, description, strict=True)
+    ]
+
+
 # -- execution ----------------------------------------------------------------------
 def owns_sessions(repo: DocumentRepository[Any]) -> bool:
     """True when reads run in a transaction the repository opens and ends itself."""
@@ -704,12 +912,15 @@ def _run_light(
     """
     model = repo.model
     keys = loaded_columns(model, opts.with_embedding or opts.mmr is not None)[0]
-    n = len(keys)
-    manager = model.__mapper__.class_manager
     fallback = None
     _ = repo.collection  # resolved (and cached) outside the read transaction
+    engine = _light_engine(repo)
     with db_errors(f"nearest in collection {repo.collection_name!r}"):
-        with _light_engine(repo).begin() as conn:
+        plan = _cached_plan(repo, engine, vector, opts) if _raw_eligible(engine) else None
+        done = None if plan is None else _run_raw(repo, engine, plan)
+        if done is not None:
+            return _documents(model, keys, done[0]), done[1], done[2]
+        with engine.begin() as conn:
             plan = plan_search(repo, conn, vector, opts, columns=True)
             if plan.settings:
                 conn.exec_driver_sql(settings_sql(plan.settings))
@@ -719,13 +930,20 @@ def _run_light(
                 fallback = plan.strategy
                 plan = _exact_plan(repo, plan, len(rows), True)
                 rows = conn.execute(plan.statement, plan.params).all()
+    return _documents(model, keys, rows), plan, fallback
+
+
+def _documents(model: Any, keys: Sequence[str], rows: Sequence[Any]) -> list[tuple[Any, Any]]:
+    """(detached document, distance) per row of loaded columns + distance."""
+    manager = model.__mapper__.class_manager
+    n = len(keys)
     out = []
     for row in rows:
         doc = manager.new_instance()
         doc.__dict__.update(zip(keys, row[:n], strict=True))
         make_transient_to_detached(doc)
         out.append((doc, row[n]))
-    return out, plan, fallback
+    return out
 
 
 def run(repo: DocumentRepository[Any], query: Any, opts: SearchOptions) -> ResultSet[Any]:
