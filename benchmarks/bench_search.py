@@ -120,8 +120,9 @@ class HandSQL:
 
     Same work as ``nearest`` on a standalone repository: a pooled connection
     checked out per query (the engine's pre-ping included), one transaction,
-    the same settings in one ``set_config`` statement, the same columns and
-    rows, commit.  ``held=True`` keeps one connection instead (no checkout),
+    the same settings in one ``set_config`` statement sent in the same execute
+    as the query on psycopg2 (as nearest does), the same columns and rows,
+    commit.  ``held=True`` keeps one connection instead (no checkout),
     shown for reference.
     """
 
@@ -131,6 +132,7 @@ class HandSQL:
         self.engine = engine
         self.held = engine.raw_connection() if held else None
         self.cid = collection_id
+        self.one_trip = engine.dialect.driver == "psycopg2"
 
     def query(
         self,
@@ -144,13 +146,20 @@ class HandSQL:
         raw = self.held or self.engine.raw_connection()
         try:
             cur = raw.cursor()
+            prefix = ""
             if settings:
-                cur.execute("SELECT " + ", ".join(
-                    f"set_config('{n}', '{v}', true)" for n, v in settings.items()))  # fmt: skip
+                prefix = "SELECT " + ", ".join(
+                    f"set_config('{n}', '{v}', true)" for n, v in settings.items())  # fmt: skip
+                if self.one_trip:
+                    prefix += "; "  # psycopg2 binds client-side: both in one execute
+                else:
+                    cur.execute(prefix)
+                    prefix = ""
             vec = vec_literal(q)
             order = "(embedding <=> %s::vector) + 0" if exact else "d"
             cur.execute(
-                f"SELECT {self.COLUMNS}, embedding <=> %s::vector AS d FROM vectorstore_documents "
+                f"{prefix}SELECT {self.COLUMNS}, embedding <=> %s::vector AS d "
+                f"FROM vectorstore_documents "
                 f"WHERE collection_id = %s {where} ORDER BY {order} LIMIT {K}",
                 (vec, self.cid, *params, *((vec,) if exact else ())),
             )

@@ -1,0 +1,193 @@
+"""nearest's raw DB-API path (standalone repository, cached plan) on both drivers."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+import numpy as np
+import pytest
+from sqlalchemy import URL, Engine, create_engine, event, text
+from sqlalchemy.orm import Session
+from sqlalchemy.pool import NullPool
+
+import vectorstore as vs
+from vectorstore import search
+
+Repo = vs.DocumentRepository[vs.Document]
+N = 600
+
+
+@pytest.fixture
+def raw_calls(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """The strategy of every call the raw path served (None results are not counted)."""
+    seen: list[str] = []
+    real = search._run_raw
+
+    def spy(*args: Any) -> Any:
+        out = real(*args)
+        if out is not None:
+            seen.append(out[1].strategy)
+        return out
+
+    monkeypatch.setattr(search, "_run_raw", spy)
+    return seen
+
+
+@pytest.fixture
+def loaded(any_driver_url: URL) -> Iterator[tuple[Engine, np.ndarray[Any, Any]]]:
+    engine = vs.make_engine(any_driver_url, pool_size=1, max_overflow=0)
+    repo: Repo = vs.DocumentRepository.standalone(engine, collection="raw", embedding_model="x")
+    rng = np.random.default_rng(7)
+    vectors = rng.standard_normal((N, 384)).astype(np.float32)
+    repo.bulk_add(
+        [f"row {i}" for i in range(N)],
+        embeddings=vectors,
+        metadata=[{"tenth": i % 10, "half": i % 2, "name": f"n'{i}"} for i in range(N)],
+        external_ids=[str(i) for i in range(N)],
+    )
+    with engine.begin() as conn:
+        conn.execute(text("ANALYZE vectorstore_documents"))
+    yield engine, vectors
+    engine.dispose()
+
+
+def _same(a: vs.ResultSet[Any], b: vs.ResultSet[Any]) -> None:
+    assert a.strategy == b.strategy
+    assert a.settings == b.settings
+    assert [h.document.id for h in a] == [h.document.id for h in b]
+    assert np.allclose([h.distance for h in a], [h.distance for h in b], atol=1e-6)
+    for x, y in zip(a, b, strict=True):
+        for key in ("id", "external_id", "text", "content_hash", "metadata_", "created_at",
+                    "collection_id"):  # fmt: skip
+            assert getattr(x.document, key) == getattr(y.document, key), key
+
+
+@pytest.mark.parametrize(
+    "kwargs",
+    [
+        {},
+        {"k": 7, "offset": 3},
+        {"filter": {"tenth": 3}},
+        {"filter": {"half": 1}, "exact_threshold": 100},  # iterative scan
+        {"filter": {"name": "n'5"}},  # a quote in a value: bound, not rendered
+        {"filter": {"tenth": {"$gte": 8}}, "metric": "l2"},
+        {"exact": True, "with_embedding": True},
+    ],
+)
+def test_the_raw_path_returns_what_the_session_path_returns(
+    loaded: tuple[Engine, np.ndarray[Any, Any]], raw_calls: list[str], kwargs: dict[str, Any]
+) -> None:
+    engine, vectors = loaded
+    repo: Repo = vs.DocumentRepository.standalone(engine, collection="raw")
+    repo.nearest(vectors[0], **kwargs)  # first call: catalog, sample
+    raw_calls.clear()
+    for i in (1, 5, 9):
+        fast = repo.nearest(vectors[i], **kwargs)
+        with Session(engine) as session:
+            bound: Repo = vs.DocumentRepository(session, collection="raw")
+            _same(fast, bound.nearest(vectors[i], **kwargs))
+    assert len(raw_calls) == 3
+    if kwargs.get("with_embedding"):
+        assert np.allclose(np.asarray(fast[0].document.embedding), vectors[9], atol=1e-6)
+    if "filter" in kwargs and "tenth" in kwargs["filter"] and kwargs["filter"]["tenth"] == 3:
+        assert all(h.document.metadata_["tenth"] == 3 for h in fast)
+        assert fast.returned == kwargs.get("k", 10)
+
+
+def test_values_stay_bound_parameters_on_the_raw_path(
+    loaded: tuple[Engine, np.ndarray[Any, Any]], raw_calls: list[str]
+) -> None:
+    engine, vectors = loaded
+    repo: Repo = vs.DocumentRepository.standalone(engine, collection="raw")
+    repo.nearest(vectors[0], filter={"tenth": 1})
+    hostile = "x'); DROP TABLE vectorstore_documents; --"
+    raw_calls.clear()
+    assert repo.nearest(vectors[0], filter={"name": hostile}).returned == 0
+    assert repo.nearest(vectors[0], filter={"tenth": hostile}).returned == 0
+    assert len(raw_calls) == 2
+    key = next(k for k in search._PREPARED if isinstance(k[0], tuple))
+    assert hostile not in search._PREPARED[key].sql
+    assert repo.count() == N
+
+
+def test_settings_do_not_leak_from_the_raw_path(
+    loaded: tuple[Engine, np.ndarray[Any, Any]], raw_calls: list[str]
+) -> None:
+    engine, vectors = loaded  # one pooled connection
+    repo: Repo = vs.DocumentRepository.standalone(engine, collection="raw")
+    repo.nearest(vectors[0], filter={"half": 1}, exact_threshold=10)
+    raw_calls.clear()
+    hits = repo.nearest(vectors[1], filter={"half": 1}, exact_threshold=10, ef_search=321)
+    assert raw_calls == ["iterative"]
+    assert hits.settings["hnsw.ef_search"] == "321"
+    with engine.connect() as conn:
+        for name in ("hnsw.ef_search", "enable_sort", "hnsw.iterative_scan"):
+            value = conn.execute(text("SELECT current_setting(:n, true)"), {"n": name}).scalar()
+            assert value != hits.settings[name], name
+
+
+def test_an_instrumented_engine_keeps_sqlalchemys_path(
+    loaded: tuple[Engine, np.ndarray[Any, Any]], raw_calls: list[str]
+) -> None:
+    engine, vectors = loaded
+    repo: Repo = vs.DocumentRepository.standalone(engine, collection="raw")
+    repo.nearest(vectors[0])
+    seen: list[str] = []
+
+    def log(_c: Any, _cur: Any, statement: str, *_: Any) -> None:
+        seen.append(statement)
+
+    event.listen(engine, "before_cursor_execute", log)
+    try:
+        raw_calls.clear()
+        assert repo.nearest(vectors[2], k=3)[0].document.external_id == "2"
+        assert raw_calls == []
+        assert len(seen) == 2  # the tracing hook saw the settings and the query
+    finally:
+        event.remove(engine, "before_cursor_execute", log)
+    repo.nearest(vectors[2], k=3)
+    assert raw_calls == ["index"]
+
+
+def test_the_raw_path_retries_a_read_on_a_dead_connection_once(
+    loaded: tuple[Engine, np.ndarray[Any, Any]], any_driver_url: URL, raw_calls: list[str]
+) -> None:
+    _, vectors = loaded
+    engine = vs.make_engine(any_driver_url, pool_size=1, max_overflow=0, pool_pre_ping=False)
+    admin = create_engine(any_driver_url, poolclass=NullPool)
+    try:
+        repo: Repo = vs.DocumentRepository.standalone(engine, collection="raw")
+        repo.nearest(vectors[0])
+        with engine.connect() as conn:
+            pid = conn.execute(text("SELECT pg_backend_pid()")).scalar_one()
+        with admin.connect() as conn:
+            conn.execute(text("SELECT pg_terminate_backend(:p, 10000)"), {"p": pid})
+        raw_calls.clear()
+        hits = repo.nearest(vectors[4], k=2)
+        assert hits[0].document.external_id == "4"
+        assert raw_calls == ["index"]  # the first attempt raised; the retry succeeded
+        assert engine.pool.checkedout() == 0  # type: ignore[attr-defined]
+        with engine.connect() as conn:
+            assert conn.execute(text("SELECT pg_backend_pid()")).scalar_one() != pid
+    finally:
+        engine.dispose()
+        admin.dispose()
+
+
+def test_a_server_error_on_the_raw_path_is_translated(
+    loaded: tuple[Engine, np.ndarray[Any, Any]], raw_calls: list[str]
+) -> None:
+    engine, vectors = loaded
+    repo: Repo = vs.DocumentRepository.standalone(engine, collection="raw")
+    repo.nearest(vectors[0])
+    with engine.begin() as conn:  # the planner's catalog view is cached: the query fails
+        conn.execute(text("ALTER TABLE vectorstore_documents RENAME TO gone"))
+    try:
+        with pytest.raises(vs.SchemaError):
+            repo.nearest(vectors[1])
+        assert engine.pool.checkedout() == 0  # type: ignore[attr-defined]
+    finally:
+        with engine.begin() as conn:
+            conn.execute(text("ALTER TABLE gone RENAME TO vectorstore_documents"))
+    assert repo.nearest(vectors[1], k=1)[0].document.external_id == "1"
