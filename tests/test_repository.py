@@ -152,6 +152,7 @@ def test_standalone_repository_commits_each_call(db_url: Any, engine: Engine) ->
     assert table_count(engine) == 1
     assert repo.get(doc.id).text == "persisted at once"
     assert repo.count() == 1
+    repo.close()
 
 
 def test_unknown_collection_is_an_error_when_not_creating(session: Session, engine: Engine) -> None:
@@ -232,3 +233,37 @@ def test_bad_input_is_a_clear_error_and_writes_nothing(
         repo.add(text_value, **kwargs)
     session.commit()
     assert table_count(engine) == 0
+
+
+def test_standalone_add_matches_the_session_path_on_both_drivers(
+    any_driver_url: Any, engine: Engine
+) -> None:
+    """The standalone fast path stores and returns exactly what the Session path does."""
+    repo: Repo = vs.DocumentRepository.standalone(
+        any_driver_url, collection="fast", embedder=vs.HashingTestEmbedder()
+    )
+    rng = np.random.default_rng(3)
+    vector = rng.standard_normal(384).astype(np.float32) * np.float32(1e-3)
+    vector[0] = np.float32(3.4028235e38)  # float32's largest: must survive the text form
+    vector[1] = np.float32(1.4e-45)  # the smallest subnormal, too
+    doc = repo.add("fast path", embedding=vector, metadata={"q": "it's; --"}, external_id="f1")
+    assert isinstance(doc, vs.Document)
+    assert doc.id > 0
+    assert doc.created_at is not None
+    assert doc.metadata_ == {"q": "it's; --"}
+    assert doc.external_id == "f1"
+    with Session(engine) as s:
+        stored = s.get(vs.Document, doc.id)
+        assert stored is not None
+        assert np.array_equal(np.asarray(stored.embedding, dtype=np.float32), vector)
+        assert stored.metadata_ == doc.metadata_
+        assert stored.content_hash == doc.content_hash
+        assert stored.created_at == doc.created_at
+    assert np.array_equal(np.asarray(doc.embedding, dtype=np.float32), vector)
+    with pytest.raises(vs.ConflictError, match="f1"):
+        repo.add("again", embedding=vector, external_id="f1")
+    with pytest.raises(vs.ValidationError):
+        repo.add("nan", embedding=np.full(384, np.nan))
+    assert table_count(engine) == 1
+    assert repo.get(doc.id).text == "fast path"
+    repo.close()

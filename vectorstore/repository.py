@@ -29,6 +29,7 @@ from ._batch import (
 )
 from ._identifiers import check_collection_name, check_model_identifiers
 from ._retry import retry_read
+from ._single import insert_one
 from .embedders import Embedder
 from .errors import (
     CollectionNotFoundError,
@@ -111,7 +112,26 @@ class DocumentRepository(Generic[DocT]):
         engine = bind if isinstance(bind, Engine) else make_engine(bind)
         repo: DocumentRepository[DocT] = cls(None, **kwargs)
         repo._factory = sessionmaker(engine, expire_on_commit=False)
+        if not isinstance(bind, Engine):
+            repo._owned_engine = engine
         return repo
+
+    def close(self) -> None:
+        """Dispose of the engine a standalone repository created from a URL.
+
+        An engine or Session handed in by the caller is left alone.  Also used
+        by ``with DocumentRepository.standalone(url) as repo: ...``.
+        """
+        engine = getattr(self, "_owned_engine", None)
+        if engine is not None:
+            engine.dispose()
+            self._owned_engine = None
+
+    def __enter__(self) -> DocumentRepository[DocT]:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
 
     # -- sessions ----------------------------------------------------------------
     @property
@@ -252,6 +272,11 @@ class DocumentRepository(Generic[DocT]):
         )
         info = self.collection
         self._fill_embeddings(batch)
+        if self._factory is not None:
+            # Standalone: one INSERT on a pooled connection, no Session (see _single).
+            with db_errors(f"add in collection {self.collection_name!r}"):
+                doc: DocT = insert_one(self._factory.kw["bind"], self.model, batch, info.id)
+            return doc
         values = self._row_values(batch, 0, info.id)
         with self._write("add") as session:
             doc = session.scalars(insert(self.model).returning(self.model), [values]).one()

@@ -1,0 +1,83 @@
+"""The single-row write path of a standalone repository: one INSERT, no Session.
+
+``add`` is the event-stream path, where a caller waits for each row.  Through a
+Session it costs the unit of work, the identity map and pgvector's per-float
+Python formatting of the vector: about as much client time as the round trip
+itself.  A standalone repository owns its transaction and returns a detached
+row anyway, so here the statement text is built once per table, executed with
+``exec_driver_sql`` on a pooled connection (SQLAlchemy still handles pre-ping,
+invalidation on disconnect and the transaction), and the returned document is
+built straight from the validated batch plus the ``RETURNING`` columns.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+from sqlalchemy import Engine
+from sqlalchemy.orm import make_transient_to_detached
+
+from ._batch import Batch
+
+__all__ = ["insert_one", "vector_literal"]
+
+_TEMPLATES: dict[int, str] = {}
+_SQL_CACHE: dict[tuple[int, str], str] = {}
+
+
+def vector_literal(vector: Any) -> str:
+    """pgvector's text form of a float32 vector, formatted in one C-level ``%``.
+
+    Nine significant digits round-trip every float32 exactly (``%.9g``).
+    """
+    values = np.asarray(vector, dtype=np.float32).ravel()
+    n = values.shape[0]
+    template = _TEMPLATES.get(n)
+    if template is None:
+        template = _TEMPLATES.setdefault(n, "[" + ",".join(["%.9g"] * n) + "]")
+    return template % tuple(values.tolist())
+
+
+def _insert_sql(engine: Engine, table: Any) -> str:
+    key = (id(table), engine.dialect.name)
+    sql = _SQL_CACHE.get(key)
+    if sql is None:
+        preparer = engine.dialect.identifier_preparer
+        q = preparer.quote
+        sql = (
+            f"INSERT INTO {preparer.format_table(table)} "
+            f"({q('collection_id')}, {q('external_id')}, {q('text')}, {q('content_hash')}, "
+            f"{q('metadata')}, {q('embedding')}) "
+            "VALUES (%s, %s, %s, %s, %s::jsonb, %s::vector) "
+            f"RETURNING {q('id')}, {q('created_at')}"
+        )
+        _SQL_CACHE[key] = sql
+    return sql
+
+
+def insert_one(engine: Engine, model: Any, batch: Batch, collection_id: int) -> Any:
+    """Insert row 0 of ``batch`` in its own transaction; return it as a detached document."""
+    params = (
+        collection_id,
+        batch.external_ids[0],
+        batch.texts[0],
+        batch.hashes[0],
+        batch.metadata_json[0].decode("utf-8"),
+        vector_literal(batch.embeddings[0]),
+    )
+    with engine.begin() as conn:
+        row = conn.exec_driver_sql(_insert_sql(engine, model.__table__), params).one()
+    doc = model.__mapper__.class_manager.new_instance()
+    doc.__dict__.update(
+        id=row[0],
+        created_at=row[1],
+        collection_id=collection_id,
+        external_id=batch.external_ids[0],
+        text=batch.texts[0],
+        content_hash=batch.hashes[0],
+        metadata_=batch.metadata[0],
+        embedding=batch.embeddings[0].tolist(),
+    )
+    make_transient_to_detached(doc)
+    return doc
