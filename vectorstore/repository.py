@@ -84,6 +84,7 @@ class DocumentRepository(Generic[DocT]):
         check_model_identifiers(model)
         self._session = session
         self._factory: sessionmaker[Session] | None = None
+        self._owned_engine: Engine | None = None
         self._read_factory: sessionmaker[Session] | None = (
             sessionmaker(read_engine, expire_on_commit=False) if read_engine is not None else None
         )
@@ -122,7 +123,7 @@ class DocumentRepository(Generic[DocT]):
         An engine or Session handed in by the caller is left alone.  Also used
         by ``with DocumentRepository.standalone(url) as repo: ...``.
         """
-        engine = getattr(self, "_owned_engine", None)
+        engine = self._owned_engine
         if engine is not None:
             engine.dispose()
             self._owned_engine = None
