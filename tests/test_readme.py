@@ -1,6 +1,6 @@
 """Every command and snippet of the README runs, so the README cannot drift from the code.
 
-The convention (for whoever edits README.md or docs/README-product.md):
+The convention (for whoever edits README.md):
 
 * Every fenced ```` ```python ```` block is run as its own ``python`` process.
 * Every non-empty, non-comment line of a ```` ```bash ````, ```` ```sh ```` or
@@ -41,7 +41,7 @@ from sqlalchemy import URL
 import vectorstore as vs
 
 ROOT = Path(__file__).resolve().parents[1]
-DOCUMENTS = [ROOT / "README.md", ROOT / "docs" / "README-product.md"]
+DOCUMENTS = [ROOT / "README.md"]
 SKIP_MARKER = re.compile(r"<!--\s*readme-test:\s*skip\b(?P<why>.*?)-->")
 FENCE = re.compile(r"^(?P<indent>\s*)```(?P<info>[^`]*)$")
 SHELL = {"bash", "sh", "shell", "console"}
