@@ -399,9 +399,7 @@ class DocumentRepository(Generic[DocT]):
         when the oldest has waited ``max_delay`` seconds, and on exit.  Each flush
         commits on its own connection (not in this repository's Session).
         """
-        return BufferedWriter(
-            self, max_rows=max_rows, max_delay=max_delay, on_conflict=on_conflict
-        )
+        return BufferedWriter(self, max_rows=max_rows, max_delay=max_delay, on_conflict=on_conflict)
 
     # -- reads ---------------------------------------------------------------------
     def get(self, id: int) -> DocT:
@@ -633,8 +631,9 @@ class DocumentRepository(Generic[DocT]):
         from . import search
 
         settings = search.explicit_settings(ef_search, probes, iterative, max_scan_tuples)
-        with self._read("search") as session, search.settings_scope(
-            session, settings, owned=search.owns_sessions(self)
+        with (
+            self._read("search") as session,
+            search.settings_scope(session, settings, owned=search.owns_sessions(self)),
         ):
             yield session
 
