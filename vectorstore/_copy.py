@@ -22,14 +22,13 @@ building the stream overlaps sending it.
 from __future__ import annotations
 
 import itertools
-import queue
-import threading
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from typing import Any
 
 import numpy as np
 
 from ._batch import Batch
+from ._prefetch import Prefetch
 
 __all__ = [
     "COPY_COLUMNS",
@@ -154,56 +153,6 @@ def encoded_stream(
     yield TRAILER
 
 
-class _Producer:
-    """Runs an iterator in a thread, handing items over through a bounded queue."""
-
-    _DONE = object()
-
-    def __init__(self, source: Iterator[bytes]) -> None:
-        self._queue: queue.Queue[Any] = queue.Queue(maxsize=_QUEUE_DEPTH)
-        self._stop = threading.Event()
-        self._error: BaseException | None = None
-        self._thread = threading.Thread(
-            target=self._run, args=(source,), name="vectorstore-copy-encoder", daemon=True
-        )
-        self._thread.start()
-
-    def _run(self, source: Iterator[bytes]) -> None:
-        try:
-            for item in source:
-                if not self._put(item):
-                    return
-        except BaseException as exc:  # handed to the consumer thread, re-raised there
-            self._error = exc
-        self._put(self._DONE)
-
-    def _put(self, item: Any) -> bool:
-        while not self._stop.is_set():
-            try:
-                self._queue.put(item, timeout=0.1)
-                return True
-            except queue.Full:
-                continue
-        return False
-
-    def __iter__(self) -> Iterator[bytes]:
-        while True:
-            item = self._queue.get()
-            if item is self._DONE:
-                if self._error is not None:
-                    raise self._error
-                return
-            yield item
-
-    @property
-    def error(self) -> BaseException | None:
-        return self._error
-
-    def close(self) -> None:
-        self._stop.set()
-        self._thread.join()
-
-
 class _Reader:
     """A file-like ``read(size)`` over an iterator of byte chunks (for psycopg2)."""
 
@@ -239,7 +188,9 @@ def write_copy(dbapi_connection: Any, sql: str, chunks: Iterator[bytes]) -> None
     raised while producing aborts the COPY and is re-raised here, so the
     statement fails as a whole.
     """
-    producer = _Producer(chunks)
+    producer: Prefetch[bytes] = Prefetch(
+        chunks, depth=_QUEUE_DEPTH, name="vectorstore-copy-encoder"
+    )
     try:
         module = type(dbapi_connection).__module__
         if module.startswith("psycopg2"):

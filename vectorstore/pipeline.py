@@ -23,8 +23,6 @@ Design decisions:
 from __future__ import annotations
 
 import json
-import queue
-import threading
 import time
 from collections.abc import Iterable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -43,6 +41,7 @@ from ._batch import (
     batches_from_records,
 )
 from ._bulk import ConflictPolicy, Loader
+from ._prefetch import Prefetch
 from .embedders import Embedder
 from .errors import ConfigurationError, ValidationError
 
@@ -220,57 +219,6 @@ def _source_length(source: Any) -> int | None:
         return None
 
 
-class _Prefetch:
-    """Runs ``source`` in a thread, ``depth`` items ahead of the consumer.
-
-    Reading and validating the next chunk (Python work) then overlaps the COPY
-    of the current one.  An error in the source is re-raised in the consumer.
-    """
-
-    _DONE = object()
-
-    def __init__(self, source: Iterator[Batch], depth: int = 2) -> None:
-        self._queue: queue.Queue[Any] = queue.Queue(maxsize=depth)
-        self._stop = threading.Event()
-        self._error: BaseException | None = None
-        self._thread = threading.Thread(
-            target=self._run, args=(source,), name="vectorstore-ingest-reader", daemon=True
-        )
-        self._thread.start()
-
-    def _run(self, source: Iterator[Batch]) -> None:
-        try:
-            for item in source:
-                if not self._put(item):
-                    return
-        except BaseException as exc:  # re-raised in the consumer
-            self._error = exc
-        self._put(self._DONE)
-
-    def _put(self, item: Any) -> bool:
-        while not self._stop.is_set():
-            try:
-                self._queue.put(item, timeout=0.1)
-                return True
-            except queue.Full:
-                continue
-        return False
-
-    def __iter__(self) -> Iterator[Batch]:
-        while True:
-            item = self._queue.get()
-            if item is self._DONE:
-                if self._error is not None:
-                    raise self._error
-                return
-            yield item
-
-    def close(self) -> None:
-        self._stop.set()
-        self._thread.join()
-
-
-# -- the pipeline ---------------------------------------------------------------------------
 def ingest(
     source: Any,
     embedder: Embedder | None = None,
@@ -376,7 +324,7 @@ def ingest(
                 loader.load([batch])
                 bar.update(len(batch))
 
-            reader = _Prefetch(iter(batches))
+            reader: Prefetch[Batch] = Prefetch(iter(batches), name="vectorstore-ingest-reader")
             try:
                 for batch in reader:
                     counts["rows"] += len(batch)
