@@ -191,3 +191,28 @@ def test_a_server_error_on_the_raw_path_is_translated(
         with engine.begin() as conn:
             conn.execute(text("ALTER TABLE gone RENAME TO vectorstore_documents"))
     assert repo.nearest(vectors[1], k=1)[0].document.external_id == "1"
+
+
+def test_filters_of_one_shape_get_their_own_values(
+    loaded: tuple[Engine, np.ndarray[Any, Any]], raw_calls: list[str]
+) -> None:
+    engine, vectors = loaded
+    repo: Repo = vs.DocumentRepository.standalone(engine, collection="raw")
+    repo.nearest(vectors[0], filter={"tenth": 0})
+    raw_calls.clear()
+    for _ in range(2):  # the second round is served from the per-filter memo
+        for v in range(10):
+            hits = repo.nearest(vectors[v], k=5, filter={"tenth": v})
+            assert hits.returned == 5
+            assert hits[0].document.external_id == str(v)
+            assert {h.document.metadata_["tenth"] for h in hits} == {v}
+    assert len(raw_calls) == 20
+    # Values equal in Python but not in JSON are different filters.
+    assert repo.nearest(vectors[1], filter={"half": 1}).returned == 10
+    assert repo.nearest(vectors[1], filter={"half": True}).returned == 0
+    assert repo.nearest(vectors[1], filter={"half": 1.0}).returned == 10
+    assert repo.nearest(vectors[1], filter={"half": "1"}).returned == 0
+    both = repo.nearest(vectors[2], filter={"tenth": {"$in": [2, 3]}})
+    assert {h.document.metadata_["tenth"] for h in both} <= {2, 3}
+    one = repo.nearest(vectors[2], filter={"tenth": {"$in": [3]}})
+    assert {h.document.metadata_["tenth"] for h in one} == {3}

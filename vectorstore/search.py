@@ -465,6 +465,8 @@ class SearchPlan:
     vector: Any = None
     options: SearchOptions = field(default_factory=SearchOptions)
     params: dict[str, Any] = field(default_factory=dict)
+    #: the raw path's compiled statement and this call's processed parameters
+    prepared: Any = None
 
 
 def where_clause(repo: DocumentRepository[Any], opts: SearchOptions) -> list[ColumnElement[bool]]:
@@ -501,6 +503,7 @@ def build_statement(
     strategy: str,
     *,
     columns: bool = False,
+    conditions: list[ColumnElement[bool]] | None = None,
 ) -> Select[Any]:
     """The one SELECT of a nearest call for ``strategy`` (no settings attached).
 
@@ -511,7 +514,8 @@ def build_statement(
     model = repo.model
     dim = repo.dimension
     full = distance_expression(model.embedding, vector, opts.metric, dimension=dim)
-    conditions = where_clause(repo, opts)
+    if conditions is None:
+        conditions = where_clause(repo, opts)
     limit = opts.k + opts.offset
     if opts.mmr is not None:
         limit = max(limit, opts.fetch_k or 4 * limit)
@@ -707,9 +711,16 @@ def _cached_plan(
             sign = "<=" if strategy == "exact" else ">"
             reason = (f"sampled estimate {estimated} of {sample.rows} rows {sign} "
                       f"threshold {threshold}")  # fmt: skip
-    stmt = _statement(repo, opts, strategy, True)
+    prepared = None
+    if opts.filter is None:
+        stmt = _statement(repo, opts, strategy, True)
+    else:
+        prepared = _prepare_filtered(repo, engine.dialect, opts, strategy)
+        if prepared is None:
+            return None
+        stmt = prepared[0].compiled.statement
     return SearchPlan(
-        statement=stmt, strategy=strategy,
+        statement=stmt, strategy=strategy, prepared=prepared,
         settings=_gucs(opts, strategy, info.iterative_supported), estimated_rows=estimated,
         reason=reason, vector=vector, options=opts, params={_VECTOR_PARAM: vector},
     )  # fmt: skip
@@ -782,6 +793,111 @@ def opts_reused(opts: SearchOptions) -> bool:
     return opts.filter is None and opts.join is None
 
 
+_FILTERED: dict[Any, tuple[_Prepared, list[tuple[int, int]], list[Any]]] = {}
+
+
+def _prepare_filtered(
+    repo: DocumentRepository[Any], dialect: Any, opts: SearchOptions, strategy: str
+) -> tuple[_Prepared, dict[str, Any]] | None:
+    """A filtered statement's compiled form without building the statement per call.
+
+    Only the filter is compiled per call; its SQLAlchemy cache key (structure
+    without values) finds the compiled statement built for the first filter
+    of that shape, and the filter's bound values take the places of that
+    first filter's values among the statement's parameters.
+    """
+    plain = _plain(opts.filter)
+    memo_key = None
+    if plain is not None:
+        memo_key = (repo.model, repo.collection.id, strategy, opts.metric, opts.precision,
+                    opts.k + opts.offset, opts.with_embedding, opts.mmr is not None,
+                    opts.fetch_k, opts.rerank, dialect, plain)  # fmt: skip
+        memo = _MEMO.get(memo_key)
+        if memo is not None:
+            return memo[0], dict(memo[1])
+    found = _prepare_shape(repo, dialect, opts, strategy)
+    if found is not None and memo_key is not None:
+        if len(_MEMO) >= _PREPARED_MAX:
+            _MEMO.clear()
+        _MEMO[memo_key] = (found[0], dict(found[1]))
+    return found
+
+
+#: Recently seen plain dictionary filters (exact values) -> compiled statement and
+#: processed parameters: a repeated filter (a tenant, a category) skips compiling.
+_MEMO: dict[Any, tuple[_Prepared, dict[str, Any]]] = {}
+_PLAIN_SCALARS = (str, int, float, bool, type(None))
+
+
+def _plain(spec: Any, depth: int = 0) -> Any:
+    """A hashable, type-exact key of a filter made of dicts, lists and JSON scalars; else None."""
+    if depth > 32:
+        return None
+    kind = type(spec)
+    if kind in _PLAIN_SCALARS:
+        return (kind, spec)
+    if kind is dict:
+        items = []
+        for key, value in spec.items():
+            inner = _plain(value, depth + 1)
+            if type(key) is not str or inner is None:
+                return None
+            items.append((key, inner))
+        return (dict, tuple(items))
+    if kind is list:
+        parts = tuple(_plain(v, depth + 1) for v in spec)
+        return None if None in parts else (list, parts)
+    return None
+
+
+def _prepare_shape(
+    repo: DocumentRepository[Any], dialect: Any, opts: SearchOptions, strategy: str
+) -> tuple[_Prepared, dict[str, Any]] | None:
+    model = repo.model
+    condition = compile_filter(opts.filter, model)
+    if condition is None:
+        return None
+    fkey = condition._generate_cache_key()
+    if fkey is None:
+        return None
+    key = (model, repo.collection.id, strategy, opts.metric, opts.precision,
+           opts.k + opts.offset, opts.with_embedding, opts.mmr is not None, opts.fetch_k,
+           opts.rerank, dialect, fkey.key)  # fmt: skip
+    found = _FILTERED.get(key)
+    if found is None:
+        param = query_param(None, repo.dimension, _VECTOR_PARAM)
+        conditions = [model.collection_id == repo.collection.id, condition]
+        stmt = build_statement(repo, param, opts, strategy, columns=True, conditions=conditions)
+        prepared = _prepare(dialect, stmt, False)
+        if prepared is None:
+            return None
+        entry = prepared[0]
+        full = stmt._generate_cache_key()
+        assert full is not None  # _prepare returned None otherwise
+        template = list(full.bindparams)
+        places = [(i, j) for i, b in enumerate(template)
+                  for j, f in enumerate(fkey.bindparams) if b is f]  # fmt: skip
+        if {j for _, j in places} != set(range(len(fkey.bindparams))):
+            return prepared  # the filter's values were not found: no reuse
+        if len(_FILTERED) >= _PREPARED_MAX:
+            _FILTERED.clear()
+        _FILTERED[key] = (entry, places, template)
+        return prepared
+    entry, places, template = found
+    extracted = list(template)
+    for i, j in places:
+        extracted[i] = fkey.bindparams[j]
+    binds = entry.binds
+    params = {
+        name: (binds[name](value) if name in binds else value)
+        for name, value in entry.compiled.construct_params(
+            {_VECTOR_PARAM: None}, extracted_parameters=extracted
+        ).items()
+        if name != _VECTOR_PARAM
+    }
+    return entry, params
+
+
 def _raw_eligible(engine: Any) -> bool:
     """SQLAlchemy's path for engines with cursor hooks (tracing, logging) or options."""
     dispatch = engine.dispatch
@@ -814,7 +930,7 @@ def _run_raw(
     """Run ``plan`` on a pooled DB-API connection; None when it must take SQLAlchemy's path."""
     dialect = engine.dialect
     reused = opts_reused(plan.options)
-    prepared = _prepare(dialect, plan.statement, reused)
+    prepared = plan.prepared or _prepare(dialect, plan.statement, reused)
     if prepared is None:
         return None
     entry, params = prepared
