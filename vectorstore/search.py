@@ -34,8 +34,20 @@ The hot path is short: a standalone repository runs the call on a pooled
 connection without the ORM session (documents are built from the rows as
 detached instances, as the session path would leave them), the settings go in
 one ``SELECT set_config(...)`` statement, and an unfiltered statement is built
-once with the query vector as a named parameter, so SQLAlchemy's compiled
-cache serves it.  Unfiltered: two statements in one transaction.
+once with the query vector as a named parameter.  When the plan comes from
+caches (catalog, collection share, metadata sample), the call skips
+SQLAlchemy's execution machinery: the statement compiled once for the
+engine's dialect runs on the DB-API cursor of a pooled connection, with
+SQLAlchemy's bind and result processors (values stay bound parameters).  On
+psycopg2 the parameter-free settings statement and the query go in one
+``execute`` (one round trip); psycopg 3 binds server-side and refuses several
+statements with parameters, so there they are two.  A filtered call compiles
+only its filter; the filter's cache key finds the statement compiled for that
+shape, and a repeated plain filter skips even that.  Engines with
+cursor or error hooks (tracing, logging), ``echo`` or execution options keep
+SQLAlchemy's path, so those hooks see every statement.  Driver errors are
+wrapped as SQLAlchemy would (a disconnect invalidates the pooled connection),
+so error translation and the one retry of a read apply unchanged.
 
 Guarantee: if at least ``k`` rows match, ``k`` rows come back -- an ANN scan
 that returns fewer is re-run exactly, and the result set records the fallback.
@@ -799,12 +811,13 @@ _FILTERED: dict[Any, tuple[_Prepared, list[tuple[int, int]], list[Any]]] = {}
 def _prepare_filtered(
     repo: DocumentRepository[Any], dialect: Any, opts: SearchOptions, strategy: str
 ) -> tuple[_Prepared, dict[str, Any]] | None:
-    """A filtered statement's compiled form without building the statement per call.
+    """A filtered statement's compiled form and parameters, without building it per call.
 
-    Only the filter is compiled per call; its SQLAlchemy cache key (structure
-    without values) finds the compiled statement built for the first filter
-    of that shape, and the filter's bound values take the places of that
-    first filter's values among the statement's parameters.
+    A plain dictionary filter seen before (same values, same JSON types) reuses
+    its processed parameters.  Otherwise only the filter is compiled: its
+    SQLAlchemy cache key (structure without values) finds the statement
+    compiled for the first filter of that shape, and the filter's bound values
+    take the places of that first filter's values among its parameters.
     """
     plain = _plain(opts.filter)
     memo_key = None
@@ -972,12 +985,15 @@ def _run_raw(
     finally:
         if raw is not None:
             raw.close()  # back to the pool (rolled back there if still in a transaction)
-    processors: list[Any] = entry.results or []
-    if any(p is not None for p in processors):
-        rows = [
-            tuple(v if p is None else p(v) for p, v in zip(processors, row, strict=True))
-            for row in rows
-        ]
+    processors = [(i, p) for i, p in enumerate(entry.results or []) if p is not None]
+    if processors:
+        processed = []
+        for row in rows:
+            values = list(row)
+            for i, process in processors:
+                values[i] = process(values[i])
+            processed.append(values)
+        rows = processed
     return rows, plan, fallback
 
 
