@@ -83,6 +83,7 @@ from sqlalchemy.orm import Session, defer, make_transient_to_detached
 
 from ._batch import validate_vector
 from ._selectivity import cached_sample, metadata_sample
+from ._single import vector_literal
 from .errors import ValidationError, db_errors
 from .filters import compile_filter
 from .indexes import inspect_indexes, qualified_table
@@ -175,20 +176,12 @@ class QueryVector(Vector):
     """
 
     cache_ok = True
-    _templates: dict[int, str] = {}
 
     def bind_processor(self, dialect: Any) -> Any:
-        templates = self._templates
-
         def process(value: Any) -> str | None:
             if value is None or isinstance(value, str):
                 return value
-            array = np.asarray(value, dtype=np.float32).ravel()
-            n = array.shape[0]
-            template = templates.get(n)
-            if template is None:
-                template = templates.setdefault(n, "[" + ",".join(["%.9g"] * n) + "]")
-            return template % tuple(array.tolist())
+            return vector_literal(value)
 
         return process
 
