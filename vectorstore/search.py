@@ -782,14 +782,7 @@ def _prepare(
     if extracted is None or entry.compiled.statement is stmt:
         params = dict(entry.fixed)
     else:
-        binds = entry.binds
-        params = {
-            name: (binds[name](value) if name in binds else value)
-            for name, value in entry.compiled.construct_params(
-                {_VECTOR_PARAM: None}, extracted_parameters=extracted
-            ).items()
-            if name != _VECTOR_PARAM
-        }
+        params = _processed_params(entry, extracted)
     return entry, params
 
 
@@ -893,15 +886,19 @@ def _prepare_shape(
     extracted = list(template)
     for i, j in places:
         extracted[i] = fkey.bindparams[j]
+    return entry, _processed_params(entry, extracted)
+
+
+def _processed_params(entry: Any, extracted: Any) -> dict[str, Any]:
+    """The statement's parameters with this call's values, through the bind processors."""
     binds = entry.binds
-    params = {
+    return {
         name: (binds[name](value) if name in binds else value)
         for name, value in entry.compiled.construct_params(
             {_VECTOR_PARAM: None}, extracted_parameters=extracted
         ).items()
         if name != _VECTOR_PARAM
     }
-    return entry, params
 
 
 def _raw_eligible(engine: Any) -> bool:
