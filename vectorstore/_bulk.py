@@ -286,7 +286,7 @@ def run_bulk_add(
     standalone repository) and :class:`~vectorstore.IndexBuildError` is raised
     after the write is complete.
     """
-    from .maintenance import build_indexes, drop_ann_indexes
+    from .maintenance import drop_ann_indexes, rebuild_after_load
     from .results import BulkResult
 
     started = time.perf_counter()
@@ -314,12 +314,7 @@ def run_bulk_add(
             dropped = drop_ann_indexes(session, plain)
         loader.load(prepare())
         loader.close()
-        if dropped:
-            try:
-                with session.begin_nested():
-                    build_indexes(session, dropped, table=target, **(index_options or {}))
-            except Exception as exc:
-                failure = exc
+        failure = rebuild_after_load(session, dropped, target, index_options)
     counts = loader.counts
     result = BulkResult(
         inserted=counts.inserted, skipped=counts.skipped, updated=counts.updated,

@@ -239,6 +239,24 @@ def build_indexes(
         ) from exc
 
 
+def rebuild_after_load(
+    session: Session, definitions: Sequence[str], table: str, options: dict[str, Any] | None
+) -> BaseException | None:
+    """Rebuild the indexes a big load dropped, in a SAVEPOINT; return the failure, if any.
+
+    The loaded rows must survive a failed rebuild, so the error is returned for
+    the caller to raise once its own transaction is settled, not raised here.
+    """
+    if not definitions:
+        return None
+    try:
+        with session.begin_nested():
+            build_indexes(session, definitions, table=table, **(options or {}))
+    except Exception as exc:
+        return exc
+    return None
+
+
 def rebuild_ann_indexes(
     bind: Bind,
     model: Any,

@@ -289,7 +289,7 @@ def ingest(
 
     from tqdm.auto import tqdm
 
-    from .maintenance import build_indexes, drop_ann_indexes
+    from .maintenance import drop_ann_indexes, rebuild_after_load
 
     table = repository.model.__table__
     failure: BaseException | None = None
@@ -347,12 +347,7 @@ def ingest(
             if pending is not None:
                 write(pending)
             loader.close()
-            if dropped:
-                try:
-                    with session.begin_nested():
-                        build_indexes(session, dropped, table=target, **(index_options or {}))
-                except Exception as exc:
-                    failure = exc
+            failure = rebuild_after_load(session, dropped, target, index_options)
     result = IngestResult(
         rows=counts["rows"], known=counts["known"], embedded=counts["embedded"],
         inserted=loader.counts.inserted, skipped=loader.counts.skipped,
