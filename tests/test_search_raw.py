@@ -12,7 +12,7 @@ from sqlalchemy.orm import Session
 from sqlalchemy.pool import NullPool
 
 import vectorstore as vs
-from vectorstore import search
+from vectorstore import _search_raw as search_raw
 
 Repo = vs.DocumentRepository[vs.Document]
 N = 600
@@ -22,7 +22,7 @@ N = 600
 def raw_calls(monkeypatch: pytest.MonkeyPatch) -> list[str]:
     """The strategy of every call the raw path served (None results are not counted)."""
     seen: list[str] = []
-    real = search._run_raw
+    real = search_raw.run_raw
 
     def spy(*args: Any) -> Any:
         out = real(*args)
@@ -30,7 +30,7 @@ def raw_calls(monkeypatch: pytest.MonkeyPatch) -> list[str]:
             seen.append(out[1].strategy)
         return out
 
-    monkeypatch.setattr(search, "_run_raw", spy)
+    monkeypatch.setattr(search_raw, "run_raw", spy)
     return seen
 
 
@@ -106,8 +106,8 @@ def test_values_stay_bound_parameters_on_the_raw_path(
     assert repo.nearest(vectors[0], filter={"name": hostile}).returned == 0
     assert repo.nearest(vectors[0], filter={"tenth": hostile}).returned == 0
     assert len(raw_calls) == 2
-    key = next(k for k in search._PREPARED if isinstance(k[0], tuple))
-    assert hostile not in search._PREPARED[key].sql
+    key = next(k for k in search_raw._PREPARED if isinstance(k[0], tuple))
+    assert hostile not in search_raw._PREPARED[key].sql
     assert repo.count() == N
 
 

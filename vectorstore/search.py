@@ -77,12 +77,11 @@ from typing import TYPE_CHECKING, Any, Literal
 import numpy as np
 from pgvector.sqlalchemy import BIT, HALFVEC, Vector
 from sqlalchemy import ColumnElement, Select, bindparam, cast, func, literal, select
-from sqlalchemy import exc as sa_exc
 from sqlalchemy.engine import Connection
 from sqlalchemy.orm import Session, defer, make_transient_to_detached
 
 from ._batch import validate_vector
-from ._selectivity import cached_sample, metadata_sample
+from ._selectivity import metadata_sample
 from ._single import vector_literal
 from .errors import ValidationError, db_errors
 from .filters import compile_filter
@@ -674,326 +673,6 @@ def _plan_by_count(
     return "iterative", estimated, counted, f"filter keeps more than {threshold} rows"
 
 
-# -- the raw DB-API path ------------------------------------------------------------
-# A standalone repository's call whose plan comes from caches runs its
-# pre-compiled SQL on the DB-API cursor of a pooled connection: SQLAlchemy's
-# execution machinery (connection, transaction, execution context, result
-# objects) costs more client time than the query on a warm index.  The SQL,
-# the bind and result processing are SQLAlchemy's own for the engine's dialect,
-# so values stay bound parameters and come back as the session path gives them.
-
-
-def _cached_plan(
-    repo: DocumentRepository[Any], engine: Any, vector: Any, opts: SearchOptions
-) -> SearchPlan | None:
-    """``plan_search``'s decision when every input is cached; None if it needs the database."""
-    from . import indexes
-
-    info = indexes._CACHE.get(repo)
-    if (
-        info is None
-        or time.monotonic() - info.read_at > indexes.CATALOG_TTL_S
-        or info.collection_id != repo.collection.id
-    ):
-        return None
-    estimated = None
-    strategy, reason = opts.strategy, "requested"
-    if strategy == "auto":
-        if not info.has_index(opts.metric, opts.precision):
-            strategy, reason = "exact", f"no {opts.precision} ANN index for metric {opts.metric}"
-        elif opts.filter is None and info._share is not None and info._share >= 0.9:
-            strategy, reason = "index", "no filter; the collection is the table"
-        else:
-            if opts.filter is None and info._share is None:
-                return None
-            table = str(engine.dialect.identifier_preparer.format_table(repo.model.__table__))
-            sample = cached_sample(engine, table, info.collection_id)
-            estimated = None if sample is None else sample.estimate(opts.filter)
-            if sample is None or estimated is None:
-                return None
-            threshold = exact_threshold(opts)
-            strategy = "exact" if estimated <= threshold else "iterative"
-            sign = "<=" if strategy == "exact" else ">"
-            reason = (f"sampled estimate {estimated} of {sample.rows} rows {sign} "
-                      f"threshold {threshold}")  # fmt: skip
-    prepared = None
-    if opts.filter is None:
-        stmt = _statement(repo, opts, strategy, True)
-    else:
-        prepared = _prepare_filtered(repo, engine.dialect, opts, strategy)
-        if prepared is None:
-            return None
-        stmt = prepared[0].compiled.statement
-    return SearchPlan(
-        statement=stmt, strategy=strategy, prepared=prepared,
-        settings=_gucs(opts, strategy, info.iterative_supported), estimated_rows=estimated,
-        reason=reason, vector=vector, options=opts, params={_VECTOR_PARAM: vector},
-    )  # fmt: skip
-
-
-@dataclass
-class _Prepared:
-    """A compiled statement for one dialect: SQL text, fixed parameters, processors."""
-
-    compiled: Any
-    sql: str
-    fixed: dict[str, Any]
-    binds: dict[str, Any]
-    results: list[Any] | None = None
-
-
-_PREPARED: dict[Any, _Prepared] = {}
-_PREPARED_MAX = 1024
-
-
-def _prepare(
-    dialect: Any, stmt: Select[Any], reused: bool
-) -> tuple[_Prepared, dict[str, Any]] | None:
-    """The statement's compiled form and this call's processed parameters (None: unsupported).
-
-    A statement reused across calls (unfiltered) is found by identity; a
-    filtered one is built per call and found by SQLAlchemy's cache key, whose
-    extracted parameters carry this call's filter values.
-    """
-    entry = _PREPARED.get((id(stmt), dialect))
-    extracted = None
-    if entry is None or entry.compiled.statement is not stmt:
-        key = stmt._generate_cache_key()
-        if key is None:
-            return None
-        extracted = key.bindparams
-        entry = _PREPARED.get((key.key, dialect))
-        if entry is None:
-            compiled = stmt.compile(dialect=dialect, cache_key=key)
-            if compiled.post_compile_params or compiled.literal_execute_params:
-                return None  # expanding IN lists and the like: SQLAlchemy's path
-            binds: dict[str, Any] = dict(compiled._bind_processors)
-            fixed = {
-                name: (binds[name](value) if name in binds else value)
-                for name, value in compiled.construct_params({_VECTOR_PARAM: None}).items()
-                if name != _VECTOR_PARAM
-            }
-            entry = _Prepared(compiled, compiled.string, fixed, binds)
-            if len(_PREPARED) >= _PREPARED_MAX:
-                _PREPARED.clear()
-            _PREPARED[(key.key, dialect)] = entry
-            if reused:
-                _PREPARED[(id(stmt), dialect)] = entry
-    if extracted is None or entry.compiled.statement is stmt:
-        params = dict(entry.fixed)
-    else:
-        params = _processed_params(entry, extracted)
-    return entry, params
-
-
-def opts_reused(opts: SearchOptions) -> bool:
-    """Whether ``_statement`` reuses one statement object for these options."""
-    return opts.filter is None and opts.join is None
-
-
-_FILTERED: dict[Any, tuple[_Prepared, list[tuple[int, int]], list[Any]]] = {}
-
-
-def _prepare_filtered(
-    repo: DocumentRepository[Any], dialect: Any, opts: SearchOptions, strategy: str
-) -> tuple[_Prepared, dict[str, Any]] | None:
-    """A filtered statement's compiled form and parameters, without building it per call.
-
-    A plain dictionary filter seen before (same values, same JSON types) reuses
-    its processed parameters.  Otherwise only the filter is compiled: its
-    SQLAlchemy cache key (structure without values) finds the statement
-    compiled for the first filter of that shape, and the filter's bound values
-    take the places of that first filter's values among its parameters.
-    """
-    plain = _plain(opts.filter)
-    memo_key = None
-    if plain is not None:
-        memo_key = (repo.model, repo.collection.id, strategy, opts.metric, opts.precision,
-                    opts.k + opts.offset, opts.with_embedding, opts.mmr is not None,
-                    opts.fetch_k, opts.rerank, dialect, plain)  # fmt: skip
-        memo = _MEMO.get(memo_key)
-        if memo is not None:
-            return memo[0], dict(memo[1])
-    found = _prepare_shape(repo, dialect, opts, strategy)
-    if found is not None and memo_key is not None:
-        if len(_MEMO) >= _PREPARED_MAX:
-            _MEMO.clear()
-        _MEMO[memo_key] = (found[0], dict(found[1]))
-    return found
-
-
-#: Recently seen plain dictionary filters (exact values) -> compiled statement and
-#: processed parameters: a repeated filter (a tenant, a category) skips compiling.
-_MEMO: dict[Any, tuple[_Prepared, dict[str, Any]]] = {}
-_PLAIN_SCALARS = (str, int, float, bool, type(None))
-
-
-def _plain(spec: Any, depth: int = 0) -> Any:
-    """A hashable, type-exact key of a filter made of dicts, lists and JSON scalars; else None."""
-    if depth > 32:
-        return None
-    kind = type(spec)
-    if kind in _PLAIN_SCALARS:
-        return (kind, spec)
-    if kind is dict:
-        items = []
-        for key, value in spec.items():
-            inner = _plain(value, depth + 1)
-            if type(key) is not str or inner is None:
-                return None
-            items.append((key, inner))
-        return (dict, tuple(items))
-    if kind is list:
-        parts = tuple(_plain(v, depth + 1) for v in spec)
-        return None if None in parts else (list, parts)
-    return None
-
-
-def _prepare_shape(
-    repo: DocumentRepository[Any], dialect: Any, opts: SearchOptions, strategy: str
-) -> tuple[_Prepared, dict[str, Any]] | None:
-    model = repo.model
-    condition = compile_filter(opts.filter, model)
-    if condition is None:
-        return None
-    fkey = condition._generate_cache_key()
-    if fkey is None:
-        return None
-    key = (model, repo.collection.id, strategy, opts.metric, opts.precision,
-           opts.k + opts.offset, opts.with_embedding, opts.mmr is not None, opts.fetch_k,
-           opts.rerank, dialect, fkey.key)  # fmt: skip
-    found = _FILTERED.get(key)
-    if found is None:
-        param = query_param(None, repo.dimension, _VECTOR_PARAM)
-        conditions = [model.collection_id == repo.collection.id, condition]
-        stmt = build_statement(repo, param, opts, strategy, columns=True, conditions=conditions)
-        prepared = _prepare(dialect, stmt, False)
-        if prepared is None:
-            return None
-        entry = prepared[0]
-        full = stmt._generate_cache_key()
-        assert full is not None  # _prepare returned None otherwise
-        template = list(full.bindparams)
-        places = [(i, j) for i, b in enumerate(template)
-                  for j, f in enumerate(fkey.bindparams) if b is f]  # fmt: skip
-        if {j for _, j in places} != set(range(len(fkey.bindparams))):
-            return prepared  # the filter's values were not found: no reuse
-        if len(_FILTERED) >= _PREPARED_MAX:
-            _FILTERED.clear()
-        _FILTERED[key] = (entry, places, template)
-        return prepared
-    entry, places, template = found
-    extracted = list(template)
-    for i, j in places:
-        extracted[i] = fkey.bindparams[j]
-    return entry, _processed_params(entry, extracted)
-
-
-def _processed_params(entry: Any, extracted: Any) -> dict[str, Any]:
-    """The statement's parameters with this call's values, through the bind processors."""
-    binds = entry.binds
-    return {
-        name: (binds[name](value) if name in binds else value)
-        for name, value in entry.compiled.construct_params(
-            {_VECTOR_PARAM: None}, extracted_parameters=extracted
-        ).items()
-        if name != _VECTOR_PARAM
-    }
-
-
-def _raw_eligible(engine: Any) -> bool:
-    """SQLAlchemy's path for engines with cursor hooks (tracing, logging) or options."""
-    dispatch = engine.dispatch
-    return not (
-        dispatch.before_cursor_execute or dispatch.after_cursor_execute
-        or engine.dialect.dispatch.handle_error or engine.echo or engine._execution_options
-        or engine.dialect.driver not in ("psycopg2", "psycopg")
-        or engine.dialect.paramstyle != "pyformat"
-    )  # fmt: skip
-
-
-def _execute_raw(
-    cursor: Any, driver: str, settings: Mapping[str, str], sql: str, params: dict[str, Any]
-) -> list[Any]:
-    if settings:
-        if driver == "psycopg2":
-            # Client-side binding: the validated, parameter-free settings statement
-            # and the query travel in one execute (one round trip); the cursor
-            # holds the last statement's rows.
-            cursor.execute(settings_sql(settings) + "; " + sql, params)
-            return list(cursor.fetchall())
-        cursor.execute(settings_sql(settings))
-    cursor.execute(sql, params)
-    return list(cursor.fetchall())
-
-
-def _run_raw(
-    repo: DocumentRepository[Any], engine: Any, plan: SearchPlan
-) -> tuple[list[Any], SearchPlan, str | None] | None:
-    """Run ``plan`` on a pooled DB-API connection; None when it must take SQLAlchemy's path."""
-    dialect = engine.dialect
-    reused = opts_reused(plan.options)
-    prepared = plan.prepared or _prepare(dialect, plan.statement, reused)
-    if prepared is None:
-        return None
-    entry, params = prepared
-    opts = plan.options
-    vector_text = entry.binds[_VECTOR_PARAM](plan.vector)
-    params[_VECTOR_PARAM] = vector_text
-    fallback = None
-    dbapi_error = dialect.loaded_dbapi.Error
-    sql: str | None = entry.sql
-    raw = cursor = None
-    try:
-        raw = engine.raw_connection()
-        cursor = raw.cursor()
-        rows = _execute_raw(cursor, dialect.driver, plan.settings, entry.sql, params)
-        if entry.results is None:
-            entry.results = _result_processors(entry, dialect, cursor.description)
-        if plan.strategy != "exact" and len(rows) < opts.k + opts.offset:
-            fallback = plan.strategy
-            plan = _exact_plan(repo, plan, len(rows), True)
-            again = _prepare(dialect, plan.statement, reused)
-            assert again is not None
-            entry, params = again
-            params[_VECTOR_PARAM] = vector_text
-            sql = entry.sql
-            cursor.execute(entry.sql, params)
-            rows = list(cursor.fetchall())
-            if entry.results is None:
-                entry.results = _result_processors(entry, dialect, cursor.description)
-        cursor.close()
-        raw.commit()
-    except dbapi_error as exc:
-        invalidated = bool(dialect.is_disconnect(
-            exc, raw.dbapi_connection if raw is not None else None, cursor))  # fmt: skip
-        if raw is not None and invalidated:
-            raw.invalidate(exc)
-        raise sa_exc.DBAPIError.instance(
-            sql, params, exc, dbapi_error, connection_invalidated=invalidated, dialect=dialect
-        ) from exc
-    finally:
-        if raw is not None:
-            raw.close()  # back to the pool (rolled back there if still in a transaction)
-    processors = [(i, p) for i, p in enumerate(entry.results or []) if p is not None]
-    if processors:
-        processed = []
-        for row in rows:
-            values = list(row)
-            for i, process in processors:
-                values[i] = process(values[i])
-            processed.append(values)
-        rows = processed
-    return rows, plan, fallback
-
-
-def _result_processors(entry: _Prepared, dialect: Any, description: Any) -> list[Any]:
-    types = [c.type for c in entry.compiled.statement.selected_columns]
-    return [
-        t._cached_result_processor(dialect, d[1]) for t, d in zip(types, description, strict=True)
-    ]
-
-
 # -- execution ----------------------------------------------------------------------
 def owns_sessions(repo: DocumentRepository[Any]) -> bool:
     """True when reads run in a transaction the repository opens and ends itself."""
@@ -1032,14 +711,16 @@ def _run_light(
     warm index, and a standalone repository's results are detached anyway; so
     the documents are built straight from the rows as detached instances.
     """
+    from . import _search_raw as raw
+
     model = repo.model
     keys = loaded_columns(model, opts.with_embedding or opts.mmr is not None)[0]
     fallback = None
     _ = repo.collection  # resolved (and cached) outside the read transaction
     engine = _light_engine(repo)
     with db_errors(f"nearest in collection {repo.collection_name!r}"):
-        plan = _cached_plan(repo, engine, vector, opts) if _raw_eligible(engine) else None
-        done = None if plan is None else _run_raw(repo, engine, plan)
+        plan = raw.cached_plan(repo, engine, vector, opts) if raw.eligible(engine) else None
+        done = None if plan is None else raw.run_raw(repo, engine, plan)
         if done is not None:
             return _documents(model, keys, done[0]), done[1], done[2]
         with engine.begin() as conn:
