@@ -261,8 +261,10 @@ class EmbeddedServer:
             entry = pwd.getpwnam(SERVICE_USER)
         except KeyError:
             try:
+                # /usr/sbin may be missing from a non-login root PATH.
+                useradd = shutil.which("useradd") or "/usr/sbin/useradd"
                 subprocess.run(
-                    ["useradd", "--system", "--no-create-home", "-s", "/usr/sbin/nologin",
+                    [useradd, "--system", "--no-create-home", "-s", "/usr/sbin/nologin",
                      SERVICE_USER],
                     check=True, capture_output=True, text=True,
                 )  # fmt: skip
