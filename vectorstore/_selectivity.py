@@ -25,7 +25,7 @@ import json
 import math
 import time
 import weakref
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -168,17 +168,20 @@ def _canonical(value: Any) -> Any:
 
 def _matches(spec: Any, meta: Mapping[str, Any]) -> bool | None:
     if isinstance(spec, Mapping):
-        verdict = True
-        for key, value in spec.items():
-            one = _clause(key, value, meta)
-            if one is None:
-                return None
-            verdict = verdict and one
-        return verdict
+        return _all_known(_clause(key, value, meta) for key, value in spec.items())
     if isinstance(spec, Sequence) and not isinstance(spec, str | bytes) and spec:
-        parts = [_matches(item, meta) for item in spec]
-        return None if any(p is None for p in parts) else all(parts)
+        return _all_known(_matches(item, meta) for item in spec)
     return None  # a SQLAlchemy expression, or a shape the compiler will reject
+
+
+def _all_known(verdicts: Iterable[bool | None]) -> bool | None:
+    """AND of three-valued verdicts: None (the sample cannot judge) if any is None."""
+    result = True
+    for verdict in verdicts:
+        if verdict is None:
+            return None
+        result = result and verdict
+    return result
 
 
 def _clause(key: Any, value: Any, meta: Mapping[str, Any]) -> bool | None:
@@ -201,13 +204,7 @@ def _clause(key: Any, value: Any, meta: Mapping[str, Any]) -> bool | None:
         element = element.get(part, _MISSING) if isinstance(element, Mapping) else _MISSING
     if not isinstance(value, Mapping) or not any(str(k).startswith("$") for k in value):
         return element is not _MISSING and _json_equal(element, value)
-    verdict = True
-    for op, operand in value.items():
-        one = _operator(op, operand, element)
-        if one is None:
-            return None
-        verdict = verdict and one
-    return verdict
+    return _all_known(_operator(op, operand, element) for op, operand in value.items())
 
 
 def _operator(op: str, operand: Any, element: Any) -> bool | None:
