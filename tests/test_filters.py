@@ -66,6 +66,8 @@ def matching(repo: Repo, spec: Any) -> list[int]:
         ({"tags": {"$contains": "b"}}, [0, 1]),
         ({"tags": {"$contains": ["a", "b"]}}, [0]),
         ({"color": ["red"]}, [5]),
+        ({"tags": "b"}, []),  # an array holding the scalar is not equal to it
+        ({"color": {"$ne": "red"}, "tags": {"$nin": ["b"]}}, [1, 3, 4, 5]),
         ({"spec.size": 2}, [1]),
         ({"spec.size": {"$gte": 1}}, [0, 1]),
         ({"spec.size": {"$exists": True}}, [0, 1]),

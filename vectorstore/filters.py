@@ -20,9 +20,10 @@ Operators (the vocabulary of other vector stores)::
     {"$and": [f, ...]}  {"$or": [f, ...]}  {"$not": f}
 
 Index use: metadata equality and ``$in`` compile to JSONB containment
-(``metadata @> '{"k": v}'``), which the ``jsonb_ops`` GIN index serves, with an
-exact recheck on ``metadata -> 'k'`` so an array value never passes for a
-scalar.  ``$exists`` on a top-level key compiles to ``metadata ? 'k'``, also
+(``metadata @> '{"k": v}'``), which the GIN index serves; for a scalar ``v``
+containment is exact equality (an array value ``[v]`` does not match, as
+jsonb lets an array contain a bare scalar only at the top level).
+``$exists`` on a top-level key compiles to ``metadata ? 'k'``, also
 GIN-indexed.  Range operators on metadata guard on ``jsonb_typeof`` so that a
 string never compares with a number (and no cast can fail mid-query).
 ``$ne`` and ``$nin`` match documents that lack the key (as in MongoDB).
@@ -328,13 +329,15 @@ class _Compiler:
         return self.meta.op("#>", return_type=JSONB)(keys)
 
     def meta_eq(self, path: tuple[str, ...], element: Any, value: Any) -> Any:
-        exact = element == bindparam(None, value, type_=JSONB)
         if isinstance(value, list | dict):
-            return exact
-        # Containment lets the GIN index find candidates; the recheck on the
-        # element keeps an array that merely contains the value from matching.
-        contained = self.meta.contains(bindparam(None, _nest(path, value), type_=JSONB))
-        return and_(contained, exact)
+            # Containment would also match a longer array or a larger object.
+            return element == bindparam(None, value, type_=JSONB)
+        # Containment of {"k": scalar} is exact equality: jsonb lets an array
+        # contain a bare scalar only at the top level, and the needle here is
+        # always an object, so {"k": [v]} does not match {"k": v}.  One
+        # condition the GIN index answers, no recheck, and no second
+        # condition to skew the planner's row estimate.
+        return self.meta.contains(bindparam(None, _nest(path, value), type_=JSONB))
 
     def meta_cmp(self, element: Any, op: str, value: Any) -> Any:
         kind = "number" if isinstance(value, int | float) else "string"
