@@ -7,7 +7,8 @@ from typing import Any
 
 import numpy as np
 import pytest
-from sqlalchemy import Engine, event, text
+from sqlalchemy import Engine, event, inspect, text
+from sqlalchemy.orm import Session
 from sqlalchemy.orm.exc import DetachedInstanceError
 
 import vectorstore as vs
@@ -206,6 +207,16 @@ def test_standalone_results_are_detached_documents(
     assert doc.collection_id == repo.collection.id
     with pytest.raises(DetachedInstanceError):
         _ = doc.embedding  # deferred, as with the ORM path
+    state = inspect(doc)
+    assert state.detached and state.identity == (doc.id,)
+    other = repo.nearest(vectors[7], k=1)[0].document
+    with Session(repo._factory.kw["bind"]) as session:  # type: ignore[union-attr]
+        session.add(other)  # a detached instance with an identity: an UPDATE, not an INSERT
+        other.text = "edited"
+        session.flush()  # StaleDataError if the identity did not name the row
+        assert session.execute(text("SELECT text FROM vectorstore_documents WHERE id = :i"),
+                               {"i": other.id}).scalar_one() == "edited"  # fmt: skip
+        session.rollback()
     loaded = repo.nearest(vectors[6], k=1, with_embedding=True)[0].document
     assert np.allclose(np.asarray(loaded.embedding), vectors[6], atol=1e-6)
     assert (

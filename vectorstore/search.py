@@ -78,7 +78,7 @@ import numpy as np
 from pgvector.sqlalchemy import BIT, HALFVEC, Vector
 from sqlalchemy import ColumnElement, Select, bindparam, cast, func, literal, select
 from sqlalchemy.engine import Connection
-from sqlalchemy.orm import Session, defer, make_transient_to_detached
+from sqlalchemy.orm import Session, defer
 
 from ._batch import validate_vector
 from ._selectivity import metadata_sample
@@ -329,13 +329,12 @@ def query_vector(repo: DocumentRepository[Any], query: Any) -> np.ndarray[Any, A
     """The query as a validated float32 vector (a text is embedded)."""
     if isinstance(query, str):
         return repo.embed_query(query)
-    if (
-        isinstance(query, np.ndarray)
-        and query.dtype == np.float32
-        and query.shape == (repo.dimension,)
-        and bool(np.isfinite(query).all())
-    ):
-        return query  # already what validate_vector would return (the common case)
+    if isinstance(query, np.ndarray) and query.shape == (repo.dimension,) and query.dtype.kind == "f":
+        # The common case: a float vector of the right size.  A float64 value
+        # beyond float32's range becomes inf here and takes validate_vector's error.
+        vector = query.astype(np.float32, copy=False)
+        if bool(np.isfinite(vector).all()):
+            return vector
     return np.asarray(validate_vector(query, repo.dimension)[0], dtype=np.float32)
 
 
@@ -528,10 +527,18 @@ def build_statement(
         if columns
         else [model]
     )
-    entities.append(full.label("distance"))
+    distance = full.label("distance")
+    entities.append(distance)
     if opts.join is not None:
         entities.append(opts.join)
     quantized = opts.precision != "vector"
+    if columns and strategy == "exact" and not quantized:
+        # The rows the filter keeps, ranked in an outer query: OFFSET 0 keeps
+        # the planner from pushing the ORDER BY into the ANN index, and each
+        # distance is computed once (``ORDER BY distance + 0`` computes it twice
+        # per row, and sends the query vector twice).
+        inner = select(*entities).where(*conditions).offset(0).subquery("ranked")
+        return select(*inner.c).order_by(inner.c.distance).limit(limit)
     if quantized and strategy != "exact":
         # Candidates by the compact index, re-ranked on the full vectors, one statement.
         approx = distance_expression(model.embedding, vector, opts.metric,
@@ -545,8 +552,9 @@ def build_statement(
         order: Any = full
     else:
         stmt = select(*entities).where(*conditions)
-        # "+ 0" is not the indexed operator expression, so no ANN index is used.
-        order = full + 0 if strategy == "exact" else full
+        # "+ 0" is not the indexed operator expression, so no ANN index is used;
+        # otherwise the label: the query vector is sent (and parsed) once.
+        order = full + 0 if strategy == "exact" else distance
     if opts.join is not None:
         stmt = stmt.join(opts.join, opts.join_on)
     stmt = stmt.order_by(order).limit(limit)
@@ -736,15 +744,43 @@ def _run_light(
     return _documents(model, keys, rows), plan, fallback
 
 
-def _documents(model: Any, keys: Sequence[str], rows: Sequence[Any]) -> list[tuple[Any, Any]]:
-    """(detached document, distance) per row of loaded columns + distance."""
-    manager = model.__mapper__.class_manager
+_SHAPES: dict[tuple[Any, tuple[str, ...]], tuple[Any, Any, tuple[int, ...], tuple[str, ...]]] = {}
+
+
+def _shape(model: Any, keys: tuple[str, ...]) -> tuple[Any, Any, tuple[int, ...], tuple[str, ...]]:
+    """Per model and loaded keys: class manager, identity class, key positions, unloaded keys."""
+    found = _SHAPES.get((model, keys))
+    if found is None:
+        mapper = model.__mapper__
+        manager = mapper.class_manager
+        pk = tuple(keys.index(mapper.get_property_by_column(c).key) for c in mapper.primary_key)
+        unloaded = tuple(k for k in manager if k not in keys)
+        found = _SHAPES.setdefault((model, keys), (manager, mapper._identity_class, pk, unloaded))
+    return found
+
+
+def _documents(
+    model: Any, keys: tuple[str, ...], rows: Sequence[Any]
+) -> list[tuple[Any, Any]]:
+    """(detached document, distance) per row of loaded columns + distance.
+
+    The same state ``make_transient_to_detached`` leaves (identity key set,
+    attributes not loaded expired, so touching one raises
+    DetachedInstanceError rather than reading as None), with what it works out
+    per instance (unloaded keys, the identity's class and columns) worked out
+    once per model.
+    """
+    manager, identity_class, pk, unloaded = _shape(model, keys)
     n = len(keys)
     out = []
     for row in rows:
         doc = manager.new_instance()
-        doc.__dict__.update(zip(keys, row[:n], strict=True))
-        make_transient_to_detached(doc)
+        state = doc._sa_instance_state
+        values = doc.__dict__
+        values.update(zip(keys, row[:n], strict=True))
+        state.key = (identity_class, tuple(row[i] for i in pk), None)
+        if unloaded:
+            state._expire_attributes(values, unloaded)
         out.append((doc, row[n]))
     return out
 
