@@ -216,3 +216,46 @@ def test_filters_of_one_shape_get_their_own_values(
     assert {h.document.metadata_["tenth"] for h in both} <= {2, 3}
     one = repo.nearest(vectors[2], filter={"tenth": {"$in": [3]}})
     assert {h.document.metadata_["tenth"] for h in one} == {3}
+
+
+def test_the_pooled_connection_comes_back_as_it_went_out(
+    loaded: tuple[Engine, np.ndarray[Any, Any]], raw_calls: list[str]
+) -> None:
+    """psycopg2 reads in autocommit (no COMMIT round trip); the pool must not notice,
+    neither after a call nor after a call that failed on the server."""
+    engine, vectors = loaded
+    strict = vs.make_engine(engine.url, pool_size=1, max_overflow=0)
+
+    @event.listens_for(strict, "connect")
+    def _short_lock_wait(dbapi_connection: Any, _record: Any) -> None:
+        cursor = dbapi_connection.cursor()
+        cursor.execute("SET lock_timeout = '100ms'")
+        cursor.close()
+        dbapi_connection.commit()
+
+    repo: Repo = vs.DocumentRepository.standalone(strict, collection="raw")
+    try:
+        repo.nearest(vectors[0], filter={"half": 1}, exact_threshold=10)  # caches warm
+        raw_calls.clear()
+        assert repo.nearest(vectors[1], filter={"half": 1}, exact_threshold=10).returned == 10
+        assert raw_calls == ["iterative"]
+        with engine.connect() as locker:
+            locker.exec_driver_sql("LOCK TABLE vectorstore_documents IN ACCESS EXCLUSIVE MODE")
+            with pytest.raises(vs.VectorStoreError):
+                repo.nearest(vectors[1], filter={"half": 1}, exact_threshold=10)
+            locker.rollback()
+        raw = strict.raw_connection()
+        try:
+            assert raw.dbapi_connection is not None
+            assert raw.dbapi_connection.autocommit is False
+        finally:
+            raw.close()
+        with Session(strict) as session:  # still transactional: a rollback undoes the write
+            session.execute(text("UPDATE vectorstore_documents SET text = 'x' WHERE id = 1"))
+            session.rollback()
+        with strict.connect() as conn:
+            assert conn.exec_driver_sql(
+                "SELECT text FROM vectorstore_documents WHERE id = 1").scalar_one() != "x"  # fmt: skip
+        assert repo.nearest(vectors[2], k=3)[0].document.external_id == "2"
+    finally:
+        strict.dispose()

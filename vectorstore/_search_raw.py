@@ -280,7 +280,9 @@ def _execute_raw(
         if driver == "psycopg2":
             # Client-side binding: the validated, parameter-free settings statement
             # and the query travel in one execute (one round trip); the cursor
-            # holds the last statement's rows.
+            # holds the last statement's rows.  Sent as one simple-protocol
+            # message, the two run in one transaction even in autocommit mode,
+            # so the set_config(..., true) settings hold for the query and end with it.
             cursor.execute(settings_sql(settings) + "; " + sql, params)
             return list(cursor.fetchall())
         cursor.execute(settings_sql(settings))
@@ -305,8 +307,16 @@ def run_raw(
     dbapi_error = dialect.loaded_dbapi.Error
     sql: str | None = entry.sql
     raw = cursor = None
+    # psycopg2: a read needs no transaction of its own.  In autocommit mode the
+    # settings and the query (one message, one implicit transaction) are the
+    # whole exchange: no COMMIT round trip.  SQLAlchemy's pre-ping toggles
+    # autocommit the same way; the pool gets the connection back as it was.
+    one_message = dialect.driver == "psycopg2"
+    restore = False
     try:
         raw = engine.raw_connection()
+        if one_message and not raw.dbapi_connection.autocommit:
+            raw.dbapi_connection.autocommit = restore = True
         cursor = raw.cursor()
         rows = _execute_raw(cursor, dialect.driver, plan.settings, entry.sql, params)
         if entry.results is None:
@@ -324,7 +334,8 @@ def run_raw(
             if entry.results is None:
                 entry.results = _result_processors(entry, dialect, cursor.description)
         cursor.close()
-        raw.commit()
+        if not one_message:
+            raw.commit()
     except dbapi_error as exc:
         invalidated = bool(dialect.is_disconnect(
             exc, raw.dbapi_connection if raw is not None else None, cursor))  # fmt: skip
@@ -335,6 +346,8 @@ def run_raw(
         ) from exc
     finally:
         if raw is not None:
+            if restore and raw.dbapi_connection is not None and not raw.dbapi_connection.closed:
+                raw.dbapi_connection.autocommit = False
             raw.close()  # back to the pool (rolled back there if still in a transaction)
     processors = [(i, p) for i, p in enumerate(entry.results or []) if p is not None]
     if processors:

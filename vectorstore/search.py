@@ -744,18 +744,22 @@ def _run_light(
     return _documents(model, keys, rows), plan, fallback
 
 
-_SHAPES: dict[tuple[Any, tuple[str, ...]], tuple[Any, Any, tuple[int, ...], tuple[str, ...]]] = {}
+_SHAPES: dict[tuple[Any, tuple[str, ...]], tuple[Any, Any, tuple[int, ...], frozenset[str]]] = {}
 
 
-def _shape(model: Any, keys: tuple[str, ...]) -> tuple[Any, Any, tuple[int, ...], tuple[str, ...]]:
-    """Per model and loaded keys: class manager, identity class, key positions, unloaded keys."""
+def _shape(model: Any, keys: tuple[str, ...]) -> tuple[Any, Any, tuple[int, ...], frozenset[str]]:
+    """Per model and loaded keys: class manager, identity class, key positions, keys to expire."""
     found = _SHAPES.get((model, keys))
     if found is None:
         mapper = model.__mapper__
         manager = mapper.class_manager
         pk = tuple(keys.index(mapper.get_property_by_column(c).key) for c in mapper.primary_key)
-        unloaded = tuple(k for k in manager if k not in keys)
-        found = _SHAPES.setdefault((model, keys), (manager, mapper._identity_class, pk, unloaded))
+        # What _expire_attributes marks expired on a fresh instance: the scalar
+        # attributes not loaded (relationships are left to their own loaders).
+        expired = frozenset(
+            k for k in manager if k not in keys and manager[k].impl.accepts_scalar_loader
+        )
+        found = _SHAPES.setdefault((model, keys), (manager, mapper._identity_class, pk, expired))
     return found
 
 
@@ -764,13 +768,15 @@ def _documents(
 ) -> list[tuple[Any, Any]]:
     """(detached document, distance) per row of loaded columns + distance.
 
-    The same state ``make_transient_to_detached`` leaves (identity key set,
+    The state ``make_transient_to_detached`` leaves (identity key set,
     attributes not loaded expired, so touching one raises
     DetachedInstanceError rather than reading as None), with what it works out
     per instance (unloaded keys, the identity's class and columns) worked out
-    once per model.
+    once per model.  Listeners of the ``expire`` event (none by default) still
+    see it, through SQLAlchemy's own method.
     """
-    manager, identity_class, pk, unloaded = _shape(model, keys)
+    manager, identity_class, pk, expired = _shape(model, keys)
+    listened = bool(manager.dispatch.expire)
     n = len(keys)
     out = []
     for row in rows:
@@ -779,8 +785,10 @@ def _documents(
         values = doc.__dict__
         values.update(zip(keys, row[:n], strict=True))
         state.key = (identity_class, tuple(row[i] for i in pk), None)
-        if unloaded:
-            state._expire_attributes(values, unloaded)
+        if listened:
+            state._expire_attributes(values, expired)
+        elif expired:
+            state.expired_attributes = set(expired)
         out.append((doc, row[n]))
     return out
 
