@@ -208,7 +208,8 @@ def test_standalone_results_are_detached_documents(
     with pytest.raises(DetachedInstanceError):
         _ = doc.embedding  # deferred, as with the ORM path
     state = inspect(doc)
-    assert state.detached and state.identity == (doc.id,)
+    assert state.detached
+    assert state.identity == (doc.id,)
     other = repo.nearest(vectors[7], k=1)[0].document
     with Session(repo._factory.kw["bind"]) as session:  # type: ignore[union-attr]
         session.add(other)  # a detached instance with an identity: an UPDATE, not an INSERT

@@ -7,7 +7,7 @@ from typing import Any
 
 import numpy as np
 import pytest
-from sqlalchemy import URL, Engine, create_engine, event, text
+from sqlalchemy import URL, Engine, create_engine, event, func, text
 from sqlalchemy.orm import Session
 from sqlalchemy.pool import NullPool
 
@@ -221,7 +221,7 @@ def test_filters_of_one_shape_get_their_own_values(
 def test_the_pooled_connection_comes_back_as_it_went_out(
     loaded: tuple[Engine, np.ndarray[Any, Any]], raw_calls: list[str]
 ) -> None:
-    """psycopg2 reads in autocommit (no COMMIT round trip); the pool must not notice,
+    """Reads run in autocommit (no BEGIN/COMMIT round trips); the pool must not notice,
     neither after a call nor after a call that failed on the server."""
     engine, vectors = loaded
     strict = vs.make_engine(engine.url, pool_size=1, max_overflow=0)
@@ -254,8 +254,28 @@ def test_the_pooled_connection_comes_back_as_it_went_out(
             session.execute(text("UPDATE vectorstore_documents SET text = 'x' WHERE id = 1"))
             session.rollback()
         with strict.connect() as conn:
-            assert conn.exec_driver_sql(
-                "SELECT text FROM vectorstore_documents WHERE id = 1").scalar_one() != "x"  # fmt: skip
+            edited = conn.exec_driver_sql("SELECT text FROM vectorstore_documents WHERE id = 1")
+            assert edited.scalar_one() != "x"
         assert repo.nearest(vectors[2], k=3)[0].document.external_id == "2"
     finally:
         strict.dispose()
+
+
+def test_the_server_runs_the_query_under_its_settings(
+    loaded: tuple[Engine, np.ndarray[Any, Any]], raw_calls: list[str]
+) -> None:
+    """The settings and the query share one implicit transaction on both drivers
+    (one message on psycopg2, one pipeline on psycopg 3): a filter that reads the
+    setting back passes only if the server applied it to this very query."""
+    engine, vectors = loaded
+    repo: Repo = vs.DocumentRepository.standalone(engine, collection="raw")
+    repo.nearest(vectors[0])  # caches warm
+    applied = func.current_setting("hnsw.ef_search") == "321"
+    raw_calls.clear()
+    hits = repo.nearest(vectors[3], k=5, strategy="iterative", ef_search=321, filter=applied)
+    assert raw_calls == ["iterative"]
+    assert hits.returned == 5
+    assert hits.fallback_from is None
+    assert hits[0].document.external_id == "3"
+    with engine.connect() as conn:  # and it ended with that query
+        assert conn.execute(text("SELECT current_setting('hnsw.ef_search')")).scalar() != "321"

@@ -273,18 +273,47 @@ def eligible(engine: Any) -> bool:
     )  # fmt: skip
 
 
+def _pipelines(dbapi_connection: Any) -> bool:
+    """Whether this psycopg 3 connection's libpq supports pipeline mode (cached per class)."""
+    found = _PIPELINE.get(type(dbapi_connection))
+    if found is None:
+        import psycopg
+
+        found = _PIPELINE[type(dbapi_connection)] = bool(psycopg.Pipeline.is_supported())
+    return found
+
+
+_PIPELINE: dict[type, bool] = {}
+
+
 def _execute_raw(
-    cursor: Any, driver: str, settings: Mapping[str, str], sql: str, params: dict[str, Any]
+    dbapi_connection: Any,
+    cursor: Any,
+    driver: str,
+    settings: Mapping[str, str],
+    sql: str,
+    params: dict[str, Any],
 ) -> list[Any]:
+    """Settings and query in one round trip, in one implicit transaction.
+
+    The connection is in autocommit mode here (see :func:`run_raw`), so the
+    server's implicit transaction scopes the ``set_config(..., true)``
+    settings to the query.  psycopg2 binds client-side: the validated,
+    parameter-free settings statement and the query go as one simple-protocol
+    message (one implicit transaction), and the cursor holds the last
+    statement's rows.  psycopg 3 binds server-side and refuses several
+    statements in one execute, so the two are pipelined: both are sent before
+    the one Sync that ends their implicit transaction.
+    """
     if settings:
         if driver == "psycopg2":
-            # Client-side binding: the validated, parameter-free settings statement
-            # and the query travel in one execute (one round trip); the cursor
-            # holds the last statement's rows.  Sent as one simple-protocol
-            # message, the two run in one transaction even in autocommit mode,
-            # so the set_config(..., true) settings hold for the query and end with it.
             cursor.execute(settings_sql(settings) + "; " + sql, params)
             return list(cursor.fetchall())
+        if dbapi_connection.autocommit and _pipelines(dbapi_connection):
+            with dbapi_connection.pipeline():
+                cursor.execute(settings_sql(settings))
+                cursor.execute(sql, params)
+                return list(cursor.fetchall())
         cursor.execute(settings_sql(settings))
     cursor.execute(sql, params)
     return list(cursor.fetchall())
@@ -307,18 +336,19 @@ def run_raw(
     dbapi_error = dialect.loaded_dbapi.Error
     sql: str | None = entry.sql
     raw = cursor = None
-    # psycopg2: a read needs no transaction of its own.  In autocommit mode the
-    # settings and the query (one message, one implicit transaction) are the
-    # whole exchange: no COMMIT round trip.  SQLAlchemy's pre-ping toggles
-    # autocommit the same way; the pool gets the connection back as it was.
-    one_message = dialect.driver == "psycopg2"
+    # A read needs no transaction of its own: in autocommit mode the settings
+    # and the query (one implicit transaction, see _execute_raw) are the whole
+    # exchange, with no BEGIN or COMMIT round trip.  SQLAlchemy's pre-ping
+    # toggles autocommit the same way; the pool gets the connection back as it was.
     restore = False
     try:
         raw = engine.raw_connection()
-        if one_message and not raw.dbapi_connection.autocommit:
-            raw.dbapi_connection.autocommit = restore = True
+        dbapi_connection = raw.dbapi_connection
+        if not dbapi_connection.autocommit:
+            dbapi_connection.autocommit = restore = True
         cursor = raw.cursor()
-        rows = _execute_raw(cursor, dialect.driver, plan.settings, entry.sql, params)
+        rows = _execute_raw(dbapi_connection, cursor, dialect.driver, plan.settings, entry.sql,
+                            params)  # fmt: skip
         if entry.results is None:
             entry.results = _result_processors(entry, dialect, cursor.description)
         if plan.strategy != "exact" and len(rows) < opts.k + opts.offset:
@@ -334,8 +364,6 @@ def run_raw(
             if entry.results is None:
                 entry.results = _result_processors(entry, dialect, cursor.description)
         cursor.close()
-        if not one_message:
-            raw.commit()
     except dbapi_error as exc:
         invalidated = bool(dialect.is_disconnect(
             exc, raw.dbapi_connection if raw is not None else None, cursor))  # fmt: skip

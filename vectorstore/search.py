@@ -38,10 +38,10 @@ once with the query vector as a named parameter.  When the plan comes from
 caches (catalog, collection share, metadata sample), the call skips
 SQLAlchemy's execution machinery: the statement compiled once for the
 engine's dialect runs on the DB-API cursor of a pooled connection, with
-SQLAlchemy's bind and result processors (values stay bound parameters).  On
-psycopg2 the parameter-free settings statement and the query go in one
-``execute`` (one round trip); psycopg 3 binds server-side and refuses several
-statements with parameters, so there they are two.  A filtered call compiles
+SQLAlchemy's bind and result processors (values stay bound parameters).  The
+read runs in autocommit mode with settings and query in one implicit
+transaction and one round trip (one message on psycopg2, one pipeline on
+psycopg 3): no BEGIN, no COMMIT.  A filtered call compiles
 only its filter; the filter's cache key finds the statement compiled for that
 shape, and a repeated plain filter skips even that.  Engines with
 cursor or error hooks (tracing, logging), ``echo`` or execution options keep
@@ -329,11 +329,11 @@ def query_vector(repo: DocumentRepository[Any], query: Any) -> np.ndarray[Any, A
     """The query as a validated float32 vector (a text is embedded)."""
     if isinstance(query, str):
         return repo.embed_query(query)
-    if isinstance(query, np.ndarray) and query.shape == (repo.dimension,) and query.dtype.kind == "f":
+    if isinstance(query, np.ndarray) and query.dtype.kind == "f" and query.ndim == 1:
         # The common case: a float vector of the right size.  A float64 value
         # beyond float32's range becomes inf here and takes validate_vector's error.
         vector = query.astype(np.float32, copy=False)
-        if bool(np.isfinite(vector).all()):
+        if vector.shape[0] == repo.dimension and bool(np.isfinite(vector).all()):
             return vector
     return np.asarray(validate_vector(query, repo.dimension)[0], dtype=np.float32)
 
@@ -537,8 +537,8 @@ def build_statement(
         # the planner from pushing the ORDER BY into the ANN index, and each
         # distance is computed once (``ORDER BY distance + 0`` computes it twice
         # per row, and sends the query vector twice).
-        inner = select(*entities).where(*conditions).offset(0).subquery("ranked")
-        return select(*inner.c).order_by(inner.c.distance).limit(limit)
+        ranked = select(*entities).where(*conditions).offset(0).subquery("ranked")
+        return select(*ranked.c).order_by(ranked.c.distance).limit(limit)
     if quantized and strategy != "exact":
         # Candidates by the compact index, re-ranked on the full vectors, one statement.
         approx = distance_expression(model.embedding, vector, opts.metric,
@@ -763,9 +763,7 @@ def _shape(model: Any, keys: tuple[str, ...]) -> tuple[Any, Any, tuple[int, ...]
     return found
 
 
-def _documents(
-    model: Any, keys: tuple[str, ...], rows: Sequence[Any]
-) -> list[tuple[Any, Any]]:
+def _documents(model: Any, keys: tuple[str, ...], rows: Sequence[Any]) -> list[tuple[Any, Any]]:
     """(detached document, distance) per row of loaded columns + distance.
 
     The state ``make_transient_to_detached`` leaves (identity key set,
