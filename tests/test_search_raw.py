@@ -279,3 +279,28 @@ def test_the_server_runs_the_query_under_its_settings(
     assert hits[0].document.external_id == "3"
     with engine.connect() as conn:  # and it ended with that query
         assert conn.execute(text("SELECT current_setting('hnsw.ef_search')")).scalar() != "321"
+
+
+def test_metadata_equalities_of_any_keys_share_one_statement(
+    loaded: tuple[Engine, np.ndarray[Any, Any]], raw_calls: list[str]
+) -> None:
+    """Top-level metadata equalities compile to one ``metadata @> :doc`` whatever the
+    keys and values: compiled once, each call sends only its own document."""
+    engine, vectors = loaded
+    repo: Repo = vs.DocumentRepository.standalone(engine, collection="raw")
+    repo.nearest(vectors[0], k=3, filter={"tenth": 0})
+    search_raw._EQUALITIES.clear()
+    raw_calls.clear()
+    for v in range(10):
+        hits = repo.nearest(vectors[v], k=3, filter={"tenth": v, "half": v % 2})
+        assert hits[0].document.external_id == str(v)
+        assert all(h.document.metadata_["tenth"] == v for h in hits)
+    assert repo.nearest(vectors[1], k=3, filter={"tenth": 1, "half": 0}).returned == 0
+    assert repo.nearest(vectors[1], k=3, filter={"x' OR 1=1 --": 1}).returned == 0
+    assert repo.nearest(vectors[4], k=3, filter={"name": "n'4"})[0].document.external_id == "4"
+    assert len(raw_calls) == 13
+    assert len(search_raw._EQUALITIES) == 1  # all exact here (600 rows): one statement
+    statement = next(iter(search_raw._EQUALITIES.values()))[0].sql
+    assert "@>" in statement
+    assert "tenth" not in statement
+    assert "n'4" not in statement

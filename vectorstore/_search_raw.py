@@ -20,11 +20,12 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import Select
+from sqlalchemy import Select, bindparam
 from sqlalchemy import exc as sa_exc
+from sqlalchemy.dialects.postgresql import JSONB
 
 from ._selectivity import cached_sample
-from .filters import compile_filter
+from .filters import compile_filter, plain_equalities
 from .search import (
     _VECTOR_PARAM,
     SearchOptions,
@@ -166,6 +167,9 @@ def _prepare_filtered(
     compiled for the first filter of that shape, and the filter's bound values
     take the places of that first filter's values among its parameters.
     """
+    doc = plain_equalities(opts.filter)
+    if doc is not None:
+        return _prepare_equalities(repo, dialect, opts, strategy, doc)
     plain = _plain(opts.filter)
     memo_key = None
     if plain is not None:
@@ -181,6 +185,47 @@ def _prepare_filtered(
             _MEMO.clear()
         _MEMO[memo_key] = (found[0], dict(found[1]))
     return found
+
+
+_FILTER_DOC = "vs_filter_doc"
+_EQUALITIES: dict[Any, tuple[_Prepared, dict[str, Any]]] = {}
+
+
+def _prepare_equalities(
+    repo: DocumentRepository[Any],
+    dialect: Any,
+    opts: SearchOptions,
+    strategy: str,
+    doc: dict[str, Any],
+) -> tuple[_Prepared, dict[str, Any]] | None:
+    """The commonest filter, top-level metadata equalities: one statement for all of them.
+
+    They compile to ``metadata @> :doc`` whatever the keys and values (see
+    :func:`~vectorstore.filters.plain_equalities`), so the statement is
+    compiled once and each call only serialises its document.
+    """
+    key = (repo.model, repo.collection.id, strategy, opts.metric, opts.precision,
+           opts.k + opts.offset, opts.with_embedding, opts.mmr is not None, opts.fetch_k,
+           opts.rerank, dialect)  # fmt: skip
+    found = _EQUALITIES.get(key)
+    if found is None:
+        model = repo.model
+        condition = model.metadata_.contains(bindparam(_FILTER_DOC, doc, type_=JSONB))
+        param = query_param(None, repo.dimension, _VECTOR_PARAM)
+        conditions = [model.collection_id == repo.collection.id, condition]
+        stmt = build_statement(repo, param, opts, strategy, columns=True, conditions=conditions)
+        prepared = _prepare(dialect, stmt, False)
+        if prepared is None or _FILTER_DOC not in prepared[1]:
+            return None
+        if len(_EQUALITIES) >= _PREPARED_MAX:
+            _EQUALITIES.clear()
+        # This statement's own parameters: the compiled form may be shared (by
+        # SQLAlchemy's cache key) with a statement of another LIMIT.
+        found = _EQUALITIES[key] = prepared
+    entry, params = found[0], dict(found[1])
+    process = entry.binds.get(_FILTER_DOC)
+    params[_FILTER_DOC] = doc if process is None else process(doc)
+    return entry, params
 
 
 #: Recently seen plain dictionary filters (exact values) -> compiled statement and

@@ -42,7 +42,7 @@ from sqlalchemy.dialects.postgresql import ARRAY, JSONB
 
 from .errors import FilterError
 
-__all__ = ["COLUMN_FIELDS", "OPERATORS", "FilterLike", "compile_filter"]
+__all__ = ["COLUMN_FIELDS", "OPERATORS", "FilterLike", "compile_filter", "plain_equalities"]
 
 #: Document columns a dictionary filter may name directly.
 COLUMN_FIELDS = ("id", "external_id", "text", "created_at")
@@ -86,6 +86,38 @@ def compile_filter(spec: Any, model: Any) -> ColumnElement[bool] | None:
         f"a filter must be a dict, a SQLAlchemy expression or a list of them, "
         f"got {type(spec).__name__}"
     )
+
+
+def plain_equalities(spec: Any) -> dict[str, Any] | None:
+    """The containment document of a filter made only of top-level metadata equalities.
+
+    ``{"tenant": "acme", "year": 2024}`` (the most common filter: a tenant, a
+    category) compiles to the one condition ``metadata @> '{"tenant": "acme",
+    "year": 2024}'``: for scalars, containment of the whole object is the AND
+    of the equalities, and one GIN condition.  Returns None for any other
+    shape (operators, nested or dotted keys, document columns, lists or
+    objects as values); those compile key by key.
+    """
+    if type(spec) is not dict or not spec:
+        return None
+    doc = {}
+    for key, value in spec.items():
+        if (
+            type(key) is not str
+            or not key
+            or key[0] == "$"
+            or "." in key
+            or "\x00" in key
+            or key in COLUMN_FIELDS
+            or key == "metadata"
+            or isinstance(value, Mapping | list | tuple)
+        ):
+            return None
+        try:
+            doc[key] = _scalar(value, f"filter.{key}")
+        except FilterError:
+            return None  # the full compiler raises it, with the same message
+    return doc
 
 
 def _scalar(value: Any, where: str) -> Any:
@@ -186,6 +218,10 @@ class _Compiler:
             raise FilterError(f"{where}: expected a filter object, got {type(spec).__name__}")
         if not spec:
             return true()
+        doc = plain_equalities(spec)
+        if doc is not None:
+            contained: ColumnElement[bool] = self.meta.contains(bindparam(None, doc, type_=JSONB))
+            return contained
         parts = []
         for key, value in spec.items():
             if not isinstance(key, str) or not key:
