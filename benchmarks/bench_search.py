@@ -43,6 +43,7 @@ import vectorstore as vs  # noqa: E402
 from vectorstore.diagnostics import percentile  # noqa: E402
 from vectorstore.search import (  # noqa: E402
     DEFAULT_EF_SEARCH,
+    DEFAULT_FILTERED_EF_SEARCH,
     DEFAULT_MAX_SCAN_TUPLES,
     DEFAULT_PROBES,
     DEFAULT_RERANK,
@@ -109,6 +110,7 @@ def settings_for(strategy: str) -> dict[str, str]:
         return {}
     out = {"hnsw.ef_search": str(DEFAULT_EF_SEARCH), "ivfflat.probes": str(DEFAULT_PROBES)}
     if strategy == "iterative":
+        out["hnsw.ef_search"] = str(DEFAULT_FILTERED_EF_SEARCH)
         out.update({"enable_sort": "off", "hnsw.iterative_scan": "relaxed_order",
                     "hnsw.max_scan_tuples": str(DEFAULT_MAX_SCAN_TUPLES),
                     "ivfflat.iterative_scan": "relaxed_order"})  # fmt: skip

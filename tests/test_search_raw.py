@@ -13,6 +13,7 @@ from sqlalchemy.pool import NullPool
 
 import vectorstore as vs
 from vectorstore import _search_raw as search_raw
+from vectorstore.search import DEFAULT_EF_SEARCH, DEFAULT_FILTERED_EF_SEARCH
 
 Repo = vs.DocumentRepository[vs.Document]
 N = 600
@@ -304,3 +305,18 @@ def test_metadata_equalities_of_any_keys_share_one_statement(
     assert "@>" in statement
     assert "tenth" not in statement
     assert "n'4" not in statement
+
+
+def test_a_filtered_iterative_scan_widens_ef_search_by_default(
+    loaded: tuple[Engine, np.ndarray[Any, Any]],
+) -> None:
+    engine, vectors = loaded
+    repo: Repo = vs.DocumentRepository.standalone(engine, collection="raw")
+    plain = repo.nearest(vectors[0], k=5)
+    assert plain.settings["hnsw.ef_search"] == str(DEFAULT_EF_SEARCH)
+    filtered = repo.nearest(vectors[0], k=5, filter={"half": 0}, exact_threshold=10)
+    assert filtered.strategy == "iterative"
+    assert filtered.settings["hnsw.ef_search"] == str(DEFAULT_FILTERED_EF_SEARCH)
+    assert DEFAULT_FILTERED_EF_SEARCH > DEFAULT_EF_SEARCH
+    chosen = repo.nearest(vectors[0], k=5, filter={"half": 0}, exact_threshold=10, ef_search=64)
+    assert chosen.settings["hnsw.ef_search"] == "64"
