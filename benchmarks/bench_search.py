@@ -23,6 +23,7 @@ Results: ``benchmarks/results/search.json`` and ``search_tables.md``.
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import os
 import statistics
@@ -250,6 +251,53 @@ def unfiltered_table(
     return out
 
 
+def schedule(
+    n_queries: int, methods: list[str], rounds: int, seed: int
+) -> list[tuple[int, int, str]]:
+    """(round, query, method) in the order to run them.
+
+    Each method runs every query once per round.  No call runs right after a
+    call on the same query vector: the second run of a query finds the index
+    pages it walks in the CPU caches (measured: up to 2x faster), so any
+    schedule that lets one method follow another on the same vector more
+    often than the reverse biases the comparison.  (The previous rotation of
+    three methods put the hand-written query right after nearest on the same
+    vector in two orders of three, and never the reverse: +22-25% "overhead"
+    that a balanced order measured as -5%.)  At step i, method m runs query
+    i + m * (n / methods): consecutive calls are always different queries; the
+    methods' order within a step is random, so each is first, and follows
+    each other method, equally often in expectation.
+    """
+    rng = np.random.default_rng(seed)
+    stride = max(1, n_queries // len(methods))
+    out = []
+    for round_no in range(rounds):
+        for step in range(n_queries):
+            for m in rng.permutation(len(methods)):
+                qi = (step + int(m) * stride) % n_queries
+                out.append((round_no, qi, methods[int(m)]))
+    return out
+
+
+def paired_median(times: dict[str, dict[tuple[int, int], float]], a: str, b: str) -> float:
+    """Median over (round, query) of a's time over b's on the same query and round."""
+    return statistics.median(times[a][key] / times[b][key] for key in times[a])
+
+
+def _filtered_call(
+    repo: Any, hand: HandSQL, name: str, q: np.ndarray[Any, Any], field: str, value: int
+) -> Any:
+    """One call of one method of the filtered table."""
+    if name == "nearest (auto)":
+        return repo.nearest(q, k=K, filter={field: value})
+    params = (json.dumps({field: value}),)
+    where = "AND metadata @> %s::jsonb"
+    if name == "exact (GIN + sort)":
+        return hand.query(q, where=where, params=params, exact=True)
+    strategy = "index" if name == "hnsw (no iterative)" else "iterative"
+    return hand.query(q, where=where, params=params, settings=settings_for(strategy))
+
+
 def filtered_table(
     repo: Any,
     hand: HandSQL,
@@ -259,81 +307,50 @@ def filtered_table(
     queries: np.ndarray[Any, Any],
     rounds: int,
 ) -> list[dict[str, Any]]:
-    """Both hand-tuned strategies, a plain HNSW scan and nearest, interleaved per query.
+    """Both hand-tuned strategies, a plain HNSW scan and nearest, interleaved (see schedule).
 
     The hand-written strategies use nearest's default settings for them
     (ef_search, max_scan_tuples), so "hand-tuned" means the same knobs; each
     query runs ``rounds`` times and the p50 is over all runs.
     """
     out = []
-    order_rng = np.random.default_rng(12345)
-    where = "AND metadata @> %s::jsonb"
+    names = ["hnsw (no iterative)", "iterative scan", "exact (GIN + sort)", "nearest (auto)"]
     for label, (field, _) in SELECTIVITY_FIELDS.items():
-        methods: dict[str, dict[str, list[float]]] = {}
+        values = [int(groups[field][qi * 7919 % len(ids)]) for qi in range(len(queries))]
+        truths = [exact_ids(data, ids, queries[qi], groups[field] == values[qi])
+                  for qi in range(len(queries))]  # fmt: skip
+        times: dict[str, dict[tuple[int, int], float]] = {n: {} for n in names}
+        got_recall: dict[str, list[float]] = {n: [] for n in names}
+        got_rows: dict[str, list[int]] = {n: [] for n in names}
         strategies: dict[str, int] = {}
-        for _round in range(rounds):
-            for qi, q in enumerate(queries):
-                value = int(groups[field][qi * 7919 % len(ids)])
-                mask = groups[field] == value
-                truth = exact_ids(data, ids, q, mask)
-                params = (json.dumps({field: value}),)
-                runs: dict[str, Callable[[], Any]] = {
-                    "hnsw (no iterative)": lambda q=q, p=params: hand.query(
-                        q, where=where, params=p, settings=settings_for("index")
-                    ),
-                    "iterative scan": lambda q=q, p=params: hand.query(
-                        q, where=where, params=p, settings=settings_for("iterative")
-                    ),
-                    "exact (GIN + sort)": lambda q=q, p=params: hand.query(
-                        q, where=where, params=p, exact=True
-                    ),
-                }
-                runs["nearest (auto)"] = lambda q=q, f=field, v=value: repo.nearest(
-                    q, k=K, filter={f: v}
-                )
-                # A random order per query and round: a query right after the same
-                # query runs on warm caches (measured: up to 2x), and right after
-                # the exact ranking's scan of the filtered rows on cold ones.  A
-                # cyclic rotation of a fixed order kept nearest always right after
-                # the exact ranking (or first): cold in every run, 2.5-3x slower
-                # at 10%/50% for the same SQL.  Shuffled, every method is first,
-                # and follows each other method, equally often.
-                names = list(runs)
-                for i in order_rng.permutation(len(names)):
-                    name = names[int(i)]
-                    ms, got = timed(runs[name])
-                    m = methods.setdefault(name, {"t": [], "r": [], "n": []})
-                    m["t"].append(ms)
-                    if name == "nearest (auto)":
-                        strategies[got.strategy] = strategies.get(got.strategy, 0) + 1
-                        got = [int(h.document.external_id) for h in got]
-                    m["r"].append(recall(got, truth))
-                    m["n"].append(len(got))
+        for round_no, qi, name in schedule(len(queries), names, rounds, seed=12345):
+            run = functools.partial(_filtered_call, repo, hand, name, queries[qi], field,
+                                    values[qi])  # fmt: skip
+            ms, got = timed(run)
+            times[name][(round_no, qi)] = ms
+            if name == "nearest (auto)":
+                strategies[got.strategy] = strategies.get(got.strategy, 0) + 1
+                got = [int(h.document.external_id) for h in got]
+            got_recall[name].append(recall(got, truths[qi]))
+            got_rows[name].append(len(got))
         best_name = min(("iterative scan", "exact (GIN + sort)"),
-                        key=lambda n: percentile(methods[n]["t"], 0.5))  # fmt: skip
-        best = percentile(methods[best_name]["t"], 0.5)
-        # Each method ran once per (round, query), in the same order, so the lists
-        # pair up: nearest's time over the better hand strategy's on the same call.
-        paired = statistics.median(
-            a / b for a, b in zip(methods["nearest (auto)"]["t"], methods[best_name]["t"],
-                                  strict=True)
-        )  # fmt: skip
-        for name in runs:
-            m = methods[name]
+                        key=lambda n: percentile(list(times[n].values()), 0.5))  # fmt: skip
+        best = percentile(list(times[best_name].values()), 0.5)
+        for name in names:
             row = {
                 "selectivity": label,
                 "method": name,
-                "min_rows": int(min(m["n"])),
-                "mean_rows": round(statistics.fmean(m["n"]), 2),
-                "recall": round(statistics.fmean(m["r"]), 4),
-                **summary(m["t"]),
+                "min_rows": int(min(got_rows[name])),
+                "mean_rows": round(statistics.fmean(got_rows[name]), 2),
+                "recall": round(statistics.fmean(got_recall[name]), 4),
+                **summary(list(times[name].values())),
             }
             if name == "nearest (auto)":
                 row["vs_best_hand_p50"] = round(row["p50_ms"] / best, 3)
-                row["paired_median_ratio"] = round(paired, 3)
+                row["paired_median_ratio"] = round(paired_median(times, name, best_name), 3)
                 row["strategies"] = strategies
             out.append(row)
-        mine = next(r for r in out if r["selectivity"] == label and "vs_best_hand_p50" in r)
+        mine = out[-1]
         print(f"  filtered {label}: nearest/best-hand p50 = {mine['vs_best_hand_p50']}, "
               f"paired median ratio = {mine['paired_median_ratio']}", flush=True)  # fmt: skip
     return out
@@ -344,10 +361,9 @@ def overhead_table(
 ) -> list[dict[str, Any]]:
     """nearest vs the same query by hand: wall time and client CPU time per call.
 
-    Each query runs through both, the order alternating per query and round
-    (the second run of a query finds warm CPU caches).  Client CPU time (this
-    process only) is the library's own cost, which the server's share and the
-    noise of a shared machine do not blur.
+    Interleaved as in :func:`schedule`.  Client CPU time (this process only)
+    is the library's own cost, which the server's share and the noise of a
+    shared machine do not blur.
     """
     held = HandSQL(engine, hand.cid, held=True)
     settings = settings_for("index")
@@ -356,26 +372,22 @@ def overhead_table(
         "hand": lambda q: hand.query(q, settings=settings),
         "held": lambda q: held.query(q, settings=settings),
     }
-    wall: dict[str, list[float]] = {name: [] for name in calls}
+    wall: dict[str, dict[tuple[int, int], float]] = {name: {} for name in calls}
     cpu: dict[str, list[float]] = {name: [] for name in calls}
-    ratios = []
-    for round_no in range(rounds):
-        first = len(wall["hand"])
-        for qi, q in enumerate(queries):
-            names = list(calls)
-            shift = (qi + round_no) % len(names)
-            for name in names[shift:] + names[:shift]:
-                c0 = time.process_time()
-                ms, _ = timed(lambda q=q, name=name: calls[name](q))
-                cpu[name].append((time.process_time() - c0) * 1000)
-                wall[name].append(ms)
-        ratios.append(
-            percentile(wall["nearest()"][first:], 0.5) / percentile(wall["hand"][first:], 0.5)
-        )
+    for round_no, qi, name in schedule(len(queries), list(calls), rounds, seed=54321):
+        c0 = time.process_time()
+        ms, _ = timed(lambda qi=qi, name=name: calls[name](queries[qi]))
+        cpu[name].append((time.process_time() - c0) * 1000)
+        wall[name][(round_no, qi)] = ms
     held.close()
+    ratios = [
+        percentile([t for (r, _), t in wall["nearest()"].items() if r == round_no], 0.5)
+        / percentile([t for (r, _), t in wall["hand"].items() if r == round_no], 0.5)
+        for round_no in range(rounds)
+    ]
 
     def row(label: str, name: str) -> dict[str, Any]:
-        return {"method": label, **summary(wall[name]),
+        return {"method": label, **summary(list(wall[name].values())),
                 "client_cpu_ms_mean": round(statistics.fmean(cpu[name]), 3)}  # fmt: skip
 
     lib, raw = row("nearest()", "nearest()"), row("hand-written SQL, pooled connection", "hand")
@@ -384,8 +396,7 @@ def overhead_table(
     # Per call, against the hand-written query on the same vector in the same
     # round: robust to this machine's bimodal latencies (calls take either
     # ~0.8 or ~1.7 ms, whatever the method), which can move a p50 by 10-30%.
-    lib["paired_median_overhead"] = round(statistics.median(
-        a / b for a, b in zip(wall["nearest()"], wall["hand"], strict=True)) - 1, 3)  # fmt: skip
+    lib["paired_median_overhead"] = round(paired_median(wall, "nearest()", "hand") - 1, 3)
     return [raw, row("hand-written SQL, one held connection (reference)", "held"), lib]
 
 
