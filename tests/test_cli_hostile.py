@@ -178,8 +178,9 @@ def test_bad_ingest_input_is_one_line_and_changes_nothing(
     assert fingerprint(loaded) == before
 
 
-def test_ingest_of_an_empty_file_is_a_no_op(loaded: URL, tmp_path: Path) -> None:
-    path = tmp_path / "empty.jsonl"
+@pytest.mark.parametrize("name", ["empty.jsonl", "empty.csv"])
+def test_ingest_of_an_empty_file_is_a_no_op(loaded: URL, tmp_path: Path, name: str) -> None:
+    path = tmp_path / name
     path.write_text("")
     before = fingerprint(loaded)
     done = cli(loaded, "ingest", str(path), "-c", "pets")
@@ -199,7 +200,6 @@ def test_ingest_of_a_missing_file_is_one_line(loaded: URL, tmp_path: Path, name:
     ("name", "content"),
     [
         ("broken.jsonl", '{"text": "fine"}\n{"text": \n'),
-        ("empty.csv", ""),
         ("open-quote.csv", 'text\n"never closed\n'),
         ("garbage.parquet", "not a parquet file"),
         ("binary.csv", "text\n\udcff\udcfe\n"),

@@ -174,7 +174,10 @@ def _file_frames(path: Path, chunk_rows: int, columns: dict[str, Any]) -> Iterat
             import pandas as pd
 
             if kind == "csv":
-                frames = pd.read_csv(path, chunksize=chunk_rows)
+                try:
+                    frames = pd.read_csv(path, chunksize=chunk_rows)
+                except pd.errors.EmptyDataError:
+                    return  # no header, no rows: nothing to ingest, as for an empty .jsonl
             else:
                 frames = pd.read_json(path, lines=True, chunksize=chunk_rows)
         yield from frames
