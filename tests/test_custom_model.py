@@ -55,6 +55,11 @@ def test_custom_model_indexes_are_declared(app_engine: Engine) -> None:
     names = {ix["name"] for ix in inspect(app_engine).get_indexes("product_docs", schema="catalog")}
     assert "ix_product_docs_embedding_hnsw" in names
     assert "ix_product_docs_metadata" in names
+    with app_engine.connect() as conn:
+        definition = conn.execute(
+            text("SELECT pg_get_indexdef('catalog.ix_product_docs_metadata'::regclass)")
+        ).scalar_one()
+    assert "jsonb_path_ops" in definition
 
 
 def test_a_collection_cannot_change_dimension(app_engine: Engine) -> None:

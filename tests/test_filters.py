@@ -126,9 +126,20 @@ def test_compiled_filters_bind_every_value() -> None:
 
 
 def test_equality_and_containment_use_the_gin_index(loaded: Repo, session: Session) -> None:
+    definition = session.execute(
+        text("SELECT pg_get_indexdef('ix_vectorstore_documents_metadata'::regclass)")
+    ).scalar_one()
+    assert "jsonb_path_ops" in definition  # value hashed with its path: no key-only matches
     session.execute(text("SET LOCAL enable_seqscan = off"))
     model = vs.Document
-    for spec in ({"color": "red"}, {"tags": {"$contains": "b"}}, {"color": {"$exists": True}}):
+    specs: list[Any] = [
+        {"color": "red"},
+        {"color": "red", "price": 5},
+        {"tags": {"$contains": "b"}},
+        {"color": {"$in": ["red", "blue"]}},
+        {"spec.size": 2},
+    ]
+    for spec in specs:
         where = vs.compile_filter(spec, model)
         from sqlalchemy import select
 

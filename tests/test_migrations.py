@@ -40,13 +40,24 @@ def test_upgrade_downgrade_upgrade(engine: Engine) -> None:
     } <= indexes
 
 
+def _metadata_index(engine: Engine) -> str:
+    sql = "SELECT pg_get_indexdef('ix_vectorstore_documents_metadata'::regclass)"
+    with engine.connect() as conn:
+        return str(conn.execute(text(sql)).scalar_one())
+
+
 def test_step_by_step_revisions(engine: Engine) -> None:
+    assert "jsonb_path_ops" in _metadata_index(engine)
     vs.downgrade(engine, "0001")
     columns = {c["name"] for c in inspect(engine).get_columns("vectorstore_documents")}
     assert "text_search" not in columns
+    assert "jsonb_path_ops" not in _metadata_index(engine)
     vs.migrate(engine, "0002")
     columns = {c["name"] for c in inspect(engine).get_columns("vectorstore_documents")}
     assert "text_search" in columns
+    assert "jsonb_path_ops" not in _metadata_index(engine)
+    vs.migrate(engine, "0003")
+    assert "jsonb_path_ops" in _metadata_index(engine)
 
 
 def test_models_and_migrations_agree(engine: Engine) -> None:

@@ -23,8 +23,10 @@ Index use: metadata equality and ``$in`` compile to JSONB containment
 (``metadata @> '{"k": v}'``), which the GIN index serves; for a scalar ``v``
 containment is exact equality (an array value ``[v]`` does not match, as
 jsonb lets an array contain a bare scalar only at the top level).
-``$exists`` on a top-level key compiles to ``metadata ? 'k'``, also
-GIN-indexed.  Range operators on metadata guard on ``jsonb_typeof`` so that a
+``$exists`` on a top-level key compiles to ``metadata ? 'k'``, which the
+``jsonb_path_ops`` GIN index does not serve (it hashes values with their
+paths; existence is rarely selective, and the planner then scans or ranks
+by the index instead).  Range operators on metadata guard on ``jsonb_typeof`` so that a
 string never compares with a number (and no cast can fail mid-query).
 ``$ne`` and ``$nin`` match documents that lack the key (as in MongoDB).
 """

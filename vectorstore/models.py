@@ -18,8 +18,12 @@ Why each index exists (names are deterministic via the naming convention):
   NULL external ids never conflict.
 * ``ix_<table>_collection_id_content_hash`` (btree): "is this text already
   embedded in this collection?", the pipeline's skip check.
-* ``ix_<table>_metadata`` (GIN, ``jsonb_ops``): metadata filters on equality,
-  containment (``@>``) and key existence (``?``).
+* ``ix_<table>_metadata`` (GIN, ``jsonb_path_ops``): metadata filters on
+  equality and containment (``@>``).  ``jsonb_path_ops`` hashes each value
+  with its path, so ``{"tenant": 7}`` finds only the rows where *tenant* is 7
+  (``jsonb_ops`` indexes keys and values apart and rechecks every row where
+  any key is 7); it cannot serve key existence (``?``, the ``$exists``
+  filter), which is rarely selective.
 * ``ix_<table>_embedding_hnsw`` (HNSW, ``vector_cosine_ops``): approximate
   nearest neighbours by cosine distance, the default metric.
 * ``ix_<table>_text_search`` (GIN on a generated ``tsvector``): full-text
@@ -144,7 +148,12 @@ class DocumentMixin:
         args: tuple[Any, ...] = (
             UniqueConstraint("collection_id", "external_id"),
             Index(None, "collection_id", "content_hash"),
-            Index(f"ix_{table}_metadata", "metadata", postgresql_using="gin"),
+            Index(
+                f"ix_{table}_metadata",
+                "metadata",
+                postgresql_using="gin",
+                postgresql_ops={"metadata": "jsonb_path_ops"},
+            ),
             Index(
                 f"ix_{table}_embedding_hnsw",
                 "embedding",
