@@ -39,7 +39,7 @@ pytest: $(STAMP)
 test: lint typecheck pytest
 
 bench: $(STAMP)
-	for b in bench_ingest bench_stream bench_parquet_ingest bench_search bench_load; do $(PY) benchmarks/$$b.py || exit 1; done
+	for b in bench_ingest bench_stream bench_parquet_ingest bench_search bench_recall_real bench_load; do $(PY) benchmarks/$$b.py || exit 1; done
 
 clean:
 	rm -rf $(VENV) build dist *.egg-info
