@@ -29,7 +29,6 @@ import os
 import statistics
 import sys
 import sysconfig
-import tempfile
 import time
 from pathlib import Path
 from typing import Any
@@ -38,6 +37,8 @@ import numpy as np
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
+
+from bench_search import fresh_engine  # noqa: E402
 
 import vectorstore as vs  # noqa: E402
 from vectorstore._stdlib_corpus import _clip  # noqa: E402
@@ -95,21 +96,7 @@ def main() -> int:
     embed_s = time.perf_counter() - started
     print(f"embedded {wanted} texts in {embed_s:.0f} s on {embedder.device}", flush=True)
 
-    if args.url:
-        url = vs.normalize_url(args.url)
-    else:
-        server = vs.EmbeddedServer(Path(tempfile.gettempdir()) / f"vs-bench-recall-{os.getuid()}")
-        url = server.start()
-    admin = vs.make_engine(url.set(database="postgres"), isolation_level="AUTOCOMMIT")
-    with admin.connect() as conn:
-        conn.exec_driver_sql("DROP DATABASE IF EXISTS bench_recall_real WITH (FORCE)")
-        conn.exec_driver_sql("CREATE DATABASE bench_recall_real")
-    admin.dispose()
-    url = url.set(database="bench_recall_real")
-    vs.migrate(url)
-    engine = vs.make_engine(url)
-    with engine.begin() as conn:  # load first, index after (pgvector's recipe)
-        conn.exec_driver_sql("DROP INDEX ix_vectorstore_documents_embedding_hnsw")
+    engine = fresh_engine(args.url, "vs-bench-recall", "bench_recall_real")
     repo: Any = vs.DocumentRepository.standalone(engine, collection="docstrings",
                                                  embedder=embedder)  # fmt: skip
     repo.bulk_add(stored, embeddings=matrix, external_ids=[str(i) for i in range(len(stored))])

@@ -506,6 +506,32 @@ def markdown(title: str, rows: list[dict[str, Any]]) -> str:
     return "\n".join(lines) + "\n"
 
 
+def fresh_engine(url: str | None, server_dir: str, database: str) -> Any:
+    """An engine on ``database``, dropped, created and migrated anew, without its HNSW index.
+
+    ``url``: an external server; None starts (or reuses) an embedded one in
+    ``<tmp>/<server_dir>-<uid>``.  The HNSW index is dropped because
+    pgvector's loading recipe is COPY first, index after.
+    """
+    if url:
+        base = vs.normalize_url(url)
+    else:
+        base = vs.EmbeddedServer(
+            Path(tempfile.gettempdir()) / f"{server_dir}-{os.getuid()}"
+        ).start()
+    admin = vs.make_engine(base.set(database="postgres"), isolation_level="AUTOCOMMIT")
+    with admin.connect() as conn:
+        conn.exec_driver_sql(f"DROP DATABASE IF EXISTS {database} WITH (FORCE)")
+        conn.exec_driver_sql(f"CREATE DATABASE {database}")
+    admin.dispose()
+    target = base.set(database=database)
+    vs.migrate(target)
+    engine = vs.make_engine(target)
+    with engine.begin() as conn:
+        conn.exec_driver_sql("DROP INDEX ix_vectorstore_documents_embedding_hnsw")
+    return engine
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -522,21 +548,7 @@ def main() -> int:
     args = parser.parse_args()
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
-    if args.url:
-        url = vs.normalize_url(args.url)
-    else:
-        server = vs.EmbeddedServer(Path(tempfile.gettempdir()) / f"vs-bench-search-{os.getuid()}")
-        url = server.start()
-    admin = vs.make_engine(url.set(database="postgres"), isolation_level="AUTOCOMMIT")
-    with admin.connect() as conn:
-        conn.exec_driver_sql("DROP DATABASE IF EXISTS bench_search WITH (FORCE)")
-        conn.exec_driver_sql("CREATE DATABASE bench_search")
-    admin.dispose()
-    url = url.set(database="bench_search")
-    vs.migrate(url)
-    engine = vs.make_engine(url)
-    with engine.begin() as conn:  # pgvector's loading recipe: COPY first, index after
-        conn.exec_driver_sql("DROP INDEX ix_vectorstore_documents_embedding_hnsw")
+    engine = fresh_engine(args.url, "vs-bench-search", "bench_search")
 
     results: dict[str, Any] = {"rows": args.rows, "queries": args.queries, "k": K}
     repo, data, groups = load_synthetic(engine, args.rows, args.seed)
