@@ -542,7 +542,8 @@ class DocumentRepository(Generic[DocT]):
             with_embedding: load the embedding column (deferred otherwise).
             exact: rank exactly, bypassing ANN indexes (ground truth).
             strategy: ``"auto"``, ``"index"``, ``"iterative"`` or ``"exact"``.
-            ef_search: HNSW ``hnsw.ef_search`` for this query (default 200).
+            ef_search: HNSW ``hnsw.ef_search`` for this query (default 200; 400 for an
+                iterative scan under a filter, see ``DEFAULT_FILTERED_EF_SEARCH``).
             probes: IVFFlat ``ivfflat.probes`` for this query (default 10).
             join: a mapped class to join and return alongside (``hit.extra``).
             join_on: the join condition, e.g. ``Product.asin ==
