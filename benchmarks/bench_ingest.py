@@ -61,6 +61,13 @@ FAST = ["server COPY FROM file", "bulk_add psycopg2", "bulk_add psycopg3"]
 SLOW = ["psycopg3 write_row (pgvector recipe)", "text COPY", "execute_values", "ORM add_all"]
 
 
+def records(rows: dict[str, Any]) -> Any:
+    """(external id, text, metadata, embedding) per row, for the hand-written methods."""
+    return zip(
+        rows["external_ids"], rows["texts"], rows["metadata"], rows["embeddings"], strict=True
+    )
+
+
 def collection_id(url: URL) -> int:
     engine = vs.make_engine(url)
     with Session(engine) as session:
@@ -116,13 +123,7 @@ def run_write_row(url: URL, rows: dict[str, Any], cid: int) -> None:
             ) as copy,
         ):
             copy.set_types(["int4", "text", "text", "bytea", "jsonb", "vector"])
-            for ext, body, meta, vec in zip(
-                rows["external_ids"],
-                rows["texts"],
-                rows["metadata"],
-                rows["embeddings"],
-                strict=True,
-            ):
+            for ext, body, meta, vec in records(rows):
                 copy.write_row(
                     (cid, ext, body, hashlib.sha256(body.encode()).digest(), Jsonb(meta), vec)
                 )
@@ -131,9 +132,7 @@ def run_write_row(url: URL, rows: dict[str, Any], cid: int) -> None:
 def _text_lines(rows: dict[str, Any], cid: int) -> Iterator[str]:
     import hashlib
 
-    for ext, body, meta, vec in zip(
-        rows["external_ids"], rows["texts"], rows["metadata"], rows["embeddings"], strict=True
-    ):
+    for ext, body, meta, vec in records(rows):
         digest = hashlib.sha256(body.encode()).hexdigest()
         vector = "[" + ",".join(map(str, vec.tolist())) + "]"
         yield f"{cid}\t{ext}\t{body}\t\\\\x{digest}\t{json.dumps(meta)}\t{vector}\n"
@@ -179,13 +178,7 @@ def run_execute_values(url: URL, rows: dict[str, Any], cid: int) -> None:
             "embedding) VALUES %s",
             [
                 (cid, ext, body, hashlib.sha256(body.encode()).digest(), Json(meta), vec)
-                for ext, body, meta, vec in zip(
-                    rows["external_ids"],
-                    rows["texts"],
-                    rows["metadata"],
-                    rows["embeddings"],
-                    strict=True,
-                )
+                for ext, body, meta, vec in records(rows)
             ],
             page_size=1000,
         )
@@ -206,13 +199,7 @@ def run_orm(url: URL, rows: dict[str, Any], cid: int) -> None:
                 metadata_=meta,
                 embedding=vec,
             )
-            for ext, body, meta, vec in zip(
-                rows["external_ids"],
-                rows["texts"],
-                rows["metadata"],
-                rows["embeddings"],
-                strict=True,
-            )
+            for ext, body, meta, vec in records(rows)
         )
         session.commit()
     engine.dispose()
