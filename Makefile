@@ -1,6 +1,9 @@
 # Set-up and checks. Each target creates the virtual environment it needs.
 #   make demo   - the main job on the embedded PostgreSQL (real model, offline)
-#   make test   - lint, type check and the whole test suite against a real PostgreSQL
+#   make test   - lint, type check, import contracts and the whole test suite (what CI runs)
+#   make test-fast - the same checks and the suite without fault, load, replication,
+#                    model and slow tests (the developer's loop)
+#   make test-explore - the property tests with random examples, many more of them
 
 PYTHON ?= python3
 VENV ?= .venv
@@ -11,7 +14,7 @@ export HF_HUB_OFFLINE ?= 1
 export TRANSFORMERS_OFFLINE ?= 1
 export PIP_DISABLE_PIP_VERSION_CHECK = 1
 
-.PHONY: venv demo test lint typecheck pytest bench clean
+.PHONY: venv demo test test-fast test-explore lint typecheck contracts pytest bench clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -33,10 +36,21 @@ lint: $(STAMP)
 typecheck: $(STAMP)
 	$(VENV)/bin/mypy
 
+# The layering of the package (pyproject.toml [tool.importlinter]).
+contracts: $(STAMP)
+	$(VENV)/bin/lint-imports --no-cache
+
 pytest: $(STAMP)
 	$(PY) -m pytest
 
-test: lint typecheck pytest
+test: lint typecheck contracts pytest
+
+FAST_MARKERS = not faults and not load and not replication and not model and not slow
+test-fast: lint typecheck contracts
+	$(PY) -m pytest -m "$(FAST_MARKERS)"
+
+test-explore: $(STAMP)
+	HYPOTHESIS_PROFILE=explore $(PY) -m pytest tests/test_properties.py
 
 bench: $(STAMP)
 	for b in bench_ingest bench_stream bench_parquet_ingest bench_search bench_recall_real bench_load; do $(PY) benchmarks/$$b.py || exit 1; done

@@ -53,8 +53,8 @@ from sqlalchemy import URL, make_url
 from sqlalchemy.orm import Session
 
 import vectorstore as vs
-from vectorstore._batch import batches_from_arrays
-from vectorstore._copy import COPY_COLUMNS, encoded_stream
+from vectorstore.write.batch import batches_from_arrays
+from vectorstore.write.copy import COPY_COLUMNS, encoded_stream
 
 COLUMNS = ", ".join(COPY_COLUMNS)
 FAST = ["server COPY FROM file", "bulk_add psycopg2", "bulk_add psycopg3"]

@@ -42,7 +42,7 @@ from bench_search import fresh_engine  # noqa: E402
 
 import vectorstore as vs  # noqa: E402
 from vectorstore._stdlib_corpus import _clip  # noqa: E402
-from vectorstore.diagnostics import percentile  # noqa: E402
+from vectorstore.query.diagnostics import percentile  # noqa: E402
 
 RESULTS = ROOT / "benchmarks" / "results"
 K = 10

@@ -41,8 +41,8 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 import vectorstore as vs  # noqa: E402
-from vectorstore.diagnostics import percentile  # noqa: E402
-from vectorstore.search import (  # noqa: E402
+from vectorstore.query.diagnostics import percentile  # noqa: E402
+from vectorstore.query.options import (  # noqa: E402
     DEFAULT_EF_SEARCH,
     DEFAULT_FILTERED_EF_SEARCH,
     DEFAULT_MAX_SCAN_TUPLES,
@@ -226,7 +226,7 @@ def unfiltered_table(
     out = []
     times = []
     for q in queries:
-        ms, _ = timed(lambda q=q: repo.nearest(q, k=K, exact=True))
+        ms, _ = timed(lambda q=q: repo.nearest(q, k=K, strategy="exact"))
         times.append(ms)
     out.append({"corpus": label, "setting": "exact", "recall": 1.0, **summary(times)})
     for ef in [*efs, None]:
@@ -565,7 +565,7 @@ def main() -> int:
     ) / np.sqrt(DIM)
     for q in queries[:5]:  # warm up caches
         repo.nearest(q, k=K)
-        repo.nearest(q, k=K, exact=True)
+        repo.nearest(q, k=K, strategy="exact")
 
     results["unfiltered"] = unfiltered_table(
         repo, data, ids, queries, [40, 64, 100, 200], f"synthetic ({args.rows})"

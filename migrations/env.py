@@ -14,9 +14,9 @@ from typing import Any
 from alembic import context
 from sqlalchemy import Connection, pool
 
-from vectorstore._alembic import include_object, render_item
 from vectorstore.config import make_engine
 from vectorstore.models import Base
+from vectorstore.schema.alembic_hooks import include_object, render_item
 
 VERSION_TABLE = "vectorstore_alembic_version"
 

@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from hypothesis import settings
 from pytest_postgresql import factories
 from sqlalchemy import URL, Engine, make_url
 from sqlalchemy.orm import Session
@@ -24,6 +25,13 @@ import vectorstore as vs
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 os.environ.pop("VECTORSTORE_DATABASE_URL", None)
+
+# Property tests are reproducible by default: a derandomized run draws the same
+# examples every time and keeps no example database, so CI is never a lottery.
+# `make test-explore` (HYPOTHESIS_PROFILE=explore) searches randomly and longer.
+settings.register_profile("ci", max_examples=150, derandomize=True, database=None)
+settings.register_profile("explore", max_examples=2000, derandomize=False)
+settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci"))
 
 TEST_DATA_DIR = Path(tempfile.gettempdir()) / f"vectorstore-tests-{os.getuid()}" / "pgdata"
 

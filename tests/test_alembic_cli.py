@@ -15,7 +15,7 @@ from pathlib import Path
 from sqlalchemy import URL, Engine, inspect
 
 import vectorstore as vs
-from vectorstore.migrate import head_revision
+from vectorstore.schema.migrate import head_revision
 
 ROOT = Path(__file__).resolve().parents[1]
 ALEMBIC = Path(sys.executable).with_name("alembic")

@@ -15,7 +15,7 @@ from sqlalchemy.orm import Session
 
 import vectorstore as vs
 from tests.conftest import table_count
-from vectorstore._copy import decode_vectors
+from vectorstore.write.copy import decode_vectors
 
 DIM = vs.DEFAULT_DIMENSION
 

@@ -22,7 +22,7 @@ from sqlalchemy.orm import Session
 
 import vectorstore as vs
 from tests.conftest import table_count
-from vectorstore.migrate import head_revision
+from vectorstore.schema.migrate import head_revision
 
 SCRIPT = Path(sys.executable).with_name("vectorstore")
 

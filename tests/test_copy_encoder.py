@@ -16,8 +16,8 @@ import numpy as np
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from vectorstore._batch import batches_from_arrays
-from vectorstore._copy import COPY_COLUMNS, SIGNATURE, TRAILER, encode_batch, encoded_stream
+from vectorstore.write.batch import batches_from_arrays
+from vectorstore.write.copy import COPY_COLUMNS, SIGNATURE, TRAILER, encode_batch, encoded_stream
 
 
 def parse_stream(data: bytes) -> list[dict[str, Any]]:

@@ -23,7 +23,7 @@ from sqlalchemy import create_engine, text
 from sqlalchemy.pool import NullPool
 
 from tests.conftest import url_for
-from vectorstore._copy import write_copy
+from vectorstore.write.copy import write_copy
 
 # Bounded so that a regression fails instead of hanging; it ends as soon as the bytes arrive.
 _DEADLINE_S = 30.0

@@ -45,7 +45,7 @@ def test_default_model_name_and_dimension_need_no_model_load() -> None:
     emb = vs.SentenceTransformerEmbedder()
     assert emb.model_name == vs.DEFAULT_MODEL_NAME
     assert emb.dimension == 384
-    assert emb._model is None
+    assert not emb.loaded
 
 
 def test_import_vectorstore_does_not_import_torch() -> None:
@@ -67,7 +67,18 @@ def test_bundled_weights_are_the_upstream_file() -> None:
 
 def test_explicit_device_wins() -> None:
     assert pick_device("cpu") == "cpu"
-    assert pick_device(None) in {"cuda", "mps", "cpu"}
+    assert pick_device("cuda:1") == "cuda:1"
+
+
+def test_without_a_device_the_best_available_one_is_picked() -> None:
+    torch = pytest.importorskip("torch")
+    mps = getattr(torch.backends, "mps", None)
+    expected = (
+        "cuda" if torch.cuda.is_available()
+        else "mps" if mps is not None and mps.is_available()
+        else "cpu"
+    )  # fmt: skip
+    assert pick_device(None) == expected
 
 
 @pytest.mark.model

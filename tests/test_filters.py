@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 import numpy as np
@@ -85,8 +86,22 @@ def matching(repo: Repo, spec: Any) -> list[int]:
         ([{"color": "red"}, {"price": {"$gt": 6}}], [2]),
     ],
 )
-def test_operators(loaded: Repo, spec: Any, expected: list[int]) -> None:
+def test_each_operator_keeps_exactly_the_rows_it_describes(loaded: Repo, spec: Any, expected: list[int]) -> None:
     assert matching(loaded, spec) == expected
+
+
+def _like(pattern: str, text: str) -> bool:
+    """SQL LIKE: % any run, _ any one character, a backslash escapes the next character."""
+    parts, i = [], 0
+    while i < len(pattern):
+        char = pattern[i]
+        if char == "\\" and i + 1 < len(pattern):
+            parts.append(re.escape(pattern[i + 1]))
+            i += 2
+            continue
+        parts.append(".*" if char == "%" else "." if char == "_" else re.escape(char))
+        i += 1
+    return re.fullmatch("".join(parts), text, re.DOTALL) is not None
 
 
 @pytest.mark.parametrize(
@@ -94,20 +109,18 @@ def test_operators(loaded: Repo, spec: Any, expected: list[int]) -> None:
     ["' OR 1=1 --", "O'Brien; DROP TABLE x", "x'); DELETE FROM vectorstore_documents; --",
      "\\'", "%", "$ne", '"}', "?", "%(x)s", ":name"],
 )  # fmt: skip
-def test_values_that_look_like_sql_are_data(loaded: Repo, engine: Engine, value: str) -> None:
+def test_values_that_look_like_sql_are_data(
+    loaded: Repo, session: Session, engine: Engine, value: str
+) -> None:
     expected = [i for i, row in enumerate(ROWS) if row.get("name") == value]
     assert matching(loaded, {"name": value}) == expected
     assert matching(loaded, {"name": {"$in": [value]}}) == expected
-    assert (
-        matching(loaded, {"name": {"$like": value}})
-        == [i for i, row in enumerate(ROWS) if row.get("name") == value and "%" not in value]
-        or "%" in value
-        or "\\" in value
-    )
+    liked = [i for i, row in enumerate(ROWS) if _like(value, str(row["name"]))]
+    assert matching(loaded, {"name": {"$like": value}}) == liked
     if not value.startswith("$"):  # a key starting with $ is an operator
         assert matching(loaded, {value: "x"}) == []
     assert matching(loaded, {"external_id": value}) == []
-    loaded._session.commit()  # type: ignore[union-attr]
+    session.commit()
     assert table_count(engine) == len(ROWS)
 
 
@@ -143,7 +156,7 @@ def test_equality_and_containment_use_the_gin_index(loaded: Repo, session: Sessi
         where = vs.compile_filter(spec, model)
         from sqlalchemy import select
 
-        from vectorstore.diagnostics import Explain
+        from vectorstore.query.statement import Explain
 
         plan = session.execute(Explain(select(model.id).where(where))).scalar_one()
         assert "ix_vectorstore_documents_metadata" in str(plan), spec
@@ -183,6 +196,29 @@ def test_malformed_filters_are_filter_errors(
     with pytest.raises(vs.FilterError, match=match):
         loaded.nearest(np.ones(384), k=3, filter=spec)
     assert issubclass(vs.FilterError, ValueError)
+
+
+@pytest.mark.parametrize(
+    "spec",
+    [
+        {"a": {"\x00": 1}},  # a NUL in a key of an object value (was SQLSTATE 22P05)
+        {"a": {"$contains": {"b\x00": 1}}},
+        {"a": {"$in": [{"\x00": 1}]}},
+        {"color": "\ud800"},  # lone surrogates (were SQLSTATE 22P02 or UnicodeEncodeError)
+        {"\ud800": 1},
+        {"color": {"$gt": "\ud800"}},
+        {"color": {"$like": "\ud800%"}},
+        {"external_id": {"$like": "\ud800"}},
+        {"a": {"\ud800": 1}},
+    ],
+)
+def test_strings_postgres_cannot_store_are_filter_errors_before_any_sql(
+    loaded: Repo, engine: Engine, spec: Any
+) -> None:
+    with pytest.raises(vs.FilterError):
+        loaded.nearest(np.ones(384), k=3, filter=spec)
+    with pytest.raises(vs.FilterError):
+        vs.compile_filter(spec, vs.Document)
 
 
 def test_deep_nesting_is_refused() -> None:

@@ -59,15 +59,29 @@ def test_hybrid_applies_the_same_filter_and_weights(repo: Repo) -> None:
     assert all(h.document.metadata_["n"] >= 1 for h in hits)
     text_only = repo.hybrid("postgres", k=2, vector_weight=0.0)
     assert all(h.extra["text_rank"] is not None for h in text_only)
-    via_nearest = repo.nearest("postgres tsvector", k=3, hybrid=True)
+    with pytest.deprecated_call(match="repo.hybrid"):
+        via_nearest = repo.nearest("postgres tsvector", k=3, hybrid=True)
     assert via_nearest.strategy == "hybrid"
-    assert len(via_nearest) == 3
+    assert [h.document.id for h in via_nearest] == [
+        h.document.id for h in repo.hybrid("postgres tsvector", k=3)
+    ]
+
+
+def test_the_old_spellings_still_work_and_say_they_are_deprecated(repo: Repo) -> None:
+    repo.bulk_add(TEXTS)
+    with pytest.deprecated_call(match="strategy='exact'"):
+        old = repo.nearest("postgres", k=3, exact=True)
+    new = repo.nearest("postgres", k=3, strategy="exact")
+    assert old.strategy == new.strategy == "exact"
+    assert [h.document.id for h in old] == [h.document.id for h in new]
+    with pytest.deprecated_call(match="strategy='exact'"):
+        repo.nearest_query("postgres", k=3, exact=True)
 
 
 @pytest.mark.parametrize(
     "kwargs", [{"rrf_k": 0}, {"candidates": -1}, {"vector_weight": -1.0}, {"k": 0}]
 )
-def test_hybrid_bad_inputs(repo: Repo, kwargs: dict[str, Any]) -> None:
+def test_bad_hybrid_arguments_are_validation_errors(repo: Repo, kwargs: dict[str, Any]) -> None:
     repo.add("something")
     with pytest.raises(vs.ValidationError):
         repo.hybrid("something", **kwargs)

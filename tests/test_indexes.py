@@ -10,7 +10,7 @@ from sqlalchemy import Engine, text
 from sqlalchemy.orm import Session
 
 import vectorstore as vs
-from vectorstore.indexes import index_ddl
+from vectorstore.schema.indexes import index_ddl
 
 Repo = vs.DocumentRepository[vs.Document]
 
@@ -88,7 +88,7 @@ def test_quantized_indexes_rerank_on_full_vectors(
     report = repo.explain(vectors[9], k=5, precision=precision, strategy="index")
     assert name in report.index_names
     hits = repo.nearest(vectors[9], k=5, precision=precision, strategy="index")
-    exact = repo.nearest(vectors[9], k=5, exact=True)
+    exact = repo.nearest(vectors[9], k=5, strategy="exact")
     assert hits[0].document.external_id == "9"
     assert len({h.document.id for h in hits} & {h.document.id for h in exact}) >= 4
     # Distances are the full-precision ones, sorted.
@@ -123,7 +123,7 @@ def test_create_and_drop_concurrently(engine: Engine, embedder: Any) -> None:
     assert name not in {ix.name for ix in repo.list_indexes()}
 
 
-def test_bad_index_calls(repo: Repo, vectors: np.ndarray[Any, Any]) -> None:
+def test_hostile_index_names_and_settings_are_refused(repo: Repo, vectors: np.ndarray[Any, Any]) -> None:
     with pytest.raises(vs.ValidationError):
         repo.drop_index("pk_vectorstore_documents; DROP TABLE x")
     assert repo.drop_index("pk_vectorstore_documents") is False  # not an ANN index

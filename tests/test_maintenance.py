@@ -8,7 +8,7 @@ from sqlalchemy import text
 from sqlalchemy.orm import Session
 
 import vectorstore as vs
-from vectorstore.maintenance import (
+from vectorstore.schema.maintenance import (
     IndexBuildProgress,
     ann_index_definitions,
     build_indexes,
@@ -16,7 +16,8 @@ from vectorstore.maintenance import (
     rebuild_ann_indexes,
 )
 
-TABLE = "vectorstore_documents"
+TABLE_NAME = "vectorstore_documents"
+TABLE = vs.Document.__table__
 HNSW = "ix_vectorstore_documents_embedding_hnsw"
 
 
@@ -39,7 +40,7 @@ def test_drop_then_build_restores_the_same_index(session: Session) -> None:
     before = ann_index_definitions(session, TABLE)
     dropped = drop_ann_indexes(session, TABLE)
     assert index_names(session) == []
-    build_indexes(session, dropped, table=TABLE, parallel_workers=0)
+    build_indexes(session, dropped, table=TABLE_NAME, parallel_workers=0)
     assert ann_index_definitions(session, TABLE) == before
 
 
@@ -61,7 +62,7 @@ def test_bulk_add_with_rebuild_index_loads_rebuilds_and_analyzes(
     assert result.inserted == 300
     assert index_names(session) == [HNSW]
     reltuples = session.execute(
-        text("SELECT reltuples FROM pg_class WHERE relname = :t"), {"t": TABLE}
+        text("SELECT reltuples FROM pg_class WHERE relname = :t"), {"t": TABLE_NAME}
     ).scalar_one()
     assert reltuples == 300  # ANALYZE ran
     assert len(repo.nearest(vectors(1)[0], k=5)) == 5
@@ -96,7 +97,7 @@ def test_rebuild_from_the_error_definitions(
     assert rebuild_ann_indexes(session, vs.Document) == []  # nothing missing
 
 
-def test_progress_fraction() -> None:
+def test_progress_is_the_share_of_the_current_phase() -> None:
     assert IndexBuildProgress("i", "building", 0, 0, 5, 10).fraction == 0.5
     assert IndexBuildProgress("i", "building", 2, 8, 0, 0).fraction == 0.25
     assert IndexBuildProgress("i", "initializing", 0, 0, 0, 0).fraction is None

@@ -44,7 +44,7 @@ def test_migrate_from_the_unpacked_wheel(
 
     vs.downgrade(engine, "base")
     code = (
-        "import sys, vectorstore; from vectorstore.migrate import migrations_dir;"
+        "import sys, vectorstore; from vectorstore.schema.migrate import migrations_dir;"
         f"assert vectorstore.__file__.startswith({str(site)!r}), vectorstore.__file__;"
         f"assert str(migrations_dir()).startswith({str(site)!r}), migrations_dir();"
         f"vectorstore.migrate({db_url.render_as_string(hide_password=False)!r}); print('ok')"

@@ -15,7 +15,7 @@ from sqlalchemy.orm import Session
 
 import vectorstore as vs
 from tests.conftest import table_count
-from vectorstore.pipeline import export_parquet, ingest
+from vectorstore import export_parquet, ingest
 
 DIM = vs.DEFAULT_DIMENSION
 
@@ -109,7 +109,7 @@ def test_csv_and_jsonl_sources(
     assert repo.count() == 7
 
 
-def test_dataframe_source(repo: vs.DocumentRepository[vs.Document]) -> None:
+def test_a_dataframe_is_ingested_like_a_file(repo: vs.DocumentRepository[vs.Document]) -> None:
     frame = pd.DataFrame({"text": ["frame a", "frame b"], "external_id": ["a", "b"]})
     assert ingest(frame, repository=repo).inserted == 2
 

@@ -28,3 +28,29 @@ def test_errors_share_one_base() -> None:
             assert issubclass(value, vs.VectorStoreError), name
     assert issubclass(vs.ValidationError, ValueError)
     assert issubclass(vs.CollectionNotFoundError, LookupError)
+
+
+def test_the_migrate_module_is_reachable_as_a_module_beside_the_function() -> None:
+    import importlib
+    import types
+
+    module = importlib.import_module("vectorstore.schema.migrate")
+    assert isinstance(module, types.ModuleType)
+    assert module.migrate is vs.migrate
+    assert callable(vs.migrate) and not isinstance(vs.migrate, types.ModuleType)
+
+
+def test_the_typed_vocabulary_is_exported() -> None:
+    import typing
+
+    assert set(typing.get_args(vs.Metric)) == {"cosine", "l2", "inner_product", "l1"}
+    assert set(typing.get_args(vs.Strategy)) == {"auto", "index", "iterative", "exact"}
+    assert set(typing.get_args(vs.ConflictPolicy)) == {"error", "skip", "update"}
+    returns = {
+        name: inspect.signature(getattr(vs.DocumentRepository, name)).return_annotation
+        for name in ("explain", "measure_recall", "list_indexes")
+    }
+    assert returns == {
+        "explain": "ExplainReport", "measure_recall": "RecallReport",
+        "list_indexes": "list[AnnIndex]",
+    }  # fmt: skip

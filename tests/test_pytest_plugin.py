@@ -19,7 +19,7 @@ from tests.conftest import url_for
 
 USER_TESTS = '''
 import vectorstore as vs
-from vectorstore.migrate import head_revision
+from vectorstore.schema.migrate import head_revision
 
 
 def test_repository_fixture(vectorstore_repo, vectorstore_session):

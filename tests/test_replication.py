@@ -21,6 +21,8 @@ from sqlalchemy.pool import NullPool
 import vectorstore as vs
 from tests._dedicated import dedicated_server, stop
 
+pytestmark = pytest.mark.replication
+
 DIM = vs.DEFAULT_DIMENSION
 Repo = vs.DocumentRepository[vs.Document]
 

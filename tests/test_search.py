@@ -11,6 +11,7 @@ from sqlalchemy import Engine, text
 from sqlalchemy.orm import Session
 
 import vectorstore as vs
+from vectorstore._metrics import score_of
 
 Repo = vs.DocumentRepository[vs.Document]
 
@@ -49,14 +50,14 @@ def test_each_metric_matches_numpy(
     repo: Repo, small: np.ndarray[Any, Any], metric: str, exact: bool
 ) -> None:
     q = np.random.default_rng(3).standard_normal(384).astype(np.float32)
-    hits = repo.nearest(q, k=8, metric=metric, exact=exact)
+    hits = repo.nearest(q, k=8, metric=metric, strategy="exact" if exact else "auto")
     distances = brute_force(small, q, metric)
     expected = np.argsort(distances, kind="stable")[:8]
     assert [int(h.document.external_id) for h in hits] == expected.tolist()
     for hit in hits:
         want = distances[int(hit.document.external_id)]
         assert math.isclose(hit.distance, want, rel_tol=1e-4, abs_tol=1e-4)
-        assert math.isclose(hit.score, vs.search.score_of(metric, hit.distance))
+        assert math.isclose(hit.score, score_of(metric, hit.distance))
     assert hits.k == 8
     assert hits.returned == 8
     if exact or metric != "cosine":  # no ANN index for the other metrics
@@ -80,7 +81,7 @@ def test_metric_aliases_and_unknown_metric(repo: Repo, small: np.ndarray[Any, An
 
 def test_max_distance_and_min_score(repo: Repo, small: np.ndarray[Any, Any]) -> None:
     q = small[4]
-    every = repo.nearest(q, k=60, exact=True)
+    every = repo.nearest(q, k=60, strategy="exact")
     cut = every[9].distance
     within = repo.nearest(q, k=60, max_distance=cut)
     assert [h.document.id for h in within] == [h.document.id for h in every[:10]]
@@ -93,7 +94,7 @@ def test_max_distance_and_min_score(repo: Repo, small: np.ndarray[Any, Any]) -> 
 
 def test_offset_pages_through_the_ranking(repo: Repo, small: np.ndarray[Any, Any]) -> None:
     q = small[10]
-    everything = [h.document.id for h in repo.nearest(q, k=30, exact=True)]
+    everything = [h.document.id for h in repo.nearest(q, k=30, strategy="exact")]
     pages = [repo.nearest(q, k=10, offset=o) for o in (0, 10, 20)]
     assert [h.document.id for page in pages for h in page] == everything
 
@@ -160,7 +161,7 @@ def test_unknown_keyword_is_a_type_error(repo: Repo) -> None:
 
 # -- strategies and over-filtering ---------------------------------------------------
 @pytest.fixture
-def tenants(repo: Repo) -> np.ndarray[Any, Any]:
+def tenants(repo: Repo, session: Session) -> np.ndarray[Any, Any]:
     """1,500 rows; metadata 'group' keeps 1% (g0), 10% (g1) or the rest."""
     rng = np.random.default_rng(11)
     n = 1500
@@ -172,7 +173,7 @@ def tenants(repo: Repo) -> np.ndarray[Any, Any]:
         metadata=[{"group": g, "i": i} for i, g in enumerate(groups)],
         external_ids=[str(i) for i in range(n)],
     )
-    repo._session.execute(text("ANALYZE vectorstore_documents"))  # type: ignore[union-attr]
+    session.execute(text("ANALYZE vectorstore_documents"))
     return vectors
 
 

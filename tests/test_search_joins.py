@@ -86,7 +86,7 @@ def test_nearest_query_composes_with_join_and_where(
     rows = session.execute(stmt.add_columns(Product.title)).all()
     assert rows[0][0].external_id == "7"
     assert all(title.startswith("product") for *_, title in rows)
-    exact = session.execute(repo.nearest_query(catalog[7], k=4, exact=True)).all()
+    exact = session.execute(repo.nearest_query(catalog[7], k=4, strategy="exact")).all()
     assert [r[0].id for r in exact] == [
         r[0].id for r in session.execute(repo.nearest_query(catalog[7], k=4)).all()
     ]

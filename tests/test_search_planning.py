@@ -12,8 +12,9 @@ from sqlalchemy.orm import Session
 from sqlalchemy.orm.exc import DetachedInstanceError
 
 import vectorstore as vs
-from vectorstore._selectivity import MetadataSample
-from vectorstore.search import QueryVector, settings_sql
+from vectorstore._vector import QueryVector
+from vectorstore.query.selectivity import MetadataSample
+from vectorstore.query.settings import settings_sql
 
 Repo = vs.DocumentRepository[vs.Document]
 
@@ -196,6 +197,7 @@ def test_a_column_filter_falls_back_to_the_planner_and_a_bounded_count(
 
 def test_standalone_results_are_detached_documents(
     standalone: tuple[Repo, np.ndarray[Any, Any], list[str]],
+    engine: Engine,
 ) -> None:
     repo, vectors, _ = standalone
     doc = repo.nearest(vectors[6], k=1)[0].document
@@ -211,7 +213,7 @@ def test_standalone_results_are_detached_documents(
     assert state.detached
     assert state.identity == (doc.id,)
     other = repo.nearest(vectors[7], k=1)[0].document
-    with Session(repo._factory.kw["bind"]) as session:  # type: ignore[union-attr]
+    with Session(engine) as session:
         session.add(other)  # a detached instance with an identity: an UPDATE, not an INSERT
         other.text = "edited"
         session.flush()  # StaleDataError if the identity did not name the row
@@ -220,22 +222,16 @@ def test_standalone_results_are_detached_documents(
         session.rollback()
     loaded = repo.nearest(vectors[6], k=1, with_embedding=True)[0].document
     assert np.allclose(np.asarray(loaded.embedding), vectors[6], atol=1e-6)
-    assert (
-        vs.DocumentRepository.standalone(repo._factory.kw["bind"], collection="plan")
-        .get(  # type: ignore[union-attr]
-            doc.id
-        )
-        .text
-        == doc.text
-    )
+    again: Repo = vs.DocumentRepository.standalone(engine, collection="plan")
+    assert again.get(doc.id).text == doc.text
 
 
 def test_mmr_and_offset_on_the_light_path(
     standalone: tuple[Repo, np.ndarray[Any, Any], list[str]],
 ) -> None:
     repo, vectors, _ = standalone
-    exact = [h.document.id for h in repo.nearest(vectors[8], k=20, exact=True)]
-    page = repo.nearest(vectors[8], k=10, offset=10, exact=True)
+    exact = [h.document.id for h in repo.nearest(vectors[8], k=20, strategy="exact")]
+    page = repo.nearest(vectors[8], k=10, offset=10, strategy="exact")
     assert [h.document.id for h in page] == exact[10:]
     diverse = repo.nearest(vectors[8], k=5, mmr=0.5)
     assert diverse.returned == 5

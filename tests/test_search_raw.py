@@ -12,8 +12,8 @@ from sqlalchemy.orm import Session
 from sqlalchemy.pool import NullPool
 
 import vectorstore as vs
-from vectorstore import _search_raw as search_raw
-from vectorstore.search import DEFAULT_EF_SEARCH, DEFAULT_FILTERED_EF_SEARCH
+from vectorstore.query import raw as search_raw
+from vectorstore.query.options import DEFAULT_EF_SEARCH, DEFAULT_FILTERED_EF_SEARCH
 
 Repo = vs.DocumentRepository[vs.Document]
 N = 600
@@ -73,7 +73,7 @@ def _same(a: vs.ResultSet[Any], b: vs.ResultSet[Any]) -> None:
         {"filter": {"half": 1}, "exact_threshold": 100},  # iterative scan
         {"filter": {"name": "n'5"}},  # a quote in a value: bound, not rendered
         {"filter": {"tenth": {"$gte": 8}}, "metric": "l2"},
-        {"exact": True, "with_embedding": True},
+        {"strategy": "exact", "with_embedding": True},
     ],
 )
 def test_the_raw_path_returns_what_the_session_path_returns(
@@ -107,8 +107,9 @@ def test_values_stay_bound_parameters_on_the_raw_path(
     assert repo.nearest(vectors[0], filter={"name": hostile}).returned == 0
     assert repo.nearest(vectors[0], filter={"tenth": hostile}).returned == 0
     assert len(raw_calls) == 2
-    key = next(k for k in search_raw._PREPARED if isinstance(k[0], tuple))
-    assert hostile not in search_raw._PREPARED[key].sql
+    compiled = search_raw.compiled_statements()
+    assert compiled
+    assert not [sql for sql in compiled if hostile in sql]
     assert repo.count() == N
 
 
@@ -290,7 +291,7 @@ def test_metadata_equalities_of_any_keys_share_one_statement(
     engine, vectors = loaded
     repo: Repo = vs.DocumentRepository.standalone(engine, collection="raw")
     repo.nearest(vectors[0], k=3, filter={"tenth": 0})
-    search_raw._EQUALITIES.clear()
+    search_raw.clear_caches()
     raw_calls.clear()
     for v in range(10):
         hits = repo.nearest(vectors[v], k=3, filter={"tenth": v, "half": v % 2})
@@ -300,8 +301,9 @@ def test_metadata_equalities_of_any_keys_share_one_statement(
     assert repo.nearest(vectors[1], k=3, filter={"x' OR 1=1 --": 1}).returned == 0
     assert repo.nearest(vectors[4], k=3, filter={"name": "n'4"})[0].document.external_id == "4"
     assert len(raw_calls) == 13
-    assert len(search_raw._EQUALITIES) == 1  # all exact here (600 rows): one statement
-    statement = next(iter(search_raw._EQUALITIES.values()))[0].sql
+    compiled = search_raw.compiled_statements()
+    assert len(compiled) == 1  # all exact here (600 rows): one statement for every filter
+    statement = compiled[0]
     assert "@>" in statement
     assert "tenth" not in statement
     assert "n'4" not in statement

@@ -2,7 +2,7 @@ from sqlalchemy import Engine
 
 import vectorstore as vs
 from tests.conftest import table_count
-from vectorstore.migrate import head_revision
+from vectorstore.schema.migrate import head_revision
 
 
 def test_fresh_database_is_migrated_and_empty(engine: Engine) -> None:

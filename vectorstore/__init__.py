@@ -1,14 +1,17 @@
 """vectorstore: text embeddings next to relational data in PostgreSQL + pgvector.
 
+Import from ``vectorstore``: the names listed in ``__all__`` are the public
+API.  The modules inside (``write``, ``query``, ``schema``, ...) are the
+implementation and may change between releases.
+
 Importing this package is cheap: no engine, no server and no model is created,
 and torch is not imported until a SentenceTransformerEmbedder is first used.
 """
 
 from __future__ import annotations
 
-from ._batch import Record
+from ._metrics import Metric
 from .config import make_engine, normalize_url, resolve_url
-from .diagnostics import ExplainReport, RecallReport
 from .embedders import Embedder, HashingTestEmbedder, SentenceTransformerEmbedder
 from .errors import (
     CollectionNotFoundError,
@@ -32,10 +35,6 @@ from .errors import (
     VectorStoreError,
     WriteError,
 )
-from .filters import compile_filter
-from .indexes import IndexSpec
-from .maintenance import rebuild_ann_indexes
-from .migrate import check_schema, current_revision, downgrade, migrate
 from .models import (
     DEFAULT_DIMENSION,
     DEFAULT_MODEL_NAME,
@@ -44,17 +43,26 @@ from .models import (
     Document,
     DocumentMixin,
 )
-from .pipeline import IngestResult, export_parquet, ingest
-from .repository import ConflictPolicy, DocumentRepository
-from .results import BulkResult, CollectionInfo, ResultSet, SearchResult
+from .query.diagnostics import ExplainReport, RecallPoint, RecallReport
+from .query.filters import FilterLike, compile_filter
+from .query.options import NearestOptions, QueryShape, Strategy
+from .repository import DocumentRepository, export_parquet, ingest
+from .results import BulkResult, CollectionInfo, IngestResult, ResultSet, SearchResult
+from .schema.catalog import AnnIndex
+from .schema.indexes import IndexSpec
+from .schema.maintenance import rebuild_ann_indexes
+from .schema.migrate import check_schema, current_revision, downgrade, migrate
 from .server import EmbeddedServer
-from .writer import BufferedWriter
+from .write.batch import Record
+from .write.load import ConflictPolicy
+from .write.writer import BufferedWriter
 
 __version__ = "0.1.0"
 
 __all__ = [
     "DEFAULT_DIMENSION",
     "DEFAULT_MODEL_NAME",
+    "AnnIndex",
     "Base",
     "BufferedWriter",
     "BulkResult",
@@ -78,13 +86,18 @@ __all__ = [
     "ExplainReport",
     "ExtensionMissingError",
     "FilterError",
+    "FilterLike",
     "HashingTestEmbedder",
     "IndexBuildError",
     "IndexSpec",
     "IngestResult",
+    "Metric",
     "MissingDependencyError",
+    "NearestOptions",
+    "QueryShape",
     "QueryTimeoutError",
     "ReadOnlyError",
+    "RecallPoint",
     "RecallReport",
     "Record",
     "ResultSet",
@@ -92,6 +105,7 @@ __all__ = [
     "SearchResult",
     "SentenceTransformerEmbedder",
     "ServerError",
+    "Strategy",
     "ValidationError",
     "VectorStoreError",
     "WriteError",

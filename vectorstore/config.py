@@ -18,7 +18,6 @@ from .errors import ConfigurationError
 
 __all__ = [
     "ENV_DATABASE_URL",
-    "ENV_DATA_DIR",
     "SUPPORTED_DRIVERS",
     "make_engine",
     "normalize_url",
@@ -26,7 +25,6 @@ __all__ = [
 ]
 
 ENV_DATABASE_URL = "VECTORSTORE_DATABASE_URL"
-ENV_DATA_DIR = "VECTORSTORE_DATA_DIR"
 SUPPORTED_DRIVERS = ("psycopg2", "psycopg")
 _DEFAULT_DRIVER = "psycopg2"
 

@@ -138,7 +138,7 @@ def load(
         progress: show a progress bar on stderr while embedding.
         out: where to print the summary (default stdout).
     """
-    from .pipeline import ingest
+    from .repository import ingest
 
     started = time.perf_counter()
     out = out or sys.stdout
@@ -195,7 +195,11 @@ def answer(
                     join_on=StdlibModule.name == Document.metadata_["module"].astext,
                     filter=[StdlibModule.pure_python.is_(True), StdlibModule.source_lines > 1000],
                 )
-            hits = repo.nearest(question, k=k, **kwargs)
+            hits = (
+                repo.hybrid(question, k=k)
+                if kwargs.pop("hybrid", False)
+                else repo.nearest(question, k=k, **kwargs)
+            )
             print(f"\n{question!r}  [{how}; strategy: {hits.strategy}]", file=out)
             rows = []
             for hit in hits:
@@ -215,9 +219,9 @@ def answer(
 
 
 def _embedder(model: str, device: str | None) -> Embedder:
-    from .cli import make_embedder
+    from .embedders import embedder_for
 
-    return make_embedder(model, device=device)
+    return embedder_for(model, device=device)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -31,10 +31,12 @@ from .errors import EmbedderError, MissingDependencyError, ValidationError
 from .models import DEFAULT_DIMENSION, DEFAULT_MODEL_NAME
 
 __all__ = [
+    "HASHING_MODEL",
     "Embedder",
     "HashingTestEmbedder",
     "SentenceTransformerEmbedder",
     "bundled_model_path",
+    "embedder_for",
     "pick_device",
 ]
 
@@ -136,6 +138,11 @@ class SentenceTransformerEmbedder:
         if self._dimension is None:
             self._dimension = _model_dimension(self._load())
         return self._dimension
+
+    @property
+    def loaded(self) -> bool:
+        """Whether the model has been loaded (it loads on the first embed or ``device``)."""
+        return self._model is not None
 
     @property
     def device(self) -> str:
@@ -247,3 +254,22 @@ class HashingTestEmbedder:
 
     def __repr__(self) -> str:
         return f"HashingTestEmbedder(dimension={self._dimension})"
+
+
+#: The model name that stands for :class:`HashingTestEmbedder` on the command line.
+HASHING_MODEL = "hashing"
+_HASHING_PREFIX = "vectorstore/hashing-test-embedder-"
+
+
+def embedder_for(model: str, *, device: str | None = None, dimension: int = 384) -> Embedder:
+    """The embedder a model name stands for (the CLI's ``--model``, a collection's record).
+
+    ``hashing`` (or a recorded ``vectorstore/hashing-test-embedder-<dim>`` name)
+    is the deterministic :class:`HashingTestEmbedder`, for trying the plumbing
+    without torch; anything else is a sentence-transformers model.
+    """
+    if model == HASHING_MODEL:
+        return HashingTestEmbedder(dimension)
+    if model.startswith(_HASHING_PREFIX) and model[len(_HASHING_PREFIX) :].isdigit():
+        return HashingTestEmbedder(int(model[len(_HASHING_PREFIX) :]))
+    return SentenceTransformerEmbedder(model, device=device)

@@ -57,6 +57,8 @@ __all__ = [
     "VectorStoreError",
     "WriteError",
     "db_errors",
+    "driver_error",
+    "sqlstate",
     "translate_db_error",
 ]
 
@@ -190,42 +192,75 @@ _TIMEOUT_CODES = ("57014", "55P03", "25P03")
 _READ_ONLY_CODES = ("25006",)
 _UNIQUE_VIOLATION = "23505"
 _UNDEFINED_OBJECT_CODES = ("42P01", "42704", "42883", "3F000")
+# Class 22 (data exception) and 23 (integrity constraint violation, other than
+# the unique violation that the conflict policy reports): a problem of one
+# row's value, reported as a ValidationError naming the row when it is known.
+_DATA_CLASSES = ("22", "23")
 
 
-def _sqlstate(exc: BaseException) -> str | None:
-    orig = getattr(exc, "orig", exc)
+def driver_error(exc: BaseException) -> BaseException:
+    """The DB-API exception behind a SQLAlchemy one (``exc`` itself when raw)."""
+    return getattr(exc, "orig", None) or exc
+
+
+def sqlstate(exc: BaseException) -> str | None:
+    """The five-character SQLSTATE of a psycopg2 / psycopg 3 error (or SQLAlchemy's wrapper)."""
+    orig = driver_error(exc)
     for attr in ("sqlstate", "pgcode"):
         code = getattr(orig, attr, None)
         if isinstance(code, str) and code:
             return code
     diag = getattr(orig, "diag", None)
     code = getattr(diag, "sqlstate", None)
-    return code if isinstance(code, str) else None
+    return code if isinstance(code, str) and code else None
 
 
 def _driver_message(exc: BaseException) -> str:
-    orig = getattr(exc, "orig", None) or exc
+    orig = driver_error(exc)
+    diag = getattr(orig, "diag", None)
+    primary = getattr(diag, "message_primary", None)
     lines = str(orig).strip().splitlines()
-    message = lines[0] if lines else type(orig).__name__
-    detail = getattr(getattr(orig, "diag", None), "message_detail", None)
+    message = primary or (lines[0] if lines else type(orig).__name__)
+    detail = getattr(diag, "message_detail", None)
     if detail:
         message += f"; {detail}"
     return message
 
 
-def translate_db_error(exc: BaseException, action: str) -> VectorStoreError:
+def translate_db_error(
+    exc: BaseException,
+    action: str,
+    *,
+    row: int | None = None,
+    external_id: str | None = None,
+) -> VectorStoreError:
     """Map a driver or SQLAlchemy error to vectorstore's tree, by SQLSTATE.
+
+    This is the one classifier of driver errors.  With ``row`` (the input row a
+    COPY failed on, from the server's CONTEXT line) the error names that row:
+    a data or constraint error becomes a :class:`ValidationError` of the row, a
+    duplicate external id a :class:`ConflictError` naming it.
 
     Args:
         exc: the exception raised by SQLAlchemy or the DB-API driver.
         action: what vectorstore was doing, e.g. ``"bulk_add into 'docs'"``.
+        row: the input row the server rejected, when known.
+        external_id: that row's external id, when it has one.
     """
     if isinstance(exc, VectorStoreError):
         return exc
-    code = _sqlstate(exc)
-    message = f"{action} failed: {_driver_message(exc)}"
-    if code is not None:
-        message += f" (SQLSTATE {code})"
+    code = sqlstate(exc)
+    reason = _driver_message(exc)
+    suffix = f" (SQLSTATE {code})" if code is not None else ""
+    data_error = code is not None and code.startswith(_DATA_CLASSES) and code != _UNIQUE_VIOLATION
+    if row is not None and data_error:
+        return ValidationError(
+            f"PostgreSQL rejected the row: {reason}{suffix}", row=row, external_id=external_id
+        )
+    where = ""
+    if row is not None:
+        where = f" at row {row}" + (f", external_id {external_id!r}" if external_id else "")
+    message = f"{action} failed{where}: {reason}{suffix}"
     if code is not None and code.startswith(_CONNECTION_CLASSES):
         return ConnectionLostError(message, sqlstate=code)
     if code in _TIMEOUT_CODES:
@@ -247,8 +282,7 @@ def translate_db_error(exc: BaseException, action: str) -> VectorStoreError:
 def _is_disconnect(exc: BaseException) -> bool:
     if isinstance(exc, sa_exc.DBAPIError) and exc.connection_invalidated:
         return True
-    orig = getattr(exc, "orig", exc)
-    name = type(orig).__name__
+    name = type(driver_error(exc)).__name__
     return name in {"OperationalError", "InterfaceError"}
 
 
@@ -263,6 +297,6 @@ def db_errors(action: str) -> Iterator[None]:
         raise translate_db_error(exc, action) from exc
     except Exception as exc:
         # Raw DB-API errors (the COPY path talks to the driver directly).
-        if _sqlstate(exc) is not None or type(exc).__module__.startswith(("psycopg", "psycopg2")):
+        if sqlstate(exc) is not None or type(exc).__module__.startswith(("psycopg", "psycopg2")):
             raise translate_db_error(exc, action) from exc
         raise

@@ -64,6 +64,7 @@ __all__ = [
     "Collection",
     "Document",
     "DocumentMixin",
+    "embedding_dimension",
 ]
 
 DEFAULT_DIMENSION = 384
@@ -178,3 +179,8 @@ class Document(DocumentMixin, Base):
     """The default document model: ``vectorstore_documents``, ``Vector(384)``."""
 
     __tablename__ = "vectorstore_documents"
+
+
+def embedding_dimension(model: Any) -> int:
+    """The dimension of a mapped document class's ``embedding`` column."""
+    return int(model.__table__.c.embedding.type.dim)

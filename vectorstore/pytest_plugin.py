@@ -110,7 +110,7 @@ def vectorstore_server_url(request: pytest.FixtureRequest) -> URL:
 @pytest.fixture(scope="session")
 def _vectorstore_template(vectorstore_server_url: URL) -> Iterator[str]:
     """A database migrated once per session; each test's database is a copy of it."""
-    from .migrate import migrate
+    from .schema.migrate import migrate
 
     name = f"vectorstore_tpl_{os.getpid()}_{uuid.uuid4().hex[:8]}"
     admin = _admin_engine(vectorstore_server_url)

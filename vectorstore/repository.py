@@ -1,35 +1,33 @@
-"""``DocumentRepository``: a thin orchestrator over the write and query paths.
+"""``DocumentRepository``: validates a call, builds a Target, hands it to a wing.
 
 The host app owns the transaction.  A repository bound to a Session works
 inside it and never commits it: each write runs in a SAVEPOINT, so a failed
 write leaves both the database and the caller's transaction as they were.  A
 repository built with :meth:`DocumentRepository.standalone` owns its sessions
 and commits each call on its own.
+
+The repository is the only place that knows both wings.  It validates
+arguments, resolves the collection, embeds a text query, and passes a frozen
+:class:`~vectorstore._target.Target` down to :mod:`vectorstore.write` or
+:mod:`vectorstore.query`; nothing below calls back into it.
 """
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
-from typing import Any, Generic, Literal, TypeVar
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Generic, Literal, TypeVar
 
 import numpy as np
-from sqlalchemy import URL, Engine, delete, func, insert, select
+from sqlalchemy import URL, ColumnElement, Engine, Select, delete, func, insert, or_, select
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.orm import Session, sessionmaker
 
-from ._batch import (
-    DEFAULT_CHUNK_ROWS,
-    Batch,
-    Record,
-    batches_from_arrays,
-    batches_from_dataframe,
-    batches_from_records,
-    validate_vector,
-)
 from ._identifiers import check_collection_name, check_model_identifiers
-from ._retry import retry_read
-from ._single import insert_one
+from ._target import Sessions, Target
+from ._vector import as_query_vector, validate_vector
 from .embedders import Embedder
 from .errors import (
     CollectionNotFoundError,
@@ -38,18 +36,54 @@ from .errors import (
     DocumentNotFoundError,
     EmbeddingModelMismatchError,
     ValidationError,
-    db_errors,
 )
-from .models import Collection, Document, DocumentMixin
-from .results import BulkResult, CollectionInfo, ResultSet
-from .writer import BufferedWriter
+from .models import Collection, Document, DocumentMixin, embedding_dimension
+from .query import diagnostics, run
+from .query import hybrid as hybrid_query
+from .query.diagnostics import ExplainReport, RecallReport
+from .query.filters import FilterLike
+from .query.options import (
+    JoinTarget,
+    SearchOptions,
+    Strategy,
+    explicit_settings,
+    make_options,
+)
+from .query.settings import settings_scope
+from .query.statement import build_statement
+from .results import BulkResult, CollectionInfo, IngestResult, ResultSet
+from .schema import indexes
+from .schema.catalog import AnnIndex
+from .schema.indexes import IndexSpec
+from .write import ingest as ingest_wing
+from .write import load
+from .write.batch import DEFAULT_CHUNK_ROWS, Record, batches_from_records
+from .write.inputs import batches_from
+from .write.load import ConflictPolicy, check_policy, embed_missing
+from .write.single import insert_one
+from .write.writer import BufferedWriter
 
-__all__ = ["ConflictPolicy", "DocumentRepository"]
+if TYPE_CHECKING:
+    from typing_extensions import Unpack
+
+    from .query.options import NearestOptions, QueryShape
+
+__all__ = ["DocumentRepository", "export_parquet", "ingest"]
 
 DocT = TypeVar("DocT", bound=DocumentMixin)
-ConflictPolicy = Literal["error", "skip", "update"]
-_POLICIES = ("error", "skip", "update")
 _DEFAULT_MODEL: Any = Document
+_COLUMN_OPTIONS = frozenset(
+    {"text_column", "embedding_column", "metadata_column", "id_column", "metadata_columns"}
+)
+QueryInput = str | Sequence[float] | np.ndarray[Any, Any]
+
+
+def _deprecated(old: str, new: str) -> None:
+    warnings.warn(
+        f"{old} is deprecated and will be removed in the next release; use {new}",
+        DeprecationWarning,
+        stacklevel=3,
+    )
 
 
 class DocumentRepository(Generic[DocT]):
@@ -82,19 +116,24 @@ class DocumentRepository(Generic[DocT]):
     ) -> None:
         check_collection_name(collection)
         check_model_identifiers(model)
-        self._session = session
-        self._factory: sessionmaker[Session] | None = None
-        self._owned_engine: Engine | None = None
-        self._read_factory: sessionmaker[Session] | None = (
-            sessionmaker(read_engine, expire_on_commit=False) if read_engine is not None else None
-        )
         self.collection_name = collection
         self.embedder = embedder
         self.model = model
         self._embedding_model = embedding_model
         self._create = create
+        self._sessions = Sessions(
+            session=session,
+            read_factory=(
+                sessionmaker(read_engine, expire_on_commit=False)
+                if read_engine is not None
+                else None
+            ),
+            label=f"collection {collection!r}",
+        )
+        self._owned_engine: Engine | None = None
         self._collection: CollectionInfo | None = None
         self._resolved_in: Any = None
+        self._target_cache: Target[DocT] | None = None
 
     @classmethod
     def standalone(
@@ -112,7 +151,11 @@ class DocumentRepository(Generic[DocT]):
 
         engine = bind if isinstance(bind, Engine) else make_engine(bind)
         repo: DocumentRepository[DocT] = cls(None, **kwargs)
-        repo._factory = sessionmaker(engine, expire_on_commit=False)
+        repo._sessions = Sessions(
+            factory=sessionmaker(engine, expire_on_commit=False),
+            read_factory=repo._sessions.read_factory,
+            label=repo._sessions.label,
+        )
         if not isinstance(bind, Engine):
             repo._owned_engine = engine
         return repo
@@ -134,33 +177,15 @@ class DocumentRepository(Generic[DocT]):
     def __exit__(self, *exc: object) -> None:
         self.close()
 
-    # -- sessions ----------------------------------------------------------------
     @property
     def dimension(self) -> int:
         """The dimension of the model's embedding column."""
-        return int(self.model.__table__.c.embedding.type.dim)  # type: ignore[attr-defined]
+        return embedding_dimension(self.model)
 
-    @contextmanager
-    def _write(self, action: str) -> Iterator[Session]:
-        with db_errors(f"{action} in collection {self.collection_name!r}"):
-            if self._factory is not None:
-                with self._factory.begin() as session:
-                    yield session
-            else:
-                assert self._session is not None
-                with self._session.begin_nested():
-                    yield self._session
-
-    @contextmanager
-    def _read(self, action: str) -> Iterator[Session]:
-        with db_errors(f"{action} in collection {self.collection_name!r}"):
-            factory = self._read_factory or self._factory
-            if factory is not None:
-                with factory.begin() as session:
-                    yield session
-            else:
-                assert self._session is not None
-                yield self._session
+    @property
+    def owns_transactions(self) -> bool:
+        """True for a standalone repository (each call commits); False inside a host Session."""
+        return self._sessions.owns_transactions
 
     # -- collections ---------------------------------------------------------------
     @property
@@ -170,13 +195,12 @@ class DocumentRepository(Generic[DocT]):
         With a host session the lookup is cached per transaction: a collection
         created in a transaction the host later rolls back is looked up again.
         """
-        transaction = self._session.get_transaction() if self._session is not None else None
-        if self._collection is None or (
-            self._session is not None and transaction is not self._resolved_in
-        ):
-            with self._write("resolve the collection") as session:
+        host = self._sessions.session
+        transaction = host.get_transaction() if host is not None else None
+        if self._collection is None or (host is not None and transaction is not self._resolved_in):
+            with self._sessions.write("resolve the collection") as session:
                 self._collection = self._resolve_collection(session)
-            self._resolved_in = self._session.get_transaction() if self._session else None
+            self._resolved_in = host.get_transaction() if host is not None else None
         return self._collection
 
     def _resolve_collection(self, session: Session) -> CollectionInfo:
@@ -202,26 +226,37 @@ class DocumentRepository(Generic[DocT]):
                 select(Collection).where(Collection.name == self.collection_name)
             ).scalar_one()
         info = CollectionInfo(row.id, row.name, row.embedding_model, row.dimension)
-        self._check_compatible(info)
+        self._check_compatible(info, self.embedder)
         return info
 
-    def _check_compatible(self, info: CollectionInfo) -> None:
+    def _check_compatible(self, info: CollectionInfo, embedder: Embedder | None) -> None:
         if info.dimension != self.dimension:
             raise DimensionMismatchError(
                 f"collection {info.name!r} holds {info.dimension}-d vectors but "
                 f"{self.model.__name__}.embedding is {self.dimension}-d"
             )
-        if self.embedder is not None:
-            if self.embedder.dimension != info.dimension:
+        if embedder is not None:
+            if embedder.dimension != info.dimension:
                 raise DimensionMismatchError(
-                    f"embedder {self.embedder.model_name!r} makes {self.embedder.dimension}-d "
+                    f"embedder {embedder.model_name!r} makes {embedder.dimension}-d "
                     f"vectors; collection {info.name!r} holds {info.dimension}-d vectors"
                 )
-            if self.embedder.model_name != info.embedding_model:
+            if embedder.model_name != info.embedding_model:
                 raise EmbeddingModelMismatchError(
                     f"collection {info.name!r} was embedded with {info.embedding_model!r}; "
-                    f"refusing to mix in vectors from {self.embedder.model_name!r}"
+                    f"refusing to mix in vectors from {embedder.model_name!r}"
                 )
+
+    def _target(self, embedder: Embedder | None = None) -> Target[DocT]:
+        """The frozen value a wing works on: this collection, model, embedder and sessions."""
+        info = self.collection
+        if embedder is not None and embedder is not self.embedder:
+            self._check_compatible(info, embedder)
+            return Target(self.model, info, embedder, self._sessions)
+        cached = self._target_cache
+        if cached is None or cached.collection is not info or cached.embedder is not self.embedder:
+            cached = self._target_cache = Target(self.model, info, self.embedder, self._sessions)
+        return cached
 
     # -- embedding -----------------------------------------------------------------
     def _require_embedder(self, why: str) -> Embedder:
@@ -231,15 +266,6 @@ class DocumentRepository(Generic[DocT]):
             )
         return self.embedder
 
-    def _fill_embeddings(self, batch: Batch) -> int:
-        if not batch.needs_embedding:
-            return 0
-        embedder = self._require_embedder(f"row {batch.start_row}: no embedding given")
-        rows = np.flatnonzero(batch.missing)
-        vectors = embedder.embed([batch.texts[i] for i in rows.tolist()])
-        batch.set_embeddings(rows, vectors)
-        return len(rows)
-
     def embed_query(self, query: str) -> np.ndarray[Any, np.dtype[np.float32]]:
         """Embed one query text with the repository's embedder."""
         if not isinstance(query, str) or not query.strip():
@@ -247,6 +273,12 @@ class DocumentRepository(Generic[DocT]):
         vectors = self._require_embedder("a text query needs embedding").embed([query])
         matrix: np.ndarray[Any, np.dtype[np.float32]] = validate_vector(vectors[0], self.dimension)
         return np.asarray(matrix[0], dtype=np.float32)
+
+    def _query_vector(self, query: QueryInput) -> np.ndarray[Any, np.dtype[np.float32]]:
+        """A text query embedded, or a vector validated: what the query wing takes."""
+        if isinstance(query, str):
+            return self.embed_query(query)
+        return as_query_vector(query, self.dimension)
 
     # -- single-row writes ---------------------------------------------------------
     def add(
@@ -271,58 +303,31 @@ class DocumentRepository(Generic[DocT]):
                 [Record(text, metadata, external_id, embedding)], self.dimension, chunk_rows=1
             )
         )
-        info = self.collection
-        self._fill_embeddings(batch)
-        if self._factory is not None:
-            # Standalone: one INSERT on a pooled connection, no Session (see _single).
-            with db_errors(f"add in collection {self.collection_name!r}"):
-                doc: DocT = insert_one(self._factory.kw["bind"], self.model, batch, info.id)
+        target = self._target()
+        if batch.needs_embedding:
+            self._require_embedder(f"row {batch.start_row}: no embedding given")
+        embed_missing(batch, target.embedder)
+        sessions = target.sessions
+        if sessions.owns_transactions:
+            # Standalone: one INSERT on a pooled connection, no Session (see write.single).
+            with sessions.errors("add"):
+                doc: DocT = insert_one(
+                    sessions.write_engine, self.model, batch, target.collection_id
+                )
             return doc
-        values = self._row_values(batch, 0, info.id)
-        with self._write("add") as session:
+        values = {
+            "collection_id": target.collection_id,
+            "external_id": batch.external_ids[0],
+            "text": batch.texts[0],
+            "content_hash": batch.hashes[0],
+            "metadata_": batch.metadata[0],
+            "embedding": batch.embeddings[0],
+        }
+        with sessions.write("add") as session:
             doc = session.scalars(insert(self.model).returning(self.model), [values]).one()
         return doc
 
-    @staticmethod
-    def _row_values(batch: Batch, i: int, collection_id: int) -> dict[str, Any]:
-        return {
-            "collection_id": collection_id,
-            "external_id": batch.external_ids[i],
-            "text": batch.texts[i],
-            "content_hash": batch.hashes[i],
-            "metadata_": batch.metadata[i],
-            "embedding": batch.embeddings[i],
-        }
-
     # -- bulk writes ---------------------------------------------------------------
-    def _batches(self, data: Any, chunk_rows: int, **options: Any) -> Iterator[Batch]:
-        dim = self.dimension
-        embeddings = options.pop("embeddings", None)
-        texts = options.pop("texts", None)
-        metadata = options.pop("metadata", None)
-        external_ids = options.pop("external_ids", None)
-        if hasattr(data, "iloc") and hasattr(data, "columns"):
-            return batches_from_dataframe(
-                data, dim, embeddings=embeddings, chunk_rows=chunk_rows, **options
-            )
-        if isinstance(data, np.ndarray):
-            if texts is None:
-                raise ValidationError("an embedding array needs texts=[...] beside it")
-            return batches_from_arrays(
-                texts, data, dim, metadata=metadata, external_ids=external_ids,
-                chunk_rows=chunk_rows,
-            )  # fmt: skip
-        if embeddings is not None or metadata is not None or external_ids is not None:
-            if not isinstance(data, Sequence) or isinstance(data, str):
-                raise ValidationError("parallel arrays need a sequence of texts")
-            return batches_from_arrays(
-                data, embeddings, dim, metadata=metadata, external_ids=external_ids,
-                chunk_rows=chunk_rows,
-            )  # fmt: skip
-        if isinstance(data, (str, bytes)):
-            raise ValidationError("bulk_add takes many records; use add() for one text")
-        return batches_from_records(data, dim, chunk_rows=chunk_rows)
-
     def bulk_add(
         self,
         data: Any,
@@ -335,7 +340,11 @@ class DocumentRepository(Generic[DocT]):
         chunk_rows: int = DEFAULT_CHUNK_ROWS,
         rebuild_index: bool = False,
         index_options: Mapping[str, Any] | None = None,
-        **columns: Any,
+        text_column: str = "text",
+        embedding_column: str | None = "embedding",
+        metadata_column: str | None = "metadata",
+        id_column: str | None = "external_id",
+        metadata_columns: Sequence[str] | None = None,
     ) -> BulkResult:
         """Load many documents with binary ``COPY ... FROM STDIN``, all or nothing.
 
@@ -343,9 +352,7 @@ class DocumentRepository(Generic[DocT]):
         ``text``/``metadata``/``external_id``/``embedding``, or
         :class:`~vectorstore.Record`; generators are streamed in chunks), a
         sequence of texts with parallel ``embeddings``/``metadata``/``external_ids``,
-        or a 2-D embedding array with ``texts=``.  DataFrame column names are set
-        with ``text_column``, ``embedding_column``, ``metadata_column``,
-        ``id_column`` and ``metadata_columns``.
+        or a 2-D embedding array with ``texts=``.
 
         Args:
             on_conflict: what to do with an external id that already exists:
@@ -353,38 +360,35 @@ class DocumentRepository(Generic[DocT]):
             chunk_rows: rows encoded and sent per chunk (memory stays flat).
             rebuild_index: the fast path for big loads: drop the collection
                 table's ANN indexes, load, rebuild them with build settings,
-                then ANALYZE (see :mod:`vectorstore.maintenance`).  The table is
-                locked for the whole call.  If the rebuild fails, the rows stay
-                loaded and :class:`~vectorstore.IndexBuildError` says how to
-                rebuild with one call.
+                then ANALYZE (see :mod:`vectorstore.schema.maintenance`).  The
+                table is locked for the whole call.  If the rebuild fails, the
+                rows stay loaded and :class:`~vectorstore.IndexBuildError` says
+                how to rebuild with one call.
             index_options: ``maintenance_work_mem``, ``parallel_workers`` and
                 ``progress`` for the rebuild.
+            text_column, embedding_column, metadata_column, id_column,
+                metadata_columns: DataFrame column names (``metadata_columns``
+                are plain columns folded into the metadata).
 
         Raises:
             ValidationError: a bad row (the message names it); nothing written.
             ConflictError: a duplicate external id with ``on_conflict="error"``.
             IndexBuildError: ``rebuild_index`` was set and the rebuild failed.
         """
-        if on_conflict not in _POLICIES:
-            raise ValidationError(f"on_conflict must be one of {_POLICIES}, got {on_conflict!r}")
-        if chunk_rows <= 0:
+        policy = check_policy(on_conflict)
+        if isinstance(chunk_rows, bool) or not isinstance(chunk_rows, int) or chunk_rows <= 0:
             raise ValidationError(f"chunk_rows must be positive, got {chunk_rows}")
-        allowed = {"text_column", "embedding_column", "metadata_column", "id_column",
-                   "metadata_columns"}  # fmt: skip
-        unknown = set(columns) - allowed
-        if unknown:
-            raise TypeError(f"bulk_add() got unexpected keyword arguments {sorted(unknown)}")
-        batches = self._batches(
-            data, chunk_rows, embeddings=embeddings, texts=texts, metadata=metadata,
-            external_ids=external_ids, **columns,
+        columns = _column_options(
+            text_column, embedding_column, metadata_column, id_column, metadata_columns
+        )
+        batches = batches_from(
+            data, self.dimension, chunk_rows=chunk_rows, embeddings=embeddings, texts=texts,
+            metadata=metadata, external_ids=external_ids, columns=columns,
         )  # fmt: skip
-        from ._bulk import run_bulk_add
-
-        result: BulkResult = run_bulk_add(
-            self, batches, on_conflict,
-            rebuild_index=rebuild_index, index_options=dict(index_options or {}),
+        return load.bulk_add(
+            self._target(), batches, policy,
+            rebuild_index=rebuild_index, index_options=index_options,
         )  # fmt: skip
-        return result
 
     def writer(
         self,
@@ -393,13 +397,55 @@ class DocumentRepository(Generic[DocT]):
         max_delay: float | None = 1.0,
         on_conflict: ConflictPolicy = "error",
     ) -> BufferedWriter:
-        """A thread-safe buffered writer for event streams (see :mod:`vectorstore.writer`).
+        """A thread-safe buffered writer for event streams (see :mod:`vectorstore.write.writer`).
 
         It flushes through binary COPY when ``max_rows`` records are buffered,
         when the oldest has waited ``max_delay`` seconds, and on exit.  Each flush
         commits on its own connection (not in this repository's Session).
         """
-        return BufferedWriter(self, max_rows=max_rows, max_delay=max_delay, on_conflict=on_conflict)
+        policy = check_policy(on_conflict)
+        clone: DocumentRepository[DocT] = type(self).standalone(
+            self._sessions.write_engine,
+            collection=self.collection_name,
+            embedder=self.embedder,
+            model=self.model,
+            embedding_model=self._embedding_model,
+            create=self._create,
+        )
+        # The collection is resolved (and created) now, committed, on the writer's connection.
+        return BufferedWriter(
+            clone._target(), max_rows=max_rows, max_delay=max_delay, on_conflict=policy
+        )
+
+    def ingest(
+        self,
+        source: Any,
+        *,
+        embedder: Embedder | None = None,
+        on_conflict: ConflictPolicy = "skip",
+        chunk_rows: int = DEFAULT_CHUNK_ROWS,
+        skip_known: bool = True,
+        progress: bool | None = None,
+        rebuild_index: bool = False,
+        index_options: Mapping[str, Any] | None = None,
+        **columns: Any,
+    ) -> IngestResult:
+        """Embed and store ``source`` in this collection, all or nothing (see :func:`ingest`)."""
+        policy = check_policy(on_conflict)
+        unknown = set(columns) - _COLUMN_OPTIONS
+        if unknown:
+            raise TypeError(f"ingest() got unexpected keyword arguments {sorted(unknown)}")
+        if embedder is not None and self.embedder is None:
+            self.embedder = embedder
+        return ingest_wing.ingest(
+            self._target(embedder), source, on_conflict=policy, chunk_rows=chunk_rows,
+            skip_known=skip_known, progress=progress, rebuild_index=rebuild_index,
+            index_options=index_options, columns=columns,
+        )  # fmt: skip
+
+    def export_parquet(self, path: str | Path, *, chunk_rows: int = DEFAULT_CHUNK_ROWS) -> int:
+        """Write the collection to a parquet file (see :func:`export_parquet`)."""
+        return ingest_wing.export_parquet(self._target(), path, chunk_rows=chunk_rows)
 
     # -- reads ---------------------------------------------------------------------
     def get(self, id: int) -> DocT:
@@ -417,48 +463,44 @@ class DocumentRepository(Generic[DocT]):
 
     def get_many(self, ids: Sequence[int]) -> list[DocT]:
         """Documents with these ids (missing ones are left out), in the order asked."""
-        wanted = [self._check_id(i) for i in ids]
+        wanted = [_check_id(i) for i in ids]
         if not wanted:
             return []
-        info = self.collection
+        target = self._target()
+        model = self.model
 
         def read() -> Sequence[DocT]:
-            with self._read("get") as session:
+            with target.sessions.read("get") as session:
                 return session.scalars(
-                    select(self.model).where(
-                        self.model.collection_id == info.id, self.model.id.in_(wanted)
+                    select(model).where(
+                        model.collection_id == target.collection_id, model.id.in_(wanted)
                     )
                 ).all()
 
-        rows = retry_read(self, read)
+        rows = target.sessions.retry_read(read)
         by_id = {row.id: row for row in rows}
         return [by_id[i] for i in wanted if i in by_id]
 
     def get_by_external_id(self, external_id: str) -> DocT:
         """The document with this external id. Raises DocumentNotFoundError."""
-        info = self.collection
+        target = self._target()
+        model = self.model
 
         def read() -> DocT | None:
-            with self._read("get") as session:
+            with target.sessions.read("get") as session:
                 return session.scalars(
-                    select(self.model).where(
-                        self.model.collection_id == info.id,
-                        self.model.external_id == str(external_id),
+                    select(model).where(
+                        model.collection_id == target.collection_id,
+                        model.external_id == str(external_id),
                     )
                 ).one_or_none()
 
-        row = retry_read(self, read)
+        row = target.sessions.retry_read(read)
         if row is None:
             raise DocumentNotFoundError(
                 f"no document with external_id {external_id!r} in {self.collection_name!r}"
             )
         return row
-
-    @staticmethod
-    def _check_id(value: Any) -> int:
-        if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
-            raise ValidationError(f"document ids are integers, got {type(value).__name__}")
-        return int(value)
 
     def delete(
         self, ids: Sequence[int] | None = None, *, external_ids: Sequence[str] | None = None
@@ -466,95 +508,102 @@ class DocumentRepository(Generic[DocT]):
         """Delete documents by id and/or external id; returns how many were deleted."""
         if ids is None and external_ids is None:
             raise ValidationError("delete() needs ids or external_ids")
-        wanted = [self._check_id(i) for i in ids or ()]
+        wanted = [_check_id(i) for i in ids or ()]
         keys = [str(e) for e in external_ids or ()]
         if not wanted and not keys:
             return 0
-        info = self.collection
+        target = self._target()
+        model = self.model
         conditions = []
         if wanted:
-            conditions.append(self.model.id.in_(wanted))
+            conditions.append(model.id.in_(wanted))
         if keys:
-            conditions.append(self.model.external_id.in_(keys))
-        from sqlalchemy import or_
-
-        with self._write("delete") as session:
+            conditions.append(model.external_id.in_(keys))
+        with target.sessions.write("delete") as session:
             result = session.execute(
-                delete(self.model).where(self.model.collection_id == info.id, or_(*conditions)),
+                delete(model).where(model.collection_id == target.collection_id, or_(*conditions)),
                 execution_options={"synchronize_session": False},
             )
         return int(result.rowcount)  # type: ignore[attr-defined]
 
     def count(self) -> int:
         """Number of documents in the collection."""
-        info = self.collection
+        target = self._target()
+        model = self.model
 
         def read() -> int:
-            with self._read("count") as session:
-                return int(
-                    session.execute(
-                        select(func.count())
-                        .select_from(self.model)
-                        .where(self.model.collection_id == info.id)
-                    ).scalar_one()
+            with target.sessions.read("count") as session:
+                stmt = (
+                    select(func.count())
+                    .select_from(model)
+                    .where(model.collection_id == target.collection_id)
                 )
+                return int(session.execute(stmt).scalar_one())
 
-        return retry_read(self, read)
+        return target.sessions.retry_read(read)
 
     # -- search --------------------------------------------------------------------
     def nearest(
         self,
-        query: str | Sequence[float] | np.ndarray[Any, Any],
+        query: QueryInput,
         k: int = 10,
         *,
         metric: str = "cosine",
-        filter: Any = None,
+        filter: FilterLike = None,
         max_distance: float | None = None,
         min_score: float | None = None,
         offset: int = 0,
         with_embedding: bool = False,
-        exact: bool = False,
         strategy: str = "auto",
         ef_search: int | None = None,
         probes: int | None = None,
-        join: Any = None,
-        join_on: Any = None,
-        hybrid: bool | str = False,
+        join: JoinTarget | None = None,
+        join_on: ColumnElement[bool] | None = None,
         mmr: float | None = None,
-        **tuning: Any,
+        fetch_k: int | None = None,
+        max_scan_tuples: int | None = None,
+        exact_threshold: int | None = None,
+        precision: str = "vector",
+        rerank: int | None = None,
+        exact: bool | None = None,
+        hybrid: bool | str | None = None,
     ) -> ResultSet[DocT]:
         """The ``k`` documents nearest to ``query`` (a vector, or a text to embed).
 
         The strategy (ANN index, iterative index scan, or exact ranking of the
-        filtered rows) is chosen per query; see :mod:`vectorstore.search`.  If at
-        least ``k`` documents match the filter, ``k`` come back.
+        filtered rows) is chosen per query; see :mod:`vectorstore.query.plan`.
+        If at least ``k`` documents match the filter, ``k`` come back.
 
         Args:
             query: a vector (sequence or numpy array) or a text for the embedder.
             k: how many neighbours.
             metric: ``"cosine"`` (default), ``"l2"``, ``"inner_product"`` or ``"l1"``.
-            filter: a dictionary filter (see :mod:`vectorstore.filters`), a
+            filter: a dictionary filter (see :mod:`vectorstore.query.filters`), a
                 SQLAlchemy boolean expression on any mapped column (of the
                 document model or of ``join``), or a list of them.
             max_distance: drop hits farther than this (applied to the k nearest).
             min_score: drop hits scoring below this (same).
             offset: skip this many hits first (paging).
             with_embedding: load the embedding column (deferred otherwise).
-            exact: rank exactly, bypassing ANN indexes (ground truth).
-            strategy: ``"auto"``, ``"index"``, ``"iterative"`` or ``"exact"``.
+            strategy: ``"auto"``, ``"index"``, ``"iterative"`` or ``"exact"``
+                (``"exact"`` ranks exactly, bypassing ANN indexes: ground truth).
             ef_search: HNSW ``hnsw.ef_search`` for this query (default 200; 400 for an
                 iterative scan under a filter, see ``DEFAULT_FILTERED_EF_SEARCH``).
             probes: IVFFlat ``ivfflat.probes`` for this query (default 10).
             join: a mapped class to join and return alongside (``hit.extra``).
             join_on: the join condition, e.g. ``Product.asin ==
                 Document.metadata_["asin"].astext``.
-            hybrid: True (use the query text) or a text: fuse full-text and
-                vector rankings by RRF (see :meth:`hybrid`).
             mmr: re-rank for diversity by maximal marginal relevance with this
-                lambda (1 = pure relevance); ``fetch_k=`` sets the candidates.
-            **tuning: ``max_scan_tuples``, ``exact_threshold``, ``precision``
-                (``"halfvec"``/``"binary"`` to use a quantized index),
-                ``rerank``, ``fetch_k``.
+                lambda (1 = pure relevance).
+            fetch_k: candidates fetched before MMR re-ranking (default 4 x (k + offset)).
+            max_scan_tuples: tuples an iterative HNSW scan may visit (default 40,000).
+            exact_threshold: filters keeping at most this many rows are ranked
+                exactly (default 5,000).
+            precision: ``"vector"``, or ``"halfvec"`` / ``"binary"`` to use a
+                quantized index (candidates re-ranked on the full vectors).
+            rerank: candidate factor of a quantized scan (candidates = (k + offset) x this).
+            exact: deprecated; use ``strategy="exact"``.
+            hybrid: deprecated; use :meth:`hybrid`.
 
         Returns:
             A :class:`~vectorstore.ResultSet`: hits sorted by distance, with
@@ -564,53 +613,59 @@ class DocumentRepository(Generic[DocT]):
             ValidationError: bad k, metric, vector (dimension, NaN), threshold.
             FilterError: a malformed filter.
         """
-        from . import search
-
-        allowed = {"max_scan_tuples", "exact_threshold", "precision", "rerank", "fetch_k"}
-        unknown = set(tuning) - allowed
-        if unknown:
-            raise TypeError(f"nearest() got unexpected keyword arguments {sorted(unknown)}")
-        opts = search.make_options(
+        if exact is not None:
+            _deprecated("nearest(exact=...)", "strategy='exact'")
+            if exact:
+                strategy = "exact"
+        opts = make_options(
             k, metric=metric, filter=filter, max_distance=max_distance, min_score=min_score,
-            offset=offset, with_embedding=with_embedding, strategy=strategy, exact=exact,
-            ef_search=ef_search, probes=probes, join=join, join_on=join_on, mmr=mmr, **tuning,
+            offset=offset, with_embedding=with_embedding, strategy=strategy,
+            ef_search=ef_search, probes=probes, join=join, join_on=join_on, mmr=mmr,
+            fetch_k=fetch_k, max_scan_tuples=max_scan_tuples, exact_threshold=exact_threshold,
+            precision=precision, rerank=rerank,
         )  # fmt: skip
         if hybrid:
-            from .hybrid import hybrid_search
-
+            _deprecated("nearest(hybrid=...)", "repo.hybrid(text, ...)")
             text_query = hybrid if isinstance(hybrid, str) else query
             if not isinstance(text_query, str):
                 raise ValidationError("hybrid=True needs a text query; pass hybrid='words'")
-            return retry_read(self, lambda: hybrid_search(
-                self, text_query, vector=None if isinstance(query, str) else query, opts=opts
-            ))  # fmt: skip
-        # A read: run once more if its pooled connection proved dead (see _retry).
-        return retry_read(self, lambda: search.run(self, query, opts))
+            return self._hybrid(text_query, None if isinstance(query, str) else query, opts)
+        vector = self._query_vector(query)
+        target = self._target()
+        # A read: run once more if its pooled connection proved dead (see Sessions.retry_read).
+        return target.sessions.retry_read(lambda: run.run(target, vector, opts))
 
     def nearest_query(
         self,
-        query: str | Sequence[float] | np.ndarray[Any, Any],
+        query: QueryInput,
         k: int = 10,
         *,
         metric: str = "cosine",
-        filter: Any = None,
+        filter: FilterLike = None,
         offset: int = 0,
         with_embedding: bool = False,
-        exact: bool = False,
-    ) -> Any:
+        strategy: Literal["index", "exact"] = "index",
+        exact: bool | None = None,
+    ) -> Select[Any]:
         """The SELECT behind nearest, for the caller to ``.join()``/``.where()`` and run.
 
         It selects ``(document, distance)`` ordered by distance ascending (the
-        ANN index order; ``exact=True`` orders by ``distance + 0`` so no ANN index
-        is used), limited to ``k`` after ``offset``.  Run it inside
+        ANN index order; ``strategy="exact"`` orders by ``distance + 0`` so no
+        ANN index is used), limited to ``k`` after ``offset``.  Run it inside
         :meth:`search_settings` to give it ``ef_search`` or iterative scans.
+        ``exact=`` is deprecated (use ``strategy="exact"``).
         """
-        from . import search
-
-        opts = search.make_options(k, metric=metric, filter=filter, offset=offset,
-                                   with_embedding=with_embedding)  # fmt: skip
-        vector = search.query_vector(self, query)
-        stmt = search.build_statement(self, vector, opts, "exact" if exact else "index")
+        if exact is not None:
+            _deprecated("nearest_query(exact=...)", "strategy='exact'")
+            strategy = "exact" if exact else "index"
+        if strategy not in ("index", "exact"):
+            raise ValidationError(
+                f"nearest_query strategy must be 'index' or 'exact', got {strategy!r}"
+            )
+        opts = make_options(k, metric=metric, filter=filter, offset=offset,
+                            with_embedding=with_embedding)  # fmt: skip
+        vector = self._query_vector(query)
+        stmt = build_statement(self._target(), vector, opts, strategy)
         return stmt.limit(k).offset(offset) if offset else stmt
 
     @contextmanager
@@ -629,12 +684,11 @@ class DocumentRepository(Generic[DocT]):
             with repo.search_settings(ef_search=200, iterative=True) as session:
                 rows = session.execute(repo.nearest_query(q).join(Product, ...)).all()
         """
-        from . import search
-
-        settings = search.explicit_settings(ef_search, probes, iterative, max_scan_tuples)
+        settings = explicit_settings(ef_search, probes, iterative, max_scan_tuples)
+        sessions = self._sessions
         with (
-            self._read("search") as session,
-            search.settings_scope(session, settings, owned=search.owns_sessions(self)),
+            sessions.read("search") as session,
+            settings_scope(session, settings, owned=sessions.owns_reads),
         ):
             yield session
 
@@ -644,10 +698,10 @@ class DocumentRepository(Generic[DocT]):
         k: int = 10,
         *,
         vector: Sequence[float] | np.ndarray[Any, Any] | None = None,
-        filter: Any = None,
+        filter: FilterLike = None,
         metric: str = "cosine",
         offset: int = 0,
-        rrf_k: int = 60,
+        rrf_k: int = hybrid_query.DEFAULT_RRF_K,
         candidates: int | None = None,
         vector_weight: float = 1.0,
         text_weight: float = 1.0,
@@ -655,45 +709,171 @@ class DocumentRepository(Generic[DocT]):
     ) -> ResultSet[DocT]:
         """Full-text and vector search fused by reciprocal rank fusion, one SQL statement.
 
-        See :func:`vectorstore.hybrid.hybrid_search`; ``score`` is the RRF score.
+        See :func:`vectorstore.query.hybrid.hybrid_search`; ``score`` is the RRF score.
         """
-        from . import search
-        from .hybrid import hybrid_search
+        opts = make_options(k, metric=metric, filter=filter, offset=offset,
+                            ef_search=ef_search)  # fmt: skip
+        return self._hybrid(text, vector, opts, rrf_k=rrf_k, candidates=candidates,
+                            vector_weight=vector_weight, text_weight=text_weight)  # fmt: skip
 
-        opts = search.make_options(k, metric=metric, filter=filter, offset=offset,
-                                   ef_search=ef_search)  # fmt: skip
-        return retry_read(self, lambda: hybrid_search(
-            self, text, vector=vector, opts=opts, rrf_k=rrf_k, candidates=candidates,
-            vector_weight=vector_weight, text_weight=text_weight,
-        ))  # fmt: skip
+    def _hybrid(
+        self, text: str, vector: QueryInput | None, opts: SearchOptions, **fusion: Any
+    ) -> ResultSet[DocT]:
+        if not isinstance(text, str) or not text.strip():
+            raise ValidationError("hybrid search needs a non-empty query text")
+        vec = self._query_vector(text if vector is None else vector)
+        target = self._target()
+        return target.sessions.retry_read(
+            lambda: hybrid_query.hybrid_search(target, text, vector=vec, opts=opts, **fusion)
+        )
 
-    def explain(self, query: str | Sequence[float] | np.ndarray[Any, Any], **options: Any) -> Any:
-        """EXPLAIN ANALYZE what ``nearest(query, **options)`` runs: an ExplainReport."""
-        from .diagnostics import explain
+    def explain(self, query: QueryInput, **options: Unpack[NearestOptions]) -> ExplainReport:
+        """EXPLAIN ANALYZE what ``nearest(query, **options)`` runs."""
+        opts = make_options(**options)
+        return diagnostics.explain(self._target(), self._query_vector(query), opts)
 
-        return explain(self, query, **options)
+    def measure_recall(
+        self,
+        queries: Sequence[QueryInput],
+        *,
+        k: int = 10,
+        ef_search: Sequence[int] = (40, 100, 200),
+        probes: Sequence[int] = (),
+        strategy: Strategy = "index",
+        **options: Unpack[QueryShape],
+    ) -> RecallReport:
+        """Recall@k and latency of the index at each ``ef_search`` / ``probes`` value.
 
-    def measure_recall(self, queries: Sequence[Any], **options: Any) -> Any:
-        """Recall@k and latency per ef_search/probes: see vectorstore.diagnostics."""
-        from .diagnostics import measure_recall
+        Args:
+            queries: sample query vectors or texts (texts are embedded once).
+            k: neighbours per query.
+            ef_search: HNSW ``ef_search`` values to try.
+            probes: IVFFlat ``probes`` values to try.
+            strategy: the strategy to measure (``"index"``, ``"iterative"`` or ``"auto"``).
+            **options: as for :meth:`nearest` (``metric``, ``filter``, ``precision``, ...).
+        """
+        if not queries:
+            raise ValidationError("measure_recall needs at least one sample query")
+        base = make_options(k, strategy=strategy, **options)
+        vectors = [self._query_vector(q) for q in queries]
+        return diagnostics.measure_recall(
+            self._target(), vectors, base, ef_search=ef_search, probes=probes, strategy=strategy
+        )
 
-        return measure_recall(self, queries, **options)
+    # -- indexes -------------------------------------------------------------------
+    def create_index(
+        self,
+        spec: IndexSpec | None = None,
+        *,
+        concurrently: bool | None = None,
+        maintenance_work_mem: str | None = None,
+    ) -> str:
+        """Build an ANN index (an :class:`~vectorstore.IndexSpec`); returns its name.
 
-    def create_index(self, spec: Any = None, **options: Any) -> str:
-        """Build an ANN index (an :class:`~vectorstore.IndexSpec`); returns its name."""
-        from .indexes import IndexSpec, create_index
-
-        return create_index(self, spec if spec is not None else IndexSpec(), **options)
+        See :func:`vectorstore.schema.indexes.create_index` for ``concurrently``
+        and ``maintenance_work_mem``.
+        """
+        if spec is None:
+            spec = IndexSpec()
+        if not isinstance(spec, IndexSpec):
+            raise ValidationError(f"create_index takes an IndexSpec, got {type(spec).__name__}")
+        return indexes.create_index(
+            self._sessions, self.model, spec,
+            collection_id=self.collection.id if spec.per_collection else None,
+            concurrently=concurrently, maintenance_work_mem=maintenance_work_mem,
+        )  # fmt: skip
 
     def drop_index(self, name: str, *, concurrently: bool | None = None) -> bool:
         """Drop an ANN index by name; False when it did not exist."""
-        from .indexes import drop_index
+        return indexes.drop_index(self._sessions, self.model, name, concurrently=concurrently)
 
-        return drop_index(self, name, concurrently=concurrently)
-
-    def list_indexes(self) -> list[Any]:
+    def list_indexes(self) -> list[AnnIndex]:
         """The HNSW/IVFFlat indexes on the document table."""
-        from .indexes import list_indexes
+        return indexes.list_indexes(self._sessions, self.model)
 
-        with self._read("list indexes") as session:
-            return list_indexes(session, self.model.__table__)  # type: ignore[attr-defined]
+
+def _check_id(value: Any) -> int:
+    if isinstance(value, bool) or not isinstance(value, int | np.integer):
+        raise ValidationError(f"document ids are integers, got {type(value).__name__}")
+    return int(value)
+
+
+def _column_options(
+    text_column: str,
+    embedding_column: str | None,
+    metadata_column: str | None,
+    id_column: str | None,
+    metadata_columns: Sequence[str] | None,
+) -> dict[str, Any]:
+    """The DataFrame column options a caller changed from their defaults."""
+    given = {
+        "text_column": (text_column, "text"),
+        "embedding_column": (embedding_column, "embedding"),
+        "metadata_column": (metadata_column, "metadata"),
+        "id_column": (id_column, "external_id"),
+        "metadata_columns": (metadata_columns, None),
+    }
+    return {name: value for name, (value, default) in given.items() if value != default}
+
+
+def ingest(
+    source: Any,
+    embedder: Embedder | None = None,
+    *,
+    repository: DocumentRepository[Any],
+    on_conflict: ConflictPolicy = "skip",
+    chunk_rows: int = DEFAULT_CHUNK_ROWS,
+    skip_known: bool = True,
+    progress: bool | None = None,
+    rebuild_index: bool = False,
+    index_options: Mapping[str, Any] | None = None,
+    **columns: Any,
+) -> IngestResult:
+    """Embed and store ``source`` in ``repository``'s collection, all or nothing.
+
+    The embedding pipeline: source -> skip known texts -> embed (in a worker
+    thread, overlapped with the COPY of the previous chunk) -> COPY, one
+    transaction (see :mod:`vectorstore.write.ingest`).
+
+    Args:
+        source: texts or records (any iterable; see ``bulk_add``), a pandas
+            DataFrame, or a path to a ``.parquet``, ``.csv`` or ``.jsonl`` file
+            (columns ``text`` and optionally ``embedding``, ``metadata``,
+            ``external_id``; rename with the column options below).
+        embedder: embeds texts given without a vector; default: the
+            repository's.  Its model must match the collection's.
+        repository: the :class:`~vectorstore.DocumentRepository` to write to.
+        on_conflict: policy for external ids already stored (default ``"skip"``,
+            so re-running an ingest is harmless).
+        chunk_rows: rows read, embedded and sent per step.
+        skip_known: skip rows whose text (content hash) the collection already
+            stores: they are neither embedded nor written again.
+        progress: show a tqdm bar; None (default) shows it only on a terminal.
+        rebuild_index: drop the table's ANN indexes first and rebuild them after
+            the load (for big loads; see ``bulk_add``).
+        index_options: options of the rebuild (``maintenance_work_mem``, ...).
+        **columns: ``text_column``, ``embedding_column``, ``metadata_column``,
+            ``id_column``, ``metadata_columns`` for DataFrames and files.
+
+    Raises:
+        ValidationError: a bad row (named) or source; nothing is written.
+        IndexBuildError: the index rebuild failed; the rows stay loaded.
+    """
+    return repository.ingest(
+        source, embedder=embedder, on_conflict=on_conflict, chunk_rows=chunk_rows,
+        skip_known=skip_known, progress=progress, rebuild_index=rebuild_index,
+        index_options=index_options, **columns,
+    )  # fmt: skip
+
+
+def export_parquet(
+    repository: DocumentRepository[Any], path: str | Path, *, chunk_rows: int = DEFAULT_CHUNK_ROWS
+) -> int:
+    """Write the collection (external_id, text, metadata, embedding) to a parquet file.
+
+    Rows are streamed with a server-side cursor and written one row group per
+    ``chunk_rows``, so memory stays flat.  Metadata is stored as JSON text and
+    embeddings as ``fixed_size_list<float32>``; :func:`ingest` reads the file
+    back as it is.  Returns the number of rows written.
+    """
+    return repository.export_parquet(path, chunk_rows=chunk_rows)

@@ -6,7 +6,7 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Generic, TypeVar, overload
 
-__all__ = ["BulkResult", "CollectionInfo", "ResultSet", "SearchResult"]
+__all__ = ["BulkResult", "CollectionInfo", "IngestResult", "ResultSet", "SearchResult"]
 
 DocT = TypeVar("DocT")
 
@@ -150,3 +150,36 @@ class ResultSet(Sequence[SearchResult[DocT]]):
         if any(hit.extra is not None for hit in self.results):
             columns.append("extra")
         return pd.DataFrame(rows, columns=columns)
+
+
+@dataclass(frozen=True)
+class IngestResult:
+    """What one :func:`ingest` did.
+
+    Attributes:
+        rows: rows read from the source.
+        known: rows skipped because their text was already stored in the collection.
+        embedded: texts embedded by the embedder.
+        inserted: rows written as new documents.
+        skipped: rows not written because their external id existed (``"skip"``).
+        updated: rows that overwrote a document with the same external id.
+        embed_s: seconds spent in the embedder.
+        write_s: seconds spent encoding and sending COPYs (and merging).
+        elapsed_s: wall time of the whole call.
+        lookup_s: seconds spent asking which texts the collection already stores.
+    """
+
+    rows: int
+    known: int
+    embedded: int
+    inserted: int
+    skipped: int
+    updated: int
+    embed_s: float
+    write_s: float
+    elapsed_s: float
+    lookup_s: float = 0.0
+
+    @property
+    def rows_per_s(self) -> float:
+        return self.rows / self.elapsed_s if self.elapsed_s > 0 else 0.0

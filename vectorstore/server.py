@@ -41,11 +41,12 @@ from pathlib import Path
 
 from sqlalchemy import URL
 
-from .config import ENV_DATA_DIR
 from .errors import MissingDependencyError, ServerError
 
-__all__ = ["EmbeddedServer", "ServerStatus", "default_data_dir"]
+__all__ = ["ENV_DATA_DIR", "EmbeddedServer", "ServerStatus", "default_data_dir"]
 
+#: Where the embedded server keeps its data (default: see :func:`default_data_dir`).
+ENV_DATA_DIR = "VECTORSTORE_DATA_DIR"
 SERVICE_USER = "embedded_postgres"
 DATABASE = "vectorstore"
 _ROOT_DATA_DIR = Path("/var/lib/vectorstore")

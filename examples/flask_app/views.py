@@ -87,7 +87,12 @@ def search() -> Any:
     if not 1 <= k <= MAX_K:
         raise vs.ValidationError(f"k must be between 1 and {MAX_K}")
     hybrid = request.args.get("hybrid", "false").lower() in ("1", "true", "yes")
-    hits = repository().nearest(query, k=k, filter=_where(), hybrid=hybrid)
+    repo = repository()
+    hits = (
+        repo.hybrid(query, k=k, filter=_where())
+        if hybrid
+        else repo.nearest(query, k=k, filter=_where())
+    )
     return jsonify({
         "query": query, "strategy": hits.strategy,
         "results": [{**_doc_json(h.document), "score": h.score, "distance": h.distance}

@@ -13,7 +13,7 @@ import sqlalchemy as sa
 from alembic import op
 from sqlalchemy.dialects import postgresql
 
-from vectorstore._alembic import require_pgvector
+from vectorstore.schema.alembic_hooks import require_pgvector
 
 revision: str = "0001"
 down_revision: str | Sequence[str] | None = None

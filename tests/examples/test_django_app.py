@@ -84,7 +84,7 @@ def test_engine_is_built_from_django_settings(
         assert conn.exec_driver_sql("SELECT current_database()").scalar() == url.database
 
 
-def test_add_then_search(client: Client, vectorstore_engine: Engine) -> None:
+def test_a_posted_document_is_found_by_meaning_and_by_filter(client: Client, vectorstore_engine: Engine) -> None:
     for text, kind in [("the cat sleeps on the mat", "pet"), ("bond yields rose", "finance")]:
         body = json.dumps({"text": text, "metadata": {"kind": kind}})
         done = client.post("/documents", data=body, content_type="application/json")
@@ -114,7 +114,7 @@ def test_bad_input_is_400_and_writes_nothing(
     assert table_count(vectorstore_engine) == 0
 
 
-def test_search_errors(client: Client) -> None:
+def test_malformed_search_requests_are_400_json_errors(client: Client) -> None:
     assert client.get("/search").status_code == 400
     assert client.get("/search", {"q": "x", "k": "many"}).status_code == 400
     assert client.get("/search", {"q": "x", "where": "broken"}).status_code == 400

@@ -39,7 +39,6 @@ __all__ = [
     "SAMPLE_TTL_S",
     "MetadataSample",
     "cached_sample",
-    "forget_samples",
     "metadata_sample",
 ]
 
@@ -293,11 +292,6 @@ def metadata_sample(conn: Connection, table: str, collection_id: int) -> Metadat
         samples.clear()
     samples[key] = sample
     return sample
-
-
-def forget_samples() -> None:
-    """Drop every cached sample (tests; after a load that changes a collection much)."""
-    _CACHE.clear()
 
 
 def cached_sample(engine: Engine, table: str, collection_id: int) -> MetadataSample | None:

@@ -33,7 +33,6 @@ string never compares with a number (and no cast can fail mid-query).
 
 from __future__ import annotations
 
-import json
 import math
 from collections.abc import Mapping, Sequence
 from datetime import date, datetime
@@ -42,7 +41,7 @@ from typing import Any
 from sqlalchemy import ColumnElement, Text, and_, bindparam, false, func, not_, or_, true
 from sqlalchemy.dialects.postgresql import ARRAY, JSONB
 
-from .errors import FilterError
+from vectorstore.errors import FilterError
 
 __all__ = ["COLUMN_FIELDS", "OPERATORS", "FilterLike", "compile_filter", "plain_equalities"]
 
@@ -110,6 +109,7 @@ def plain_equalities(spec: Any) -> dict[str, Any] | None:
             or key[0] == "$"
             or "." in key
             or "\x00" in key
+            or not _encodable(key)
             or key in COLUMN_FIELDS
             or key == "metadata"
             or isinstance(value, Mapping | list | tuple)
@@ -133,12 +133,19 @@ def _scalar(value: Any, where: str) -> Any:
             raise FilterError(f"{where}: NaN and infinity cannot be compared")
         return value
     if isinstance(value, str):
-        if "\x00" in value:
-            raise FilterError(f"{where}: a string containing NUL cannot be stored or compared")
-        return value
+        return _checked_string(value, where, "a string")
     raise FilterError(
         f"{where}: expected a string, number, boolean or null, got {type(value).__name__}"
     )
+
+
+def _checked_string(value: str, where: str, what: str) -> str:
+    """``value`` if PostgreSQL can store it as text: no NUL, valid Unicode (no lone surrogate)."""
+    if "\x00" in value:
+        raise FilterError(f"{where}: {what} containing NUL cannot be stored or compared")
+    if not _encodable(value):
+        raise FilterError(f"{where}: {what} that is not valid Unicode (a lone surrogate)")
+    return value
 
 
 def _json_value(value: Any, where: str) -> Any:
@@ -148,6 +155,7 @@ def _json_value(value: Any, where: str) -> Any:
         for key, item in value.items():
             if not isinstance(key, str):
                 raise FilterError(f"{where}: object keys must be strings, got {key!r}")
+            _checked_string(key, where, "an object key")
             out[key] = _json_value(item, f"{where}.{key}")
         return out
     if isinstance(value, list | tuple):
@@ -255,6 +263,8 @@ class _Compiler:
     def field(self, key: str, value: Any, where: str) -> ColumnElement[bool]:
         if "\x00" in key:
             raise FilterError(f"{where}: field names cannot contain NUL")
+        if not _encodable(key):
+            raise FilterError(f"{where}: a field name that is not valid Unicode (a lone surrogate)")
         if (
             isinstance(value, Mapping)
             and value
@@ -404,18 +414,10 @@ class _Compiler:
     def pattern(operand: Any, where: str) -> str:
         if not isinstance(operand, str) or "\x00" in operand:
             raise FilterError(f"{where}: a LIKE pattern must be a string without NUL")
-        return operand
+        return _checked_string(operand, where, "a LIKE pattern")
 
     @staticmethod
     def flag(operand: Any, where: str) -> bool:
         if not isinstance(operand, bool):
             raise FilterError(f"{where}: $exists takes true or false, got {operand!r}")
         return operand
-
-
-def describe(spec: Any) -> str:
-    """A short JSON rendering of a dictionary filter, for reports and logs."""
-    try:
-        return json.dumps(spec, default=str, sort_keys=True)
-    except (TypeError, ValueError):
-        return repr(spec)

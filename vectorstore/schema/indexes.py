@@ -29,37 +29,20 @@ from __future__ import annotations
 
 import hashlib
 import re
-import time
-import weakref
-from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Literal
+from dataclasses import dataclass
+from typing import Any, Literal
 
-from sqlalchemy import Engine, text
-from sqlalchemy.engine import Connection
-from sqlalchemy.orm import Session
+from sqlalchemy import func, select, text
 
-from .errors import IndexBuildError, ValidationError, db_errors
+from vectorstore._metrics import Metric, normalize_metric, opclass, short_name
+from vectorstore._target import Sessions
+from vectorstore.errors import IndexBuildError, ValidationError
+from vectorstore.models import embedding_dimension
 
-if TYPE_CHECKING:
-    from .repository import DocumentRepository
+from .catalog import AnnIndex, forget, list_ann_indexes
 
-__all__ = [
-    "IndexInfo",
-    "IndexSpec",
-    "create_index",
-    "drop_index",
-    "index_ddl",
-    "inspect_indexes",
-    "list_indexes",
-]
+__all__ = ["IndexSpec", "create_index", "drop_index", "index_ddl", "list_indexes"]
 
-_OPCLASS = {
-    ("vector", "cosine"): "vector_cosine_ops", ("vector", "l2"): "vector_l2_ops",
-    ("vector", "inner_product"): "vector_ip_ops", ("vector", "l1"): "vector_l1_ops",
-    ("halfvec", "cosine"): "halfvec_cosine_ops", ("halfvec", "l2"): "halfvec_l2_ops",
-    ("halfvec", "inner_product"): "halfvec_ip_ops", ("halfvec", "l1"): "halfvec_l1_ops",
-}  # fmt: skip
-_METRIC_OF_OPS = {ops: metric for (_, metric), ops in _OPCLASS.items()}
 _NAME = re.compile(r"^[a-z_][a-z0-9_]{0,62}$")
 _HNSW_MAX_DIM = {"vector": 2000, "halfvec": 4000, "binary": 64000}
 
@@ -80,7 +63,7 @@ class IndexSpec:
     """
 
     method: Literal["hnsw", "ivfflat"] = "hnsw"
-    metric: str = "cosine"
+    metric: Metric = "cosine"
     m: int = 16
     ef_construction: int = 64
     lists: int | None = None
@@ -89,8 +72,6 @@ class IndexSpec:
     name: str | None = None
 
     def __post_init__(self) -> None:
-        from .search import normalize_metric
-
         object.__setattr__(self, "metric", normalize_metric(self.metric))
         if self.method not in ("hnsw", "ivfflat"):
             raise ValidationError(f"index method must be 'hnsw' or 'ivfflat', got {self.method!r}")
@@ -120,12 +101,10 @@ class IndexSpec:
 
     @property
     def opclass(self) -> str:
-        if self.precision == "binary":
-            return "bit_hamming_ops"
-        return _OPCLASS[(self.precision, self.metric)]
+        return opclass(self.precision, self.metric)
 
     def default_name(self, table: str, collection_id: int | None) -> str:
-        metric = {"cosine": "cos", "l2": "l2", "inner_product": "ip", "l1": "l1"}[self.metric]
+        metric = short_name(self.metric)
         precision = {"vector": "", "halfvec": "_half", "binary": "_bin"}[self.precision]
         base = f"{self.method}_{metric}{precision}"
         if collection_id is not None:
@@ -183,163 +162,34 @@ def index_ddl(
     )
 
 
-# -- catalog -------------------------------------------------------------------------
-@dataclass(frozen=True)
-class AnnIndex:
-    """An ANN index found in the catalog."""
-
-    name: str
-    method: str
-    metric: str | None
-    precision: str
-    collection_id: int | None
-    valid: bool
-    definition: str
-
-
-@dataclass
-class IndexInfo:
-    """What ``nearest`` needs to know about the table's ANN indexes (cached per repository)."""
-
-    indexes: list[AnnIndex]
-    pgvector_version: tuple[int, ...]
-    collection_id: int
-    read_at: float = field(default_factory=time.monotonic)
-    _share: float | None = field(default=None, repr=False)
-
-    @property
-    def iterative_supported(self) -> bool:
-        """pgvector 0.8+ iterative index scans."""
-        return self.pgvector_version >= (0, 8, 0)
-
-    def usable(self, metric: str, precision: str = "vector") -> list[AnnIndex]:
-        return [
-            ix for ix in self.indexes
-            if ix.valid and ix.precision == precision
-            and (ix.metric == metric or precision == "binary")
-            and ix.collection_id in (None, self.collection_id)
-        ]  # fmt: skip
-
-    def has_index(self, metric: str, precision: str = "vector") -> bool:
-        return bool(self.usable(metric, precision))
-
-    def collection_share(
-        self, session: Session | Connection, repo: DocumentRepository[Any]
-    ) -> float:
-        """The collection's share of the table's rows (planner statistics; 1.0 when a
-        partial index serves the collection alone)."""
-        if self._share is None:
-            if any(ix.collection_id == self.collection_id for ix in self.indexes):
-                self._share = 1.0
-            else:
-                table = repo.model.__table__
-                total = _planner_rows(session, f"SELECT 1 FROM {_qualified(session, table)}")
-                mine = _planner_rows(
-                    session,
-                    f"SELECT 1 FROM {_qualified(session, table)} "
-                    f"WHERE collection_id = {int(self.collection_id)}",
-                )
-                self._share = 1.0 if total <= 0 else min(1.0, mine / total)
-        return self._share
-
-
-def _planner_rows(session: Session | Connection, sql: str) -> int:
-    plan = session.execute(text(f"EXPLAIN (FORMAT JSON) {sql}")).scalar_one()
-    return int(plan[0]["Plan"]["Plan Rows"])
-
-
-def qualified_table(bind: Session | Connection, table: Any) -> str:
-    """``table``'s quoted (schema-qualified) name for ``bind``'s dialect."""
-    dialect = bind.dialect if isinstance(bind, Connection) else bind.get_bind().dialect
-    return str(dialect.identifier_preparer.format_table(table))
-
-
-_qualified = qualified_table
-
-
-def _version(value: str) -> tuple[int, ...]:
-    return tuple(int("".join(c for c in p if c.isdigit()) or 0) for p in value.split("."))
-
-
-_COLLECTION_PRED = re.compile(r"collection_id\s*=\s*(\d+)")
-
-
-def list_indexes(session: Session | Connection, table: Any) -> list[AnnIndex]:
-    """The HNSW and IVFFlat indexes on ``table`` (a SQLAlchemy Table)."""
-    rows = session.execute(
-        text(
-            "SELECT c.relname, am.amname, pg_get_indexdef(i.indexrelid), "
-            "pg_get_expr(i.indpred, i.indrelid), i.indisvalid "
-            "FROM pg_index i JOIN pg_class c ON c.oid = i.indexrelid "
-            "JOIN pg_am am ON am.oid = c.relam "
-            "WHERE i.indrelid = CAST(:table AS regclass) AND am.amname IN ('hnsw', 'ivfflat') "
-            "ORDER BY c.relname"
-        ),
-        {"table": _qualified(session, table)},
-    ).all()
-    found = []
-    for name, method, definition, predicate, valid in rows:
-        ops = re.search(r"\b(\w+_ops)\b", definition)
-        opclass = ops.group(1) if ops else ""
-        precision = ("binary" if opclass.startswith("bit_")
-                     else "halfvec" if opclass.startswith("halfvec_") else "vector")  # fmt: skip
-        match = _COLLECTION_PRED.search(predicate or "")
-        found.append(AnnIndex(
-            name=name, method=method, metric=_METRIC_OF_OPS.get(opclass), precision=precision,
-            collection_id=int(match.group(1)) if match else None, valid=bool(valid),
-            definition=definition,
-        ))  # fmt: skip
-    return found
-
-
-#: How long a repository trusts its view of the indexes and table statistics.
-CATALOG_TTL_S = 60.0
-_CACHE: weakref.WeakKeyDictionary[Any, IndexInfo] = weakref.WeakKeyDictionary()
-
-
-def inspect_indexes(repo: DocumentRepository[Any], session: Session | Connection) -> IndexInfo:
-    """The repository's cached :class:`IndexInfo` (read from the catalog once)."""
-    info = _CACHE.get(repo)
-    collection_id = repo.collection.id
-    stale = info is not None and time.monotonic() - info.read_at > CATALOG_TTL_S
-    if info is None or stale or info.collection_id != collection_id:
-        version = session.execute(
-            text("SELECT extversion FROM pg_extension WHERE extname = 'vector'")
-        ).scalar_one()
-        info = IndexInfo(
-            indexes=list_indexes(session, repo.model.__table__),
-            pgvector_version=_version(str(version)),
-            collection_id=collection_id,
-        )
-        _CACHE[repo] = info
-    return info
-
-
-def forget(repo: DocumentRepository[Any]) -> None:
-    """Drop the cached catalog view (after creating or dropping an index)."""
-    _CACHE.pop(repo, None)
-
-
 # -- DDL ---------------------------------------------------------------------------
-def _autocommit_engine(repo: DocumentRepository[Any]) -> Engine:
-    if repo._factory is not None:
-        bind = repo._factory.kw["bind"]
-    else:
-        assert repo._session is not None
-        bind = repo._session.get_bind()
-    return bind if isinstance(bind, Engine) else bind.engine
+def list_indexes(sessions: Sessions, model: Any) -> list[AnnIndex]:
+    """The HNSW / IVFFlat indexes on ``model``'s table."""
+    with sessions.read("list indexes") as session:
+        return list_ann_indexes(session, model.__table__)
+
+
+def _rows(sessions: Sessions, model: Any, collection_id: int | None) -> int:
+    stmt = select(func.count()).select_from(model)
+    if collection_id is not None:
+        stmt = stmt.where(model.collection_id == collection_id)
+    with sessions.read("count") as session:
+        return int(session.execute(stmt).scalar_one())
 
 
 def create_index(
-    repo: DocumentRepository[Any],
+    sessions: Sessions,
+    model: Any,
     spec: IndexSpec,
     *,
+    collection_id: int | None = None,
     concurrently: bool | None = None,
     maintenance_work_mem: str | None = None,
 ) -> str:
-    """Build ``spec`` on the repository's table; returns the index name.
+    """Build ``spec`` on ``model``'s table; returns the index name.
 
     Args:
+        collection_id: the collection of a per-collection (partial) index.
         concurrently: ``CREATE INDEX CONCURRENTLY`` on a separate autocommit
             connection (writers are not blocked).  Default: True for a
             standalone repository, False in a host session (the build then runs
@@ -352,25 +202,26 @@ def create_index(
     Raises:
         IndexBuildError: the build failed (an invalid leftover index is dropped).
     """
-    table_obj = repo.model.__table__
-    collection_id = repo.collection.id if spec.per_collection else None
+    table_obj = model.__table__
+    if not spec.per_collection:
+        collection_id = None
     if maintenance_work_mem is not None and not re.fullmatch(r"\d+\s*(kB|MB|GB)?",
                                                              maintenance_work_mem):  # fmt: skip
         raise ValidationError(f"maintenance_work_mem {maintenance_work_mem!r} is not like '512MB'")
     if concurrently is None:
-        concurrently = repo._factory is not None
-    engine = _autocommit_engine(repo)
+        concurrently = sessions.owns_transactions
+    engine = sessions.write_engine
     table = str(engine.dialect.identifier_preparer.format_table(table_obj))
     rows = None
     if spec.method == "ivfflat" and spec.lists is None:
-        rows = repo.count()
-    ddl = index_ddl(spec, table, dimension=repo.dimension, collection_id=collection_id,
+        rows = _rows(sessions, model, collection_id)
+    ddl = index_ddl(spec, table, dimension=embedding_dimension(model), collection_id=collection_id,
                     rows=rows, concurrently=concurrently)  # fmt: skip
     name = ddl.split(" IF NOT EXISTS ")[1].split(" ")[0]
     memory = (f"SET maintenance_work_mem = '{maintenance_work_mem}'"
               if maintenance_work_mem else None)  # fmt: skip
     try:
-        with db_errors(f"create index {name}"):
+        with sessions.errors(f"create index {name}"):
             if concurrently:
                 with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
                     if memory:
@@ -384,7 +235,7 @@ def create_index(
                         if memory:
                             conn.exec_driver_sql("RESET maintenance_work_mem")
             else:
-                with repo._write(f"create index {name}") as session:
+                with sessions.write(f"create index {name}") as session:
                     if memory:
                         session.execute(text(f"SET LOCAL {memory[4:]}"))
                     session.execute(text(ddl))
@@ -393,34 +244,31 @@ def create_index(
     except Exception as exc:
         raise IndexBuildError(f"building index {name} failed: {exc}") from exc
     finally:
-        forget(repo)
+        forget(engine, table_obj)
     return name
 
 
 def drop_index(
-    repo: DocumentRepository[Any], name: str, *, concurrently: bool | None = None
+    sessions: Sessions, model: Any, name: str, *, concurrently: bool | None = None
 ) -> bool:
-    """Drop the ANN index ``name`` from the repository's table; False if it did not exist."""
+    """Drop the ANN index ``name`` from ``model``'s table; False if it did not exist."""
     if not isinstance(name, str) or not _NAME.match(name):
         raise ValidationError(f"{name!r} is not a valid index name")
     if concurrently is None:
-        concurrently = repo._factory is not None
-    engine = _autocommit_engine(repo)
+        concurrently = sessions.owns_transactions
+    engine = sessions.write_engine
     try:
-        with repo._read("list indexes") as session:
-            known = {ix.name for ix in list_indexes(session, repo.model.__table__)}
-        if name not in known:
+        if name not in {ix.name for ix in list_indexes(sessions, model)}:
             return False
-        schema = repo.model.__table__.schema
+        schema = model.__table__.schema
         qualified = f'"{schema}".{name}' if schema else name
-        conc = " CONCURRENTLY" if concurrently else ""
         if concurrently:
             autocommit = engine.connect().execution_options(isolation_level="AUTOCOMMIT")
-            with db_errors(f"drop index {name}"), autocommit as conn:
-                conn.exec_driver_sql(f"DROP INDEX{conc} IF EXISTS {qualified}")
+            with sessions.errors(f"drop index {name}"), autocommit as conn:
+                conn.exec_driver_sql(f"DROP INDEX CONCURRENTLY IF EXISTS {qualified}")
         else:
-            with repo._write(f"drop index {name}") as session:
+            with sessions.write(f"drop index {name}") as session:
                 session.execute(text(f"DROP INDEX IF EXISTS {qualified}"))
     finally:
-        forget(repo)
+        forget(engine, model.__table__)
     return True

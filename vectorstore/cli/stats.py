@@ -6,17 +6,18 @@ table or as JSON) and can be tested without parsing terminal output.
 
 from __future__ import annotations
 
-from typing import Any
+import argparse
+import json
+from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import Engine, text
+from ._common import EXIT_OK, engine_for, out, size, table
 
-from .errors import db_errors
-from .migrate import VERSION_TABLE
+if TYPE_CHECKING:
+    from sqlalchemy import Engine
 
-__all__ = ["gather_stats"]
+__all__ = ["add_stats_command", "gather_stats"]
 
-_INDEXES = text(
-    """
+_INDEXES = """
     SELECT i.relname AS name, am.amname AS method, pg_relation_size(i.oid) AS bytes,
            t.relname AS table_name
     FROM pg_index x
@@ -26,20 +27,22 @@ _INDEXES = text(
     WHERE t.relname LIKE 'vectorstore\\_%' AND t.relname <> :version_table
     ORDER BY t.relname, i.relname
     """
-)
 
-_COLLECTIONS = text(
-    """
+_COLLECTIONS = """
     SELECT c.name, c.embedding_model, c.dimension,
            (SELECT count(*) FROM vectorstore_documents d WHERE d.collection_id = c.id) AS rows
     FROM vectorstore_collections c
     ORDER BY c.name
     """
-)
 
 
 def gather_stats(engine: Engine) -> dict[str, Any]:
     """Server and pgvector versions, schema revision, collections, rows and index sizes."""
+    from sqlalchemy import text
+
+    from vectorstore.errors import db_errors
+    from vectorstore.schema.migrate import VERSION_TABLE
+
     with db_errors("read statistics"), engine.connect() as conn:
         server_version = conn.execute(text("SHOW server_version")).scalar_one()
         pgvector = conn.execute(
@@ -60,7 +63,7 @@ def gather_stats(engine: Engine) -> dict[str, Any]:
         documents = 0
         table_bytes = None
         if has_tables:
-            collections = [dict(row._mapping) for row in conn.execute(_COLLECTIONS)]
+            collections = [dict(row._mapping) for row in conn.execute(text(_COLLECTIONS))]
             documents = int(
                 conn.execute(text("SELECT count(*) FROM vectorstore_documents")).scalar_one()
             )
@@ -70,7 +73,8 @@ def gather_stats(engine: Engine) -> dict[str, Any]:
                 ).scalar_one()
             )
         indexes = [
-            dict(row._mapping) for row in conn.execute(_INDEXES, {"version_table": VERSION_TABLE})
+            dict(row._mapping)
+            for row in conn.execute(text(_INDEXES), {"version_table": VERSION_TABLE})
         ]
     return {
         "server_version": str(server_version),
@@ -81,3 +85,33 @@ def gather_stats(engine: Engine) -> dict[str, Any]:
         "collections": collections,
         "indexes": indexes,
     }
+
+
+def cmd_stats(args: argparse.Namespace) -> int:
+    engine = engine_for(args)
+    try:
+        stats = gather_stats(engine)
+    finally:
+        engine.dispose()
+    if args.json:
+        out(json.dumps(stats, indent=2, default=str))
+        return EXIT_OK
+    out(f"server:    PostgreSQL {stats['server_version']}, pgvector {stats['pgvector_version']}")
+    out(f"schema:    {stats['schema_revision'] or 'not migrated'}")
+    out(f"documents: {stats['documents']} rows, table {size(stats['table_bytes'])}")
+    out("")
+    rows = [
+        (c["name"], c["embedding_model"], c["dimension"], c["rows"]) for c in stats["collections"]
+    ]
+    out(table(["collection", "model", "dim", "rows"], rows) if rows else "no collections")
+    out("")
+    idx = [(i["name"], i["method"], size(i["bytes"])) for i in stats["indexes"]]
+    out(table(["index", "method", "size"], idx) if idx else "no indexes")
+    return EXIT_OK
+
+
+def add_stats_command(commands: Any) -> None:
+    """Register ``stats``."""
+    stats = commands.add_parser("stats", help="collections, rows, index sizes, pgvector version")
+    stats.add_argument("--json", action="store_true", help="print JSON instead of tables")
+    stats.set_defaults(func=cmd_stats)

@@ -18,39 +18,26 @@ import statistics
 import time
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field, replace
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-from sqlalchemy import Executable, func, literal, select
-from sqlalchemy.ext.compiler import compiles
-from sqlalchemy.sql.expression import ClauseElement
+from sqlalchemy import func, literal, select
 
-from .errors import ValidationError
+from vectorstore._target import Target
+from vectorstore.errors import ValidationError
+from vectorstore.schema.catalog import read_catalog
 
-if TYPE_CHECKING:
-    from .repository import DocumentRepository
+from .options import HNSW_MAX_EF, SearchOptions, Strategy, positive_int
+from .plan import plan_search
+from .run import run
+from .settings import settings_scope
+from .statement import VECTOR_PARAM, Explain, statement_for
 
-__all__ = ["Explain", "ExplainReport", "RecallPoint", "RecallReport", "explain", "measure_recall"]
+__all__ = ["ExplainReport", "RecallPoint", "RecallReport", "explain", "measure_recall"]
 
 _SHOWN_SETTINGS = (
     "hnsw.ef_search", "hnsw.iterative_scan", "hnsw.max_scan_tuples",
     "ivfflat.probes", "ivfflat.iterative_scan",
 )  # fmt: skip
-
-
-class Explain(Executable, ClauseElement):
-    """``EXPLAIN (FORMAT JSON[, ANALYZE, BUFFERS]) <statement>`` with bound parameters."""
-
-    inherit_cache = False
-
-    def __init__(self, statement: Any, *, analyze: bool = False) -> None:
-        self.statement = statement
-        self.analyze = analyze
-
-
-@compiles(Explain)
-def _compile_explain(element: Explain, compiler: Any, **kw: Any) -> str:
-    options = "ANALYZE, BUFFERS, FORMAT JSON" if element.analyze else "FORMAT JSON"
-    return f"EXPLAIN ({options}) " + str(compiler.process(element.statement, **kw))
 
 
 # -- explain -------------------------------------------------------------------------
@@ -98,22 +85,20 @@ def _walk(node: dict[str, Any]) -> Iterable[dict[str, Any]]:
         yield from _walk(child)
 
 
-def explain(repo: DocumentRepository[Any], query: Any, **options: Any) -> ExplainReport:
-    """EXPLAIN ANALYZE the statement ``repo.nearest(query, **options)`` would run."""
-    from .indexes import inspect_indexes
-    from .search import make_options, owns_sessions, plan_search, query_vector, settings_scope
-
-    k = options.pop("k", 10)
-    opts = make_options(k, **options)
-    vector = query_vector(repo, query)
-    with repo._read("explain") as session:
-        plan = plan_search(repo, session, vector, opts)
-        ann = {ix.name for ix in inspect_indexes(repo, session).indexes}
-        with settings_scope(session, plan.settings, owned=owns_sessions(repo)):
+def explain(target: Target[Any], vector: Any, opts: SearchOptions) -> ExplainReport:
+    """EXPLAIN ANALYZE the statement nearest would run for ``vector`` and ``opts``."""
+    sessions = target.sessions
+    with sessions.read("explain") as session:
+        conn = session.connection()
+        plan = plan_search(target, vector, opts, conn=conn)
+        assert plan is not None
+        ann = {ix.name for ix in read_catalog(conn, target.table).indexes}
+        stmt = statement_for(target, opts, plan.strategy, False)
+        with settings_scope(session, plan.settings, owned=sessions.owns_reads):
             shown = session.execute(
                 select(*(func.current_setting(literal(n), literal(True)) for n in _SHOWN_SETTINGS))
             ).one()
-            raw = session.execute(Explain(plan.statement, analyze=True), plan.params).scalar_one()
+            raw = session.execute(Explain(stmt, analyze=True), {VECTOR_PARAM: vector}).scalar_one()
     top = raw[0]
     names: list[str] = []
     removed = 0
@@ -182,48 +167,46 @@ def percentile(values: Sequence[float], q: float) -> float:
 
 
 def measure_recall(
-    repo: DocumentRepository[Any],
-    queries: Sequence[Any],
+    target: Target[Any],
+    vectors: Sequence[Any],
+    base: SearchOptions,
     *,
-    k: int = 10,
     ef_search: Sequence[int] = (40, 100, 200),
     probes: Sequence[int] = (),
-    strategy: str = "index",
-    **options: Any,
+    strategy: Strategy = "index",
 ) -> RecallReport:
     """Recall@k and latency of the index at each setting, against exact search.
 
     Args:
-        queries: sample query vectors or texts (texts are embedded once).
-        k: neighbours per query.
+        vectors: validated sample query vectors (the repository embeds texts once).
+        base: the options every query runs with (k, metric, filter, precision, ...).
         ef_search: HNSW ``ef_search`` values to try.
         probes: IVFFlat ``probes`` values to try.
         strategy: the strategy to measure (``"index"``, ``"iterative"`` or ``"auto"``).
-        **options: passed to nearest (``metric``, ``filter``, ``precision``, ...).
     """
-    from .search import make_options, query_vector, run
-
-    if not queries:
+    if not vectors:
         raise ValidationError("measure_recall needs at least one sample query")
-    vectors = [query_vector(repo, q) for q in queries]
-    base = make_options(k, **options)
+    k = base.k
     exact_ids: list[list[int]] = []
     exact_ms: list[float] = []
     for vector in vectors:
         started = time.perf_counter()
-        result = run(repo, vector, replace(base, strategy="exact", precision="vector"))
+        result = run(target, vector, replace(base, strategy="exact", precision="vector"))
         exact_ms.append((time.perf_counter() - started) * 1000)
         exact_ids.append([hit.document.id for hit in result])
     settings = [("ef_search", v) for v in ef_search] + [("probes", v) for v in probes]
     points = []
     for name, value in settings:
-        tuned: dict[str, Any] = {**options, name: value}
-        opts = replace(make_options(k, **tuned), strategy=strategy)
+        checked = positive_int(name, value)
+        if name == "ef_search" and checked > HNSW_MAX_EF:
+            raise ValidationError(f"ef_search must be at most {HNSW_MAX_EF}, got {checked}")
+        opts = (replace(base, strategy=strategy, ef_search=checked) if name == "ef_search"
+                else replace(base, strategy=strategy, probes=checked))  # fmt: skip
         recalls, times, returned = [], [], []
         strategies: dict[str, int] = {}
         for vector, truth in zip(vectors, exact_ids, strict=True):
             started = time.perf_counter()
-            result = run(repo, vector, opts)
+            result = run(target, vector, opts)
             times.append((time.perf_counter() - started) * 1000)
             got = {hit.document.id for hit in result}
             recalls.append(len(got & set(truth)) / len(truth) if truth else 1.0)

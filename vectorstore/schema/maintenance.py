@@ -7,10 +7,11 @@ module owns that fast path.
 
 Design decisions:
 
-* The index definitions are read from ``pg_indexes`` (the server's own
-  ``CREATE INDEX`` text), so whatever ANN indexes a table has (HNSW, IVFFlat,
-  partial, expression, any operator class) are recreated exactly, without
-  depending on the module that declared them.
+* The index definitions come from the catalog reader
+  (:mod:`vectorstore.schema.catalog`: the server's own ``CREATE INDEX`` text),
+  so whatever ANN indexes a table has (HNSW, IVFFlat, partial, expression, any
+  operator class) are recreated exactly, without depending on the module that
+  declared them.
 * The rebuild runs with ``SET LOCAL maintenance_work_mem`` and
   ``max_parallel_maintenance_workers`` (restored afterwards), so the build
   uses the memory and cores it needs only for this transaction.
@@ -31,11 +32,13 @@ from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import Connection, Engine, text
+from sqlalchemy import Connection, Engine, Table, text
 from sqlalchemy.orm import Session
 from sqlalchemy.schema import CreateIndex
 
-from .errors import IndexBuildError, ValidationError, db_errors
+from vectorstore.errors import IndexBuildError, ValidationError, db_errors
+
+from .catalog import ANN_METHODS, forget, list_ann_indexes
 
 __all__ = [
     "IndexBuildProgress",
@@ -45,8 +48,6 @@ __all__ = [
     "rebuild_ann_indexes",
 ]
 
-# Methods whose indexes are expensive to maintain row by row.
-ANN_METHODS = ("hnsw", "ivfflat")
 DEFAULT_MAINTENANCE_WORK_MEM = "512MB"
 # How often the progress of a running build is read (seconds).
 _PROGRESS_INTERVAL_S = 1.0
@@ -83,41 +84,22 @@ def _engine(bind: Bind) -> Engine:
     return engine
 
 
-def _split(table: str) -> tuple[str | None, str]:
-    schema, _, name = table.rpartition(".")
-    return (schema or None), name
+def ann_index_definitions(bind: Bind, table: Table) -> list[tuple[str, str]]:
+    """``(index name, CREATE INDEX statement)`` of every ANN index on ``table``."""
+    return [(ix.name, ix.definition) for ix in list_ann_indexes(bind, table)]
 
 
-def ann_index_definitions(bind: Bind, table: str) -> list[tuple[str, str]]:
-    """``(index name, CREATE INDEX statement)`` of every ANN index on ``table``.
-
-    Args:
-        bind: a Session or Connection.
-        table: the table name, optionally ``schema.table`` (unquoted).
-    """
-    schema, name = _split(table)
-    methods = "|".join(ANN_METHODS)
-    rows = bind.execute(
-        text(
-            "SELECT indexname, indexdef FROM pg_indexes "
-            "WHERE tablename = :t AND schemaname = coalesce(:s, current_schema()) "
-            f"AND indexdef ~* ' USING ({methods}) ' ORDER BY indexname"
-        ),
-        {"t": name, "s": schema},
-    ).all()
-    return [(str(r[0]), str(r[1])) for r in rows]
-
-
-def drop_ann_indexes(bind: Bind, table: str) -> list[str]:
+def drop_ann_indexes(bind: Bind, table: Table) -> list[str]:
     """Drop the ANN indexes of ``table``; returns their ``CREATE INDEX`` statements."""
-    schema, _ = _split(table)
     found = ann_index_definitions(bind, table)
     preparer = _engine(bind).dialect.identifier_preparer
     for index_name, _definition in found:
         qualified = preparer.quote(index_name)
-        if schema:
-            qualified = f"{preparer.quote_schema(schema)}.{qualified}"
+        if table.schema:
+            qualified = f"{preparer.quote_schema(table.schema)}.{qualified}"
         bind.execute(text(f"DROP INDEX {qualified}"))
+    if found:
+        forget(_engine(bind), table)
     return [definition for _name, definition in found]
 
 
@@ -274,9 +256,7 @@ def rebuild_ann_indexes(
     preparer = _engine(bind).dialect.identifier_preparer
     qualified = preparer.format_table(table)
     if definitions is None:
-        existing = {
-            name for name, _ in ann_index_definitions(bind, _plain_name(table.schema, table.name))
-        }
+        existing = {name for name, _ in ann_index_definitions(bind, table)}
         dialect = _engine(bind).dialect
         definitions = [
             str(CreateIndex(index).compile(dialect=dialect))
@@ -286,7 +266,3 @@ def rebuild_ann_indexes(
         ]
     build_indexes(bind, list(definitions), table=qualified, **options)
     return list(definitions)
-
-
-def _plain_name(schema: str | None, name: str) -> str:
-    return f"{schema}.{name}" if schema else name

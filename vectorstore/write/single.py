@@ -14,29 +14,16 @@ from __future__ import annotations
 
 from typing import Any
 
-import numpy as np
 from sqlalchemy import Engine
 from sqlalchemy.orm import make_transient_to_detached
 
-from ._batch import Batch
+from vectorstore._vector import vector_literal
 
-__all__ = ["insert_one", "vector_literal"]
+from .batch import Batch
 
-_TEMPLATES: dict[int, str] = {}
+__all__ = ["insert_one"]
+
 _SQL_CACHE: dict[tuple[int, str], str] = {}
-
-
-def vector_literal(vector: Any) -> str:
-    """pgvector's text form of a float32 vector, formatted in one C-level ``%``.
-
-    Nine significant digits round-trip every float32 exactly (``%.9g``).
-    """
-    values = np.asarray(vector, dtype=np.float32).ravel()
-    n = values.shape[0]
-    template = _TEMPLATES.get(n)
-    if template is None:
-        template = _TEMPLATES.setdefault(n, "[" + ",".join(["%.9g"] * n) + "]")
-    return template % tuple(values.tolist())
 
 
 def _insert_sql(engine: Engine, table: Any) -> str:

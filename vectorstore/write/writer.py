@@ -8,8 +8,9 @@ has waited ``max_delay`` seconds, and on exit.
 
 Design decisions:
 
-* Each flush is its own transaction on its own connection (a standalone
-  repository over the same engine), committed when the flush ends: a stream
+* Each flush is its own transaction on its own connection (a target whose
+  Sessions own their transactions, on the same engine), committed when the
+  flush ends: a stream
   has no enclosing transaction to join, and a background flush must not touch
   a Session that belongs to another thread.
 * Records are validated in ``add``, so a bad record is refused to the caller
@@ -33,28 +34,14 @@ from typing import Any
 
 import numpy as np
 
-from ._batch import Record, batches_from_records
-from ._bulk import ConflictPolicy
-from .errors import ValidationError, WriteError
-from .results import BulkResult
+from vectorstore._target import Target
+from vectorstore.errors import ValidationError, WriteError
+from vectorstore.results import BulkResult
+
+from .batch import DEFAULT_CHUNK_ROWS, Record, batches_from_records
+from .load import ConflictPolicy, bulk_add, check_policy
 
 __all__ = ["BufferedWriter"]
-
-
-def _standalone_clone(repository: Any) -> Any:
-    """A repository on the same engine and collection that commits each call."""
-    factory = getattr(repository, "_factory", None)
-    engine = factory.kw["bind"] if factory is not None else repository._session.get_bind()
-    clone = type(repository).standalone(
-        engine,
-        collection=repository.collection_name,
-        embedder=repository.embedder,
-        model=repository.model,
-        embedding_model=getattr(repository, "_embedding_model", None),
-        create=getattr(repository, "_create", True),
-    )
-    _ = clone.collection  # resolve (and create) it now, committed, on the writer's connection
-    return clone
 
 
 class BufferedWriter:
@@ -66,7 +53,8 @@ class BufferedWriter:
             w.add("an event", metadata={"user": 7})
 
     Args:
-        repository: the repository whose collection, model and embedder are used.
+        target: the collection, model and embedder; its Sessions must own their
+            transactions (the repository hands in a standalone one).
         max_rows: flush when this many records are buffered.
         max_delay: flush when the oldest buffered record is this old (seconds);
             None flushes only by row count, ``flush()`` and exit.
@@ -75,7 +63,7 @@ class BufferedWriter:
 
     def __init__(
         self,
-        repository: Any,
+        target: Target[Any],
         *,
         max_rows: int = 1000,
         max_delay: float | None = 1.0,
@@ -85,11 +73,13 @@ class BufferedWriter:
             raise ValidationError(f"max_rows must be a positive integer, got {max_rows!r}")
         if max_delay is not None and not max_delay > 0:
             raise ValidationError(f"max_delay must be positive or None, got {max_delay!r}")
-        self._target = _standalone_clone(repository)
-        self._dimension = int(repository.dimension)
+        if not target.sessions.owns_transactions:
+            raise ValueError("a BufferedWriter's target must own its transactions")
+        self._target = target
+        self._dimension = target.dimension
         self.max_rows = max_rows
         self.max_delay = max_delay
-        self.on_conflict = on_conflict
+        self.on_conflict = check_policy(on_conflict)
         self._buffer: list[Record] = []
         self._oldest: float | None = None
         self._failed: list[Record] = []
@@ -214,7 +204,8 @@ class BufferedWriter:
 
     def _write(self, records: list[Record], *, raise_errors: bool) -> BulkResult:
         try:
-            result: BulkResult = self._target.bulk_add(records, on_conflict=self.on_conflict)
+            batches = batches_from_records(records, self._dimension, chunk_rows=DEFAULT_CHUNK_ROWS)
+            result = bulk_add(self._target, batches, self.on_conflict)
         except Exception as exc:
             if raise_errors:
                 with self._lock:

@@ -1,4 +1,4 @@
-"""Run vectorstore's alembic migrations from code.
+"""Run vectorstore's alembic migrations from code (``import vectorstore.schema.migrate``).
 
 The revisions live in ``migrations/`` at the repository root and ship inside the
 wheel as the package ``vectorstore._migrations``, so ``alembic upgrade head``
@@ -20,8 +20,8 @@ from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
 from sqlalchemy import URL, Connection, Engine
 
-from .config import make_engine
-from .errors import SchemaError, db_errors
+from vectorstore.config import make_engine
+from vectorstore.errors import SchemaError, db_errors
 
 __all__ = [
     "VERSION_TABLE",
@@ -41,7 +41,7 @@ def migrations_dir() -> Path:
     spec = importlib.util.find_spec("vectorstore._migrations")
     if spec is not None and spec.submodule_search_locations:
         return Path(next(iter(spec.submodule_search_locations)))
-    checkout = Path(__file__).resolve().parent.parent / "migrations"
+    checkout = Path(__file__).resolve().parents[2] / "migrations"
     if (checkout / "env.py").exists():
         return checkout
     raise SchemaError("vectorstore's migration scripts are missing from this installation")
@@ -115,8 +115,9 @@ def check_schema(target: str | URL | Engine | Connection | None = None) -> list[
     """
     from alembic.autogenerate import compare_metadata
 
-    from ._alembic import include_object
-    from .models import Base
+    from vectorstore.models import Base
+
+    from .alembic_hooks import include_object
 
     with db_errors("check the schema"), _connection(target) as connection:
         context = MigrationContext.configure(

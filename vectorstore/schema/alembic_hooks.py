@@ -16,7 +16,9 @@ from typing import Any
 
 from sqlalchemy import Connection, text
 
-from .errors import ExtensionMissingError
+from vectorstore.errors import ExtensionMissingError
+
+from .catalog import parse_version
 
 __all__ = ["MIN_PGVECTOR", "include_object", "render_item", "require_pgvector"]
 
@@ -56,14 +58,6 @@ def include_object(
     )
 
 
-def _version_tuple(version: str) -> tuple[int, ...]:
-    parts = []
-    for piece in version.split("."):
-        digits = "".join(ch for ch in piece if ch.isdigit())
-        parts.append(int(digits) if digits else 0)
-    return tuple(parts)
-
-
 def require_pgvector(connection: Connection) -> str:
     """Create the ``vector`` extension if needed and check its version.
 
@@ -90,11 +84,11 @@ def require_pgvector(connection: Connection) -> str:
     installed = row.installed_version
     if installed is None:
         available = row.default_version
-        if _version_tuple(available) < MIN_PGVECTOR:
+        if parse_version(available) < MIN_PGVECTOR:
             raise ExtensionMissingError(_too_old(available))
         connection.execute(text("CREATE EXTENSION IF NOT EXISTS vector"))
         installed = available
-    if _version_tuple(installed) < MIN_PGVECTOR:
+    if parse_version(installed) < MIN_PGVECTOR:
         raise ExtensionMissingError(_too_old(installed))
     return str(installed)
 

@@ -1,4 +1,4 @@
-"""Hybrid search (full text + vectors, fused by RRF in one statement) and MMR.
+"""Hybrid search: full text and vectors, fused by RRF in one statement.
 
 Design decision: the fusion happens in PostgreSQL, in one SQL statement, so the
 same filter applies to both arms, the caller gets one round trip, and the
@@ -15,65 +15,38 @@ a document missing from one arm simply gets no contribution from it.  The text
 arm uses the generated ``text_search`` tsvector (English configuration) and its
 GIN index; the query goes through ``websearch_to_tsquery``, so user input such
 as ``"exact phrase" -excluded or other`` is safe and never a syntax error.
-
-Maximal marginal relevance (:func:`mmr_select`) re-ranks candidates in Python:
-each pick maximises ``lambda * sim(query, d) - (1 - lambda) * max sim(d, picked)``
-(cosine similarities), trading relevance for diversity.
 """
 
 from __future__ import annotations
 
 import time
 from dataclasses import replace
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-import numpy as np
 from sqlalchemy import Float, cast, func, literal, select
 from sqlalchemy.dialects.postgresql import REGCONFIG
 
-from .errors import ValidationError
-from .results import ResultSet, SearchResult
+from vectorstore._target import Target
+from vectorstore.errors import ValidationError
+from vectorstore.models import TEXT_SEARCH_CONFIG
+from vectorstore.results import ResultSet, SearchResult
 
-if TYPE_CHECKING:
-    from .repository import DocumentRepository
-    from .search import SearchOptions
+from .options import SearchOptions
+from .plan import plan_search
+from .settings import settings_scope
+from .statement import build_statement, distance_expression, where_clause
 
-__all__ = ["DEFAULT_RRF_K", "hybrid_search", "mmr_select"]
+__all__ = ["DEFAULT_RRF_K", "hybrid_search"]
 
 #: The RRF constant from the original paper; damps the weight of the top ranks.
 DEFAULT_RRF_K = 60
-TEXT_SEARCH_CONFIG = "english"
-
-
-def mmr_select(
-    query: Any, hits: list[SearchResult[Any]], k: int, lam: float, metric: str
-) -> list[SearchResult[Any]]:
-    """Pick ``k`` of ``hits`` by maximal marginal relevance (``lam`` = 1: pure relevance)."""
-    if not hits:
-        return []
-    matrix = np.asarray([np.asarray(h.document.embedding, dtype=np.float32) for h in hits])
-    norms = np.linalg.norm(matrix, axis=1, keepdims=True)
-    unit = matrix / np.where(norms == 0, 1.0, norms)
-    q = np.asarray(query, dtype=np.float32)
-    q = q / (float(np.linalg.norm(q)) or 1.0)
-    relevance = unit @ q
-    similarity = unit @ unit.T
-    picked: list[int] = []
-    left = list(range(len(hits)))
-    while left and len(picked) < k:
-        redundancy = similarity[np.ix_(left, picked)].max(axis=1) if picked else np.zeros(len(left))
-        gains = lam * relevance[left] - (1.0 - lam) * redundancy
-        best = left[int(np.argmax(gains))]
-        picked.append(best)
-        left.remove(best)
-    return [hits[i] for i in picked]
 
 
 def hybrid_search(
-    repo: DocumentRepository[Any],
+    target: Target[Any],
     text: str,
     *,
-    vector: Any = None,
+    vector: Any,
     opts: SearchOptions,
     rrf_k: int = DEFAULT_RRF_K,
     candidates: int | None = None,
@@ -83,9 +56,9 @@ def hybrid_search(
     """Fuse full-text and vector rankings of ``text`` by RRF, in one statement.
 
     Args:
-        text: the query text: full-text query (web search syntax) and, unless
-            ``vector`` is given, the text embedded for the vector arm.
-        vector: the query vector (default: ``text`` embedded).
+        text: the full-text query (web search syntax).
+        vector: the validated query vector of the vector arm (the repository
+            embeds ``text`` when the caller gave no vector).
         opts: nearest's options (k, metric, filter, offset, ef_search, ...).
         rrf_k: the RRF constant.
         candidates: rows taken from each arm (default ``max(4 * (k + offset), 40)``).
@@ -96,16 +69,6 @@ def hybrid_search(
         vector distance, ``extra`` a dict with ``vector_rank`` and ``text_rank``
         (None when the document was not in that arm's candidates).
     """
-    from .search import (
-        build_statement,
-        distance_expression,
-        owns_sessions,
-        plan_search,
-        query_vector,
-        settings_scope,
-        where_clause,
-    )
-
     if not isinstance(text, str) or not text.strip():
         raise ValidationError("hybrid search needs a non-empty query text")
     for name, value in (("rrf_k", rrf_k), ("candidates", candidates)):
@@ -117,17 +80,19 @@ def hybrid_search(
             raise ValidationError(f"{name} must be a non-negative number, got {weight!r}")
     if opts.join is not None:
         raise ValidationError("hybrid search does not take join=; use nearest_query() and join")
-    vec = query_vector(repo, text if vector is None else vector)
-    model = repo.model
+    vec = vector
+    model = target.model
+    sessions = target.sessions
     wanted = opts.k + opts.offset
     n = candidates or max(4 * wanted, 40)
     started = time.perf_counter()
-    with repo._read("hybrid search") as session:
+    with sessions.read("hybrid search") as session:
         arm_opts = replace(opts, k=n, offset=0, max_distance=None, mmr=None)
-        plan = plan_search(repo, session, vec, arm_opts)
+        plan = plan_search(target, vec, arm_opts, conn=session.connection())
+        assert plan is not None
         # The vector arm: nearest's own statement for the chosen strategy.
         arm = build_statement(
-            repo, vec, replace(arm_opts, precision="vector", with_embedding=True), plan.strategy
+            target, vec, replace(arm_opts, precision="vector", with_embedding=True), plan.strategy
         )
         arm_sub = arm.with_only_columns(model.id, arm.selected_columns.distance).subquery()
         vec_cte = select(
@@ -138,7 +103,7 @@ def hybrid_search(
         relevance = func.ts_rank_cd(model.text_search, tsquery)
         txt_sub = (
             select(model.id, relevance.label("relevance"))
-            .where(*where_clause(repo, opts), model.text_search.bool_op("@@")(tsquery))
+            .where(*where_clause(target, opts), model.text_search.bool_op("@@")(tsquery))
             .order_by(relevance.desc(), model.id)
             .limit(n)
             .subquery()
@@ -162,7 +127,9 @@ def hybrid_search(
             .select_from(vec_cte.outerjoin(txt_cte, vec_cte.c.id == txt_cte.c.id, full=True))
             .subquery()
         )
-        distance = distance_expression(model.embedding, vec, opts.metric, dimension=repo.dimension)
+        distance = distance_expression(
+            model.embedding, vec, opts.metric, dimension=target.dimension
+        )
         stmt = (
             select(
                 model,
@@ -175,7 +142,7 @@ def hybrid_search(
             .order_by(fused.c.score.desc(), distance, model.id)
             .limit(wanted)
         )
-        with settings_scope(session, plan.settings, owned=owns_sessions(repo)):
+        with settings_scope(session, plan.settings, owned=sessions.owns_reads):
             rows = session.execute(stmt).all()
     hits = [
         SearchResult(doc, float(dist), float(sc),

@@ -1,15 +1,16 @@
-"""The CLI commands that drive the ingest pipeline and the index module.
+"""``vectorstore ingest``, ``export`` and ``index create|drop``: thin shells over the repository.
 
-``ingest``, ``export`` and ``index create|drop`` are thin: they translate
-options into one call of :func:`vectorstore.pipeline.ingest`,
-:func:`vectorstore.pipeline.export_parquet` or the index module, which own the
-behaviour.
+Each translates its options into one call of the public API
+(:func:`vectorstore.ingest`, :func:`vectorstore.export_parquet`,
+``DocumentRepository.create_index`` / ``drop_index``), which owns the behaviour.
 """
 
 from __future__ import annotations
 
 import argparse
 from typing import Any
+
+from ._common import UserError, collection_model, engine_for, make_embedder, positive_int
 
 __all__ = ["add_pipeline_commands"]
 
@@ -23,14 +24,13 @@ _SOURCES = (".parquet", ".csv", ".jsonl", ".ndjson")
 
 def _embedder_for(args: argparse.Namespace, engine: Any) -> Any:
     """``--model`` if given, else the model the collection records, else the default."""
-    from .cli import _collection_model, make_embedder
-    from .errors import CollectionNotFoundError
-    from .models import DEFAULT_MODEL_NAME
+    from vectorstore.errors import CollectionNotFoundError
+    from vectorstore.models import DEFAULT_MODEL_NAME
 
     model = args.model
     if model is None:
         try:
-            model = _collection_model(engine, args.collection)
+            model = collection_model(engine, args.collection)
         except CollectionNotFoundError:
             model = DEFAULT_MODEL_NAME
     return make_embedder(model, device=args.device)
@@ -39,9 +39,7 @@ def _embedder_for(args: argparse.Namespace, engine: Any) -> Any:
 def cmd_ingest(args: argparse.Namespace) -> int:
     from pathlib import Path
 
-    from .cli import UserError, _engine
-    from .pipeline import ingest
-    from .repository import DocumentRepository
+    from vectorstore.repository import DocumentRepository, ingest
 
     path = Path(args.path)
     if path.suffix.lower() not in _SOURCES:
@@ -53,7 +51,7 @@ def cmd_ingest(args: argparse.Namespace) -> int:
         value = getattr(args, option)
         if value:
             columns[option] = value
-    engine = _engine(args)
+    engine = engine_for(args)
     embedder = _embedder_for(args, engine)
     repo: DocumentRepository[Any] = DocumentRepository.standalone(
         engine, collection=args.collection, embedder=embedder
@@ -78,8 +76,7 @@ def cmd_ingest(args: argparse.Namespace) -> int:
 def cmd_export(args: argparse.Namespace) -> int:
     from pathlib import Path
 
-    from .cli import UserError
-    from .pipeline import export_parquet
+    from vectorstore.repository import export_parquet
 
     path = Path(args.path)
     if path.suffix.lower() != ".parquet":
@@ -92,17 +89,16 @@ def cmd_export(args: argparse.Namespace) -> int:
 
 
 def _repo(args: argparse.Namespace) -> Any:
-    from .cli import _engine
-    from .repository import DocumentRepository
+    from vectorstore.repository import DocumentRepository
 
     # Never creates a collection: an index command on a missing one is an error.
     return DocumentRepository.standalone(
-        _engine(args), collection=getattr(args, "collection", None) or "default", create=False
+        engine_for(args), collection=getattr(args, "collection", None) or "default", create=False
     )
 
 
 def cmd_index_create(args: argparse.Namespace) -> int:
-    from .indexes import IndexSpec, create_index
+    from vectorstore.schema.indexes import IndexSpec
 
     options: dict[str, Any] = {"method": args.method, "metric": args.metric}
     for name in ("m", "ef_construction", "lists", "name"):
@@ -112,16 +108,13 @@ def cmd_index_create(args: argparse.Namespace) -> int:
     if args.precision:
         options["precision"] = args.precision
     spec = IndexSpec(per_collection=args.collection is not None, **options)
-    name = create_index(_repo(args), spec, maintenance_work_mem=args.maintenance_work_mem)
+    name = _repo(args).create_index(spec, maintenance_work_mem=args.maintenance_work_mem)
     print(f"index {name} is ready", flush=True)
     return 0
 
 
 def cmd_index_drop(args: argparse.Namespace) -> int:
-    from .cli import UserError
-    from .indexes import drop_index
-
-    if not drop_index(_repo(args), args.name):
+    if not _repo(args).drop_index(args.name):
         raise UserError(f"no ANN index named {args.name!r} (see `vectorstore stats`)")
     print(f"index {args.name} dropped", flush=True)
     return 0
@@ -129,7 +122,6 @@ def cmd_index_drop(args: argparse.Namespace) -> int:
 
 def add_pipeline_commands(commands: Any) -> None:
     """Add ``ingest``, ``export`` and ``index`` to the CLI's subcommands."""
-    from .cli import _positive_int
 
     ingest = commands.add_parser(
         "ingest", help="load a parquet, CSV or JSONL file (embeds texts, skips known ones)"
@@ -153,7 +145,7 @@ def add_pipeline_commands(commands: Any) -> None:
     )
     ingest.add_argument(
         "--batch-size",
-        type=_positive_int,
+        type=positive_int,
         default=None,
         help="rows read, embedded and written per step (default 10000)",
     )
@@ -194,11 +186,11 @@ def add_pipeline_commands(commands: Any) -> None:
         default="cosine",
         help="distance",
     )
-    create.add_argument("--m", type=_positive_int, default=None, help="HNSW: links per node")
+    create.add_argument("--m", type=positive_int, default=None, help="HNSW: links per node")
     create.add_argument(
-        "--ef-construction", type=_positive_int, default=None, help="HNSW: build-time beam"
+        "--ef-construction", type=positive_int, default=None, help="HNSW: build-time beam"
     )
-    create.add_argument("--lists", type=_positive_int, default=None, help="IVFFlat: lists")
+    create.add_argument("--lists", type=positive_int, default=None, help="IVFFlat: lists")
     create.add_argument(
         "--precision", choices=("vector", "halfvec", "binary"), default=None,
         help="index full vectors (default), half precision, or binary quantization",

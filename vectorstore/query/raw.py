@@ -1,4 +1,4 @@
-"""nearest's raw DB-API path: cached plans run on the driver's cursor.
+"""nearest's raw DB-API path, and every SQLAlchemy internal the fast path relies on.
 
 A standalone repository's call whose plan comes from caches runs its
 pre-compiled SQL on the DB-API cursor of a pooled connection: SQLAlchemy's
@@ -7,90 +7,48 @@ objects) costs more client time than the query on a warm index.  The SQL,
 the bind and result processing are SQLAlchemy's own for the engine's dialect,
 so values stay bound parameters and come back as the session path gives them.
 
-:func:`vectorstore.search.run` tries this path first for a standalone (or
-read-engine) repository; it returns None whenever the plan needs the database
-(first call, stale caches, filters the sample cannot judge, joins) or the
-engine has cursor hooks, and the SQLAlchemy path runs instead.
+:func:`vectorstore.query.run.run` tries this path first when the repository
+owns its reads; it returns None whenever the plan needs the database (first
+call, stale caches, filters the sample cannot judge, joins) or the engine has
+cursor hooks, and the SQLAlchemy path runs instead.  Driver errors are
+wrapped as SQLAlchemy would (a disconnect invalidates the pooled
+connection), so error translation and the one retry of a read apply
+unchanged.
+
+This module is the only one that touches SQLAlchemy's private API (cache
+keys, compiled bind processors, instance state): :data:`INTERNALS` lists it,
+and :func:`check_internals` is run by the tests against the installed
+SQLAlchemy.
 """
 
 from __future__ import annotations
 
-import time
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from sqlalchemy import Select, bindparam
 from sqlalchemy import exc as sa_exc
 from sqlalchemy.dialects.postgresql import JSONB
 
-from ._selectivity import cached_sample
+from vectorstore._target import Target
+from vectorstore._vector import query_param
+
 from .filters import compile_filter, plain_equalities
-from .search import (
-    _VECTOR_PARAM,
-    SearchOptions,
-    SearchPlan,
-    _exact_plan,
-    _gucs,
-    _statement,
-    build_statement,
-    exact_threshold,
-    query_param,
-    settings_sql,
-)
+from .options import SearchOptions, Strategy
+from .plan import SearchPlan, with_fallback
+from .settings import settings_sql
+from .statement import VECTOR_PARAM, build_statement, reusable, statement_for, statement_key
 
-if TYPE_CHECKING:
-    from .repository import DocumentRepository
-
-__all__ = ["cached_plan", "eligible", "run_raw"]
-
-
-def cached_plan(
-    repo: DocumentRepository[Any], engine: Any, vector: Any, opts: SearchOptions
-) -> SearchPlan | None:
-    """``plan_search``'s decision when every input is cached; None if it needs the database."""
-    from . import indexes
-
-    info = indexes._CACHE.get(repo)
-    if (
-        info is None
-        or time.monotonic() - info.read_at > indexes.CATALOG_TTL_S
-        or info.collection_id != repo.collection.id
-    ):
-        return None
-    estimated = None
-    strategy, reason = opts.strategy, "requested"
-    if strategy == "auto":
-        if not info.has_index(opts.metric, opts.precision):
-            strategy, reason = "exact", f"no {opts.precision} ANN index for metric {opts.metric}"
-        elif opts.filter is None and info._share is not None and info._share >= 0.9:
-            strategy, reason = "index", "no filter; the collection is the table"
-        else:
-            if opts.filter is None and info._share is None:
-                return None
-            table = str(engine.dialect.identifier_preparer.format_table(repo.model.__table__))
-            sample = cached_sample(engine, table, info.collection_id)
-            estimated = None if sample is None else sample.estimate(opts.filter)
-            if sample is None or estimated is None:
-                return None
-            threshold = exact_threshold(opts)
-            strategy = "exact" if estimated <= threshold else "iterative"
-            sign = "<=" if strategy == "exact" else ">"
-            reason = (f"sampled estimate {estimated} of {sample.rows} rows {sign} "
-                      f"threshold {threshold}")  # fmt: skip
-    prepared = None
-    if opts.filter is None:
-        stmt = _statement(repo, opts, strategy, True)
-    else:
-        prepared = _prepare_filtered(repo, engine.dialect, opts, strategy)
-        if prepared is None:
-            return None
-        stmt = prepared[0].compiled.statement
-    return SearchPlan(
-        statement=stmt, strategy=strategy, prepared=prepared,
-        settings=_gucs(opts, strategy, info.iterative_supported), estimated_rows=estimated,
-        reason=reason, vector=vector, options=opts, params={_VECTOR_PARAM: vector},
-    )  # fmt: skip
+__all__ = [
+    "INTERNALS",
+    "check_internals",
+    "clear_caches",
+    "compiled_statements",
+    "documents",
+    "eligible",
+    "run_raw",
+]
 
 
 @dataclass
@@ -120,7 +78,7 @@ def _prepare(
     entry = _PREPARED.get((id(stmt), dialect))
     extracted = None
     if entry is None or entry.compiled.statement is not stmt:
-        key = stmt._generate_cache_key()
+        key = stmt._generate_cache_key()  # SQLAlchemy internal, see check_internals
         if key is None:
             return None
         extracted = key.bindparams
@@ -132,8 +90,8 @@ def _prepare(
             binds: dict[str, Any] = dict(compiled._bind_processors)
             fixed = {
                 name: (binds[name](value) if name in binds else value)
-                for name, value in compiled.construct_params({_VECTOR_PARAM: None}).items()
-                if name != _VECTOR_PARAM
+                for name, value in compiled.construct_params({VECTOR_PARAM: None}).items()
+                if name != VECTOR_PARAM
             }
             entry = _Prepared(compiled, compiled.string, fixed, binds)
             if len(_PREPARED) >= _PREPARED_MAX:
@@ -148,16 +106,11 @@ def _prepare(
     return entry, params
 
 
-def opts_reused(opts: SearchOptions) -> bool:
-    """Whether ``_statement`` reuses one statement object for these options."""
-    return opts.filter is None and opts.join is None
-
-
 _FILTERED: dict[Any, tuple[_Prepared, list[tuple[int, int]], list[Any]]] = {}
 
 
 def _prepare_filtered(
-    repo: DocumentRepository[Any], dialect: Any, opts: SearchOptions, strategy: str
+    target: Target[Any], dialect: Any, opts: SearchOptions, strategy: str
 ) -> tuple[_Prepared, dict[str, Any]] | None:
     """A filtered statement's compiled form and parameters, without building it per call.
 
@@ -169,17 +122,15 @@ def _prepare_filtered(
     """
     doc = plain_equalities(opts.filter)
     if doc is not None:
-        return _prepare_equalities(repo, dialect, opts, strategy, doc)
+        return _prepare_equalities(target, dialect, opts, strategy, doc)
     plain = _plain(opts.filter)
     memo_key = None
     if plain is not None:
-        memo_key = (repo.model, repo.collection.id, strategy, opts.metric, opts.precision,
-                    opts.k + opts.offset, opts.with_embedding, opts.mmr is not None,
-                    opts.fetch_k, opts.rerank, dialect, plain)  # fmt: skip
+        memo_key = (*statement_key(target, opts, strategy, True), dialect, plain)
         memo = _MEMO.get(memo_key)
         if memo is not None:
             return memo[0], dict(memo[1])
-    found = _prepare_shape(repo, dialect, opts, strategy)
+    found = _prepare_shape(target, dialect, opts, strategy)
     if found is not None and memo_key is not None:
         if len(_MEMO) >= _PREPARED_MAX:
             _MEMO.clear()
@@ -192,7 +143,7 @@ _EQUALITIES: dict[Any, tuple[_Prepared, dict[str, Any]]] = {}
 
 
 def _prepare_equalities(
-    repo: DocumentRepository[Any],
+    target: Target[Any],
     dialect: Any,
     opts: SearchOptions,
     strategy: str,
@@ -201,19 +152,17 @@ def _prepare_equalities(
     """The commonest filter, top-level metadata equalities: one statement for all of them.
 
     They compile to ``metadata @> :doc`` whatever the keys and values (see
-    :func:`~vectorstore.filters.plain_equalities`), so the statement is
+    :func:`~vectorstore.query.filters.plain_equalities`), so the statement is
     compiled once and each call only serialises its document.
     """
-    key = (repo.model, repo.collection.id, strategy, opts.metric, opts.precision,
-           opts.k + opts.offset, opts.with_embedding, opts.mmr is not None, opts.fetch_k,
-           opts.rerank, dialect)  # fmt: skip
+    key = (*statement_key(target, opts, strategy, True), dialect)
     found = _EQUALITIES.get(key)
     if found is None:
-        model = repo.model
+        model = target.model
         condition = model.metadata_.contains(bindparam(_FILTER_DOC, doc, type_=JSONB))
-        param = query_param(None, repo.dimension, _VECTOR_PARAM)
-        conditions = [model.collection_id == repo.collection.id, condition]
-        stmt = build_statement(repo, param, opts, strategy, columns=True, conditions=conditions)
+        param = query_param(None, target.dimension, VECTOR_PARAM)
+        conditions = [model.collection_id == target.collection_id, condition]
+        stmt = build_statement(target, param, opts, strategy, columns=True, conditions=conditions)
         prepared = _prepare(dialect, stmt, False)
         if prepared is None or _FILTER_DOC not in prepared[1]:
             return None
@@ -256,23 +205,21 @@ def _plain(spec: Any, depth: int = 0) -> Any:
 
 
 def _prepare_shape(
-    repo: DocumentRepository[Any], dialect: Any, opts: SearchOptions, strategy: str
+    target: Target[Any], dialect: Any, opts: SearchOptions, strategy: str
 ) -> tuple[_Prepared, dict[str, Any]] | None:
-    model = repo.model
+    model = target.model
     condition = compile_filter(opts.filter, model)
     if condition is None:
         return None
     fkey = condition._generate_cache_key()
     if fkey is None:
         return None
-    key = (model, repo.collection.id, strategy, opts.metric, opts.precision,
-           opts.k + opts.offset, opts.with_embedding, opts.mmr is not None, opts.fetch_k,
-           opts.rerank, dialect, fkey.key)  # fmt: skip
+    key = (*statement_key(target, opts, strategy, True), dialect, fkey.key)
     found = _FILTERED.get(key)
     if found is None:
-        param = query_param(None, repo.dimension, _VECTOR_PARAM)
-        conditions = [model.collection_id == repo.collection.id, condition]
-        stmt = build_statement(repo, param, opts, strategy, columns=True, conditions=conditions)
+        param = query_param(None, target.dimension, VECTOR_PARAM)
+        conditions = [model.collection_id == target.collection_id, condition]
+        stmt = build_statement(target, param, opts, strategy, columns=True, conditions=conditions)
         prepared = _prepare(dialect, stmt, False)
         if prepared is None:
             return None
@@ -301,9 +248,9 @@ def _processed_params(entry: Any, extracted: Any) -> dict[str, Any]:
     return {
         name: (binds[name](value) if name in binds else value)
         for name, value in entry.compiled.construct_params(
-            {_VECTOR_PARAM: None}, extracted_parameters=extracted
+            {VECTOR_PARAM: None}, extracted_parameters=extracted
         ).items()
-        if name != _VECTOR_PARAM
+        if name != VECTOR_PARAM
     }
 
 
@@ -364,22 +311,27 @@ def _execute_raw(
     return list(cursor.fetchall())
 
 
+def prepared_for(
+    target: Target[Any], dialect: Any, opts: SearchOptions, strategy: str
+) -> tuple[_Prepared, dict[str, Any]] | None:
+    """The compiled statement of a call and its parameters (None: SQLAlchemy's path)."""
+    if opts.filter is not None:
+        return _prepare_filtered(target, dialect, opts, strategy)
+    return _prepare(dialect, statement_for(target, opts, strategy, True), reusable(opts))
+
+
 def run_raw(
-    repo: DocumentRepository[Any], engine: Any, plan: SearchPlan
-) -> tuple[list[Any], SearchPlan, str | None] | None:
+    target: Target[Any], engine: Any, plan: SearchPlan
+) -> tuple[list[Any], SearchPlan, Strategy | None] | None:
     """Run ``plan`` on a pooled DB-API connection; None when it must take SQLAlchemy's path."""
     dialect = engine.dialect
-    reused = opts_reused(plan.options)
-    prepared = plan.prepared or _prepare(dialect, plan.statement, reused)
-    if prepared is None:
+    first = prepared_for(target, dialect, plan.options, plan.strategy)
+    if first is None:
         return None
-    entry, params = prepared
-    opts = plan.options
-    vector_text = entry.binds[_VECTOR_PARAM](plan.vector)
-    params[_VECTOR_PARAM] = vector_text
-    fallback = None
+    vector_text = first[0].binds[VECTOR_PARAM](plan.vector)
     dbapi_error = dialect.loaded_dbapi.Error
-    sql: str | None = entry.sql
+    sql: str | None = first[0].sql
+    params: dict[str, Any] = first[1]
     raw = cursor = None
     # A read needs no transaction of its own: in autocommit mode the settings
     # and the query (one implicit transaction, see _execute_raw) are the whole
@@ -392,22 +344,25 @@ def run_raw(
         if not dbapi_connection.autocommit:
             dbapi_connection.autocommit = restore = True
         cursor = raw.cursor()
-        rows = _execute_raw(dbapi_connection, cursor, dialect.driver, plan.settings, entry.sql,
-                            params)  # fmt: skip
-        if entry.results is None:
-            entry.results = _result_processors(entry, dialect, cursor.description)
-        if plan.strategy != "exact" and len(rows) < opts.k + opts.offset:
-            fallback = plan.strategy
-            plan = _exact_plan(repo, plan, len(rows), True)
-            again = _prepare(dialect, plan.statement, reused)
-            assert again is not None
-            entry, params = again
-            params[_VECTOR_PARAM] = vector_text
+
+        def execute(step: SearchPlan) -> list[Any]:
+            nonlocal sql, params
+            found = (
+                first
+                if step is plan
+                else prepared_for(target, dialect, step.options, step.strategy)
+            )
+            assert found is not None  # the exact form of a statement SQLAlchemy could compile
+            entry, params = found
+            params[VECTOR_PARAM] = vector_text
             sql = entry.sql
-            cursor.execute(entry.sql, params)
-            rows = list(cursor.fetchall())
+            rows = _execute_raw(dbapi_connection, cursor, dialect.driver, step.settings, sql,
+                                params)  # fmt: skip
             if entry.results is None:
                 entry.results = _result_processors(entry, dialect, cursor.description)
+            return _processed_rows(entry, rows)
+
+        done = with_fallback(plan, execute)
         cursor.close()
     except dbapi_error as exc:
         invalidated = bool(dialect.is_disconnect(
@@ -422,20 +377,131 @@ def run_raw(
             if restore and raw.dbapi_connection is not None and not raw.dbapi_connection.closed:
                 raw.dbapi_connection.autocommit = False
             raw.close()  # back to the pool (rolled back there if still in a transaction)
+    return done
+
+
+def _processed_rows(entry: _Prepared, rows: list[Any]) -> list[Any]:
     processors = [(i, p) for i, p in enumerate(entry.results or []) if p is not None]
-    if processors:
-        processed = []
-        for row in rows:
-            values = list(row)
-            for i, process in processors:
-                values[i] = process(values[i])
-            processed.append(values)
-        rows = processed
-    return rows, plan, fallback
+    if not processors:
+        return rows
+    processed = []
+    for row in rows:
+        values = list(row)
+        for i, process in processors:
+            values[i] = process(values[i])
+        processed.append(values)
+    return processed
+
+
+_SHAPES: dict[tuple[Any, tuple[str, ...]], tuple[Any, Any, tuple[int, ...], frozenset[str]]] = {}
+
+
+def _shape(model: Any, keys: tuple[str, ...]) -> tuple[Any, Any, tuple[int, ...], frozenset[str]]:
+    """Per model and loaded keys: class manager, identity class, key positions, keys to expire."""
+    found = _SHAPES.get((model, keys))
+    if found is None:
+        mapper = model.__mapper__
+        manager = mapper.class_manager
+        pk = tuple(keys.index(mapper.get_property_by_column(c).key) for c in mapper.primary_key)
+        # What _expire_attributes marks expired on a fresh instance: the scalar
+        # attributes not loaded (relationships are left to their own loaders).
+        expired = frozenset(
+            k for k in manager if k not in keys and manager[k].impl.accepts_scalar_loader
+        )
+        found = _SHAPES.setdefault((model, keys), (manager, mapper._identity_class, pk, expired))
+    return found
+
+
+def documents(model: Any, keys: tuple[str, ...], rows: Sequence[Any]) -> list[tuple[Any, Any]]:
+    """(detached document, distance) per row of loaded columns + distance.
+
+    The state ``make_transient_to_detached`` leaves (identity key set,
+    attributes not loaded expired, so touching one raises
+    DetachedInstanceError rather than reading as None), with what it works out
+    per instance (unloaded keys, the identity's class and columns) worked out
+    once per model.  Listeners of the ``expire`` event (none by default) still
+    see it, through SQLAlchemy's own method.
+    """
+    manager, identity_class, pk, expired = _shape(model, keys)
+    listened = bool(manager.dispatch.expire)
+    n = len(keys)
+    out = []
+    for row in rows:
+        doc = manager.new_instance()
+        state = doc._sa_instance_state
+        values = doc.__dict__
+        values.update(zip(keys, row[:n], strict=True))
+        state.key = (identity_class, tuple(row[i] for i in pk), None)
+        if listened:
+            state._expire_attributes(values, expired)
+        elif expired:
+            state.expired_attributes = set(expired)
+        out.append((doc, row[n]))
+    return out
 
 
 def _result_processors(entry: _Prepared, dialect: Any, description: Any) -> list[Any]:
     types = [c.type for c in entry.compiled.statement.selected_columns]
     return [
         t._cached_result_processor(dialect, d[1]) for t, d in zip(types, description, strict=True)
+    ]
+
+
+def compiled_statements() -> list[str]:
+    """The SQL text of every statement the raw path holds compiled (a diagnostic).
+
+    Shows what is sent to the server: placeholders, never a filter's values.
+    """
+    entries = {id(e): e for e in _PREPARED.values()}
+    entries.update({id(found[0]): found[0] for found in _EQUALITIES.values()})
+    entries.update({id(found[0]): found[0] for found in _FILTERED.values()})
+    entries.update({id(found[0]): found[0] for found in _MEMO.values()})
+    return sorted({entry.sql for entry in entries.values()})
+
+
+def clear_caches() -> None:
+    """Forget every compiled statement (they are compiled again on the next call)."""
+    for cache in (_PREPARED, _EQUALITIES, _FILTERED, _MEMO):
+        cache.clear()
+
+
+# -- SQLAlchemy internals ------------------------------------------------------------
+#: Every private SQLAlchemy name this module relies on, by the object that has it.
+#: :func:`check_internals` (run by the test suite) fails loudly, naming the one
+#: that moved, when an upgrade of SQLAlchemy changes any of them.
+INTERNALS = {
+    "ClauseElement": ("_generate_cache_key",),
+    "CacheKey": ("key", "bindparams"),
+    "SQLCompiler": ("_bind_processors", "construct_params", "post_compile_params",
+                    "literal_execute_params", "string", "statement"),
+    "TypeEngine": ("_cached_result_processor",),
+    "Mapper": ("_identity_class", "class_manager", "primary_key", "get_property_by_column"),
+    "ClassManager": ("new_instance", "dispatch"),
+    "InstanceState": ("key", "expired_attributes", "_expire_attributes"),
+    "Engine": ("_execution_options", "dispatch", "raw_connection"),
+    "Dialect": ("dispatch", "is_disconnect", "loaded_dbapi", "identifier_preparer"),
+    "DBAPIError": ("instance",),
+}  # fmt: skip
+
+
+def check_internals(engine: Any, model: Any) -> list[str]:
+    """The internals of :data:`INTERNALS` missing on this SQLAlchemy (empty: all there)."""
+    from sqlalchemy import select
+
+    stmt = select(model.id).where(model.id == 1)
+    key = stmt._generate_cache_key()
+    compiled = stmt.compile(dialect=engine.dialect, cache_key=key)
+    manager = model.__mapper__.class_manager
+    instance = manager.new_instance()
+    objects = {
+        "ClauseElement": stmt, "CacheKey": key, "SQLCompiler": compiled,
+        "TypeEngine": model.__table__.c.id.type, "Mapper": model.__mapper__,
+        "ClassManager": manager, "InstanceState": instance._sa_instance_state,
+        "Engine": engine, "Dialect": engine.dialect, "DBAPIError": sa_exc.DBAPIError,
+    }  # fmt: skip
+    return [
+        f"{kind}.{name}"
+        for kind, names in INTERNALS.items()
+        for name in names
+        if not hasattr(objects[kind], name)
     ]

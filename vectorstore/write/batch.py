@@ -23,7 +23,8 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from .errors import DimensionMismatchError, ValidationError
+from vectorstore._vector import FloatMatrix, validate_matrix, validate_vector
+from vectorstore.errors import DimensionMismatchError, ValidationError
 
 __all__ = [
     "DEFAULT_CHUNK_ROWS",
@@ -34,9 +35,6 @@ __all__ = [
     "batches_from_arrays",
     "batches_from_dataframe",
     "batches_from_records",
-    "content_hash",
-    "validate_matrix",
-    "validate_vector",
 ]
 
 # Rows per COPY chunk: ~10k rows of 384-d vectors is ~16 MB of stream, big enough
@@ -48,7 +46,6 @@ MAX_TEXT_BYTES = 1_000_000
 # Btree index entries are limited to ~2700 bytes; external ids are keys, not payloads.
 MAX_EXTERNAL_ID_BYTES = 512
 
-FloatMatrix = npt.NDArray[np.float32]
 # One encoder for every row: json.dumps with non-default options builds a new
 # JSONEncoder per call, which was most of the per-row validation cost.
 _JSON = json.JSONEncoder(ensure_ascii=False, allow_nan=False, separators=(",", ":"))
@@ -124,11 +121,6 @@ class Batch:
                 else (idx + self.start_row).astype(np.int64)
             ),
         )
-
-
-def content_hash(text_bytes: bytes) -> bytes:
-    """SHA-256 of the text's UTF-8 bytes; how the pipeline recognises known texts."""
-    return hashlib.sha256(text_bytes).digest()
 
 
 def _check_text(text: Any, row: int, ext: str | None) -> bytes:
@@ -209,76 +201,6 @@ def _check_metadata(value: Any, row: int, ext: str | None) -> tuple[dict[str, An
             "metadata contains invalid Unicode (a lone surrogate)", row=row, external_id=ext
         ) from exc
     return dict(value), data
-
-
-def validate_matrix(values: Any, dimension: int, *, first_row: int = 0) -> FloatMatrix:
-    """Coerce ``values`` to a C-contiguous float32 ``(n, dimension)`` matrix.
-
-    Integer and float64 input is converted; ragged, non-numeric, wrong-width and
-    non-finite input (after conversion, so float64 overflow is caught) is refused.
-    """
-    if isinstance(values, np.ndarray):
-        array = values
-    else:
-        try:
-            array = np.asarray(values)
-        except ValueError as exc:
-            raise ValidationError(f"embeddings are ragged or malformed: {exc}") from exc
-    if array.dtype == object:
-        try:
-            array = np.asarray(array.tolist(), dtype=np.float64)
-        except (ValueError, TypeError) as exc:
-            raise ValidationError(
-                "embeddings are ragged or not numeric (an object array that is not "
-                "a rectangle of numbers)"
-            ) from exc
-    if array.dtype.kind not in "fiu":
-        raise ValidationError(f"embeddings must be numeric, got dtype {array.dtype}")
-    if array.ndim == 1 and array.size == 0:
-        array = array.reshape(0, dimension)
-    if array.ndim != 2:
-        raise ValidationError(
-            f"embeddings must be 2-D (rows, {dimension}), got shape {array.shape}"
-        )
-    if array.shape[1] != dimension:
-        raise DimensionMismatchError(
-            f"embeddings have dimension {array.shape[1]}, the column expects {dimension}",
-            row=first_row if array.shape[0] else None,
-        )
-    with np.errstate(over="ignore", invalid="ignore"):
-        matrix = np.ascontiguousarray(array, dtype=np.float32)
-    finite = np.isfinite(matrix).all(axis=1)
-    if not finite.all():
-        bad = int(np.flatnonzero(~finite)[0])
-        raise ValidationError(
-            "embedding contains NaN or infinity (or a value outside float32's range)",
-            row=first_row + bad,
-        )
-    return matrix
-
-
-def validate_vector(value: Any, dimension: int, *, row: int | None = None) -> FloatMatrix:
-    """One vector -> a ``(1, dimension)`` float32 matrix, with the same checks."""
-    if isinstance(value, str) or not hasattr(value, "__len__"):
-        raise ValidationError(
-            f"an embedding must be a sequence of numbers, got {type(value).__name__}", row=row
-        )
-    array = value if isinstance(value, np.ndarray) else None
-    if array is None:
-        try:
-            array = np.asarray(value)
-        except ValueError as exc:
-            raise ValidationError(f"embedding is malformed: {exc}", row=row) from exc
-    if array.ndim != 1:
-        raise ValidationError(f"an embedding must be 1-D, got shape {array.shape}", row=row)
-    if array.shape[0] != dimension:
-        raise DimensionMismatchError(
-            f"embedding has dimension {array.shape[0]}, the column expects {dimension}", row=row
-        )
-    try:
-        return validate_matrix(array.reshape(1, -1), dimension, first_row=row or 0)
-    except ValidationError as exc:
-        raise type(exc)(exc.reason, row=row) from None
 
 
 def _build_matrix(

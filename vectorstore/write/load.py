@@ -1,4 +1,9 @@
-"""One bulk load inside one transaction: batches -> binary COPY -> conflict policy.
+"""The one bulk load: batches -> (embed the missing vectors) -> binary COPY -> conflict policy.
+
+``bulk_add``, the buffered writer's flushes and ``ingest`` all write through
+:func:`bulk_load`: one transaction (a SAVEPOINT of the host's, or our own),
+optionally with the table's ANN indexes dropped first and rebuilt after the
+load (pgvector's loading recipe: COPY, then CREATE INDEX, then ANALYZE).
 
 The decision here is that every bulk write, whatever the conflict policy, goes
 through binary ``COPY ... FROM STDIN``:
@@ -25,28 +30,76 @@ from __future__ import annotations
 import bisect
 import re
 import time
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Iterable, Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
+import numpy as np
 from sqlalchemy import text
 from sqlalchemy.orm import Session
 
-from ._batch import Batch
-from ._copy import COPY_COLUMNS, copy_sql, encoded_stream, write_copy
-from .errors import ConflictError, DatabaseError, ValidationError, VectorStoreError, db_errors
+from vectorstore._target import Target
+from vectorstore.embedders import Embedder
+from vectorstore.errors import (
+    ConfigurationError,
+    ValidationError,
+    VectorStoreError,
+    db_errors,
+    driver_error,
+    translate_db_error,
+)
+from vectorstore.results import BulkResult
+from vectorstore.schema.catalog import forget, qualified_table
+from vectorstore.schema.maintenance import drop_ann_indexes, rebuild_after_load
 
-__all__ = ["ConflictPolicy", "LoadCounts", "Loader"]
+from .batch import Batch
+from .copy import COPY_COLUMNS, copy_sql, encoded_stream, write_copy
 
+__all__ = [
+    "POLICIES",
+    "ConflictPolicy",
+    "LoadCounts",
+    "Loader",
+    "bulk_add",
+    "bulk_load",
+    "check_policy",
+    "embed_missing",
+]
+
+#: What to do with an external id the collection already holds.
 ConflictPolicy = Literal["error", "skip", "update"]
 POLICIES: tuple[ConflictPolicy, ...] = ("error", "skip", "update")
-
-# SQLSTATE class 22 (data exception) and 23 (integrity constraint violation,
-# other than the unique violation that the conflict policy reports) are
-# problems of a row's value: they become ValidationError naming the row.
-_DATA_CLASSES = ("22", "23")
-_UNIQUE_VIOLATION = "23505"
 _CONTEXT_LINE = re.compile(r"\bline (\d+)\b")
+
+
+def check_policy(policy: object) -> ConflictPolicy:
+    """``policy`` if it is a conflict policy, else a ValidationError (before any I/O)."""
+    for known in POLICIES:
+        if policy == known:
+            return known
+    raise ValidationError(f"on_conflict must be one of {POLICIES}, got {policy!r}")
+
+
+def embed_missing(batch: Batch, embedder: Embedder | None) -> int:
+    """Embed the texts of ``batch`` that came without a vector; returns how many.
+
+    The one embedding fill of the write path (``add``, ``bulk_add``, the
+    writer and ``ingest``).  With no embedder, a row without a vector is a
+    ConfigurationError naming the row.
+    """
+    if not batch.needs_embedding:
+        return 0
+    rows = np.flatnonzero(batch.missing)
+    if embedder is None:
+        row = batch.locate(int(rows[0]))[0]
+        raise ConfigurationError(
+            f"row {row}: no embedding given, and no embedder to compute it; "
+            "pass embedder=... or give vectors"
+        )
+    vectors = embedder.embed([batch.texts[i] for i in rows.tolist()])
+    batch.set_embeddings(rows, vectors)
+    return len(rows)
 
 
 @dataclass
@@ -94,47 +147,24 @@ class _StreamMap:
         return row, (ids[offset] if ids is not None else None)
 
 
-def _driver_error(exc: BaseException) -> BaseException:
-    return getattr(exc, "orig", None) or exc
-
-
-def _sqlstate(exc: BaseException) -> str | None:
-    orig = _driver_error(exc)
-    for attr in ("sqlstate", "pgcode"):
-        code = getattr(orig, attr, None)
-        if isinstance(code, str) and code:
-            return code
-    return None
-
-
 class Loader:
-    """Writes batches into ``table`` for one collection, inside ``session``'s transaction.
+    """Writes batches into the target's table, inside ``session``'s transaction.
 
     Args:
         session: the Session whose connection (and transaction) is used.
-        table: the document table's name, already quoted.
-        dimension: the embedding column's dimension (for the staging table).
-        collection_id: the collection every row belongs to.
+        target: the collection and table the rows go to.
         policy: the conflict policy on the external id.
         action: words for error messages, e.g. ``"bulk_add in collection 'docs'"``.
     """
 
     def __init__(
-        self,
-        session: Session,
-        table: str,
-        dimension: int,
-        collection_id: int,
-        policy: ConflictPolicy,
-        action: str,
+        self, session: Session, target: Target[Any], policy: ConflictPolicy, action: str
     ) -> None:
-        if policy not in POLICIES:
-            raise ValidationError(f"on_conflict must be one of {POLICIES}, got {policy!r}")
         self.session = session
-        self.table = table
-        self.dimension = dimension
-        self.collection_id = collection_id
-        self.policy = policy
+        self.table = qualified_table(session, target.table)
+        self.dimension = target.dimension
+        self.collection_id = target.collection_id
+        self.policy = check_policy(policy)
         self.action = action
         self.counts = LoadCounts()
         preparer = session.get_bind().dialect.identifier_preparer
@@ -145,22 +175,16 @@ class Loader:
     def _dbapi(self) -> Any:
         return self.session.connection().connection.dbapi_connection
 
-    def load(
-        self, batches: Iterable[Batch], on_batch: Callable[[Batch], None] | None = None
-    ) -> LoadCounts:
+    def load(self, batches: Iterable[Batch]) -> LoadCounts:
         """Send ``batches`` as one COPY and apply the conflict policy.
 
-        ``on_batch`` is called with each batch just before it is encoded (in the
-        encoder thread).  Returns the counts of this load; ``self.counts`` keeps
-        the totals.
+        Returns the counts of this load; ``self.counts`` keeps the totals.
         """
         started = time.perf_counter()
         stream = _StreamMap()
 
         def tracked() -> Iterator[Batch]:
             for batch in batches:
-                if on_batch is not None:
-                    on_batch(batch)
                 stream.add(batch)
                 yield batch
 
@@ -194,27 +218,14 @@ class Loader:
         return done
 
     def _row_error(self, exc: BaseException, stream: _StreamMap) -> BaseException:
-        """A driver error from the COPY, with the input row it happened on when known."""
-        code = _sqlstate(exc)
-        diag = getattr(_driver_error(exc), "diag", None)
-        context = getattr(diag, "context", None) or ""
+        """A driver error from the COPY, classified with the input row it happened on."""
+        context = getattr(getattr(driver_error(exc), "diag", None), "context", None) or ""
         match = _CONTEXT_LINE.search(context)
         where = stream.locate(int(match.group(1))) if match else None
-        if where is None or code is None:
+        if where is None:
             return exc
         row, ext = where
-        primary = getattr(diag, "message_primary", None) or str(_driver_error(exc)).strip()
-        detail = getattr(diag, "message_detail", None)
-        reason = f"PostgreSQL rejected the row: {primary}" + (f"; {detail}" if detail else "")
-        if code == _UNIQUE_VIOLATION:
-            label = f"row {row}" + (f", external_id {ext!r}" if ext is not None else "")
-            return ConflictError(f"{self.action} failed at {label}: {primary} (SQLSTATE {code})")
-        if code.startswith(_DATA_CLASSES):
-            return ValidationError(f"{reason} (SQLSTATE {code})", row=row, external_id=ext)
-        label = f"row {row}" + (f", external_id {ext!r}" if ext is not None else "")
-        return DatabaseError(
-            f"{self.action} failed at {label}: {primary} (SQLSTATE {code})", sqlstate=code
-        )
+        return translate_db_error(exc, self.action, row=row, external_id=ext)
 
     def _staging(self) -> str:
         if self._stage is None:
@@ -270,56 +281,60 @@ class Loader:
             self._stage = None
 
 
-def run_bulk_add(
-    repo: Any,
+@contextmanager
+def bulk_load(
+    target: Target[Any],
+    policy: ConflictPolicy,
+    *,
+    action: str,
+    rebuild_index: bool = False,
+    index_options: Mapping[str, Any] | None = None,
+) -> Iterator[Loader]:
+    """One bulk load in one (sub)transaction: a :class:`Loader` for the block.
+
+    With ``rebuild_index`` the table's ANN indexes are dropped before the
+    block and rebuilt after it (see :mod:`vectorstore.schema.maintenance`).
+    A failed rebuild does not undo the load: the rows stay in the transaction
+    (committed when we own it) and :class:`~vectorstore.IndexBuildError` is
+    raised once the write is complete.
+    """
+    failure: BaseException | None = None
+    label = f"{action} in collection {target.collection.name!r}"
+    with target.sessions.write(action) as session:
+        loader = Loader(session, target, policy, label)
+        dropped = drop_ann_indexes(session, target.table) if rebuild_index else []
+        yield loader
+        loader.close()
+        failure = rebuild_after_load(session, dropped, loader.table, dict(index_options or {}))
+    if dropped:
+        forget(target.sessions.write_engine, target.table)
+    if failure is not None:
+        raise failure
+
+
+def bulk_add(
+    target: Target[Any],
     batches: Iterable[Batch],
     policy: ConflictPolicy,
     *,
     rebuild_index: bool = False,
-    index_options: dict[str, Any] | None = None,
-) -> Any:
-    """The body of ``DocumentRepository.bulk_add``: one COPY in one (sub)transaction.
-
-    With ``rebuild_index`` the table's ANN indexes are dropped before the load
-    and rebuilt after it (see :mod:`vectorstore.maintenance`).  A failed rebuild
-    does not undo the load: the rows stay in the transaction (committed for a
-    standalone repository) and :class:`~vectorstore.IndexBuildError` is raised
-    after the write is complete.
-    """
-    from .maintenance import drop_ann_indexes, rebuild_after_load
-    from .results import BulkResult
-
+    index_options: Mapping[str, Any] | None = None,
+) -> BulkResult:
+    """Embed what is missing and load ``batches`` as one COPY, all or nothing."""
     started = time.perf_counter()
-    info = repo.collection
     embedded = 0
 
     def prepare() -> Iterator[Batch]:
         nonlocal embedded
         for batch in batches:
-            embedded += repo._fill_embeddings(batch)
+            embedded += embed_missing(batch, target.embedder)
             yield batch
 
-    table = repo.model.__table__
-    failure: BaseException | None = None
-    with repo._write("bulk_add") as session:
-        preparer = session.get_bind().dialect.identifier_preparer
-        target = preparer.format_table(table)
-        loader = Loader(
-            session, target, repo.dimension, info.id, policy,
-            f"bulk_add in collection {info.name!r}",
-        )  # fmt: skip
-        dropped: list[str] = []
-        if rebuild_index:
-            plain = f"{table.schema}.{table.name}" if table.schema else table.name
-            dropped = drop_ann_indexes(session, plain)
+    with bulk_load(target, policy, action="bulk_add", rebuild_index=rebuild_index,
+                   index_options=index_options) as loader:  # fmt: skip
         loader.load(prepare())
-        loader.close()
-        failure = rebuild_after_load(session, dropped, target, index_options)
     counts = loader.counts
-    result = BulkResult(
+    return BulkResult(
         inserted=counts.inserted, skipped=counts.skipped, updated=counts.updated,
         embedded=embedded, elapsed_s=time.perf_counter() - started,
     )  # fmt: skip
-    if failure is not None:
-        raise failure
-    return result

@@ -22,13 +22,14 @@ building the stream overlaps sending it.
 from __future__ import annotations
 
 import itertools
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from typing import Any
 
 import numpy as np
 
-from ._batch import Batch
-from ._prefetch import Prefetch
+from vectorstore._prefetch import Prefetch
+
+from .batch import Batch
 
 __all__ = [
     "COPY_COLUMNS",
@@ -138,16 +139,10 @@ def encode_batch(batch: Batch, collection_id: int) -> bytes:
     return b"".join(itertools.chain.from_iterable(parts))
 
 
-def encoded_stream(
-    batches: Iterable[Batch],
-    collection_id: int,
-    on_batch: Callable[[Batch], None] | None = None,
-) -> Iterator[bytes]:
-    """Signature, one encoded chunk per batch, trailer.  ``on_batch`` sees each batch."""
+def encoded_stream(batches: Iterable[Batch], collection_id: int) -> Iterator[bytes]:
+    """Signature, one encoded chunk per batch, trailer."""
     yield SIGNATURE
     for batch in batches:
-        if on_batch is not None:
-            on_batch(batch)
         if len(batch):
             yield encode_batch(batch, collection_id)
     yield TRAILER

@@ -1,0 +1,199 @@
+"""One place decides how a nearest call runs: :func:`plan_search`, and its one fallback.
+
+Planning (``strategy="auto"``) chooses per query between three strategies,
+because none wins everywhere (pgvector's over-filtering problem):
+
+* ``"index"``: a plain ANN index scan (no filter beyond the collection, and the
+  collection is most of the table).  ``hnsw.ef_search`` is raised to at least
+  ``k + offset`` because an HNSW scan never returns more than ef_search rows.
+* ``"exact"``: an exact ranking of the rows the filter selects (at most
+  ``exact_threshold``, default ``DEFAULT_EXACT_THRESHOLD``).  Wins when the
+  filter keeps few rows.
+* ``"iterative"``: an ANN scan that keeps going until ``k`` rows pass the
+  filter (pgvector 0.8+ ``hnsw.iterative_scan`` / ``ivfflat.iterative_scan``
+  in ``relaxed_order``, bounded by ``max_scan_tuples``; rows are re-sorted by
+  distance after the fetch).  On older pgvector, a widened ``ef_search``
+  scan stands in.
+
+The filter's size is estimated without a round trip from the collection's
+cached metadata sample (:mod:`.selectivity`: PostgreSQL keeps no statistics
+inside ``jsonb``, so its estimates there are fixed guesses).  For shapes the
+sample cannot judge (column fields, ``$like``, ``$contains``, SQLAlchemy
+expressions, joins) the planner's estimate is used, and an estimate below
+twice the threshold is checked by a bounded count (``LIMIT threshold + 1``).
+A wrong choice costs time, never correctness: :func:`with_fallback` re-runs
+exactly an ANN scan that came back with fewer than ``k`` rows.
+
+:func:`plan_search` has two modes with one decision: given a connection it
+reads whatever it needs (catalog, statistics, sample, counts); without one
+(``conn=None``, the raw fast path) it decides from caches alone and returns
+None as soon as an input is not cached, so the caller takes the path that
+can read them.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, replace
+from typing import Any, TypeVar
+
+from sqlalchemy import Engine, func, literal, select
+from sqlalchemy.engine import Connection
+
+from vectorstore._target import Target
+from vectorstore.schema.catalog import cached_catalog, read_catalog
+
+from .options import DEFAULT_EXACT_THRESHOLD, SearchOptions, Strategy
+from .selectivity import cached_sample, metadata_sample
+from .settings import search_settings
+from .statement import Explain, where_clause
+
+__all__ = ["SearchPlan", "exact_threshold", "plan_search", "with_fallback"]
+
+Row = TypeVar("Row")
+
+
+@dataclass(frozen=True)
+class SearchPlan:
+    """How one nearest call runs, and why.
+
+    Attributes:
+        strategy: ``"index"``, ``"iterative"`` or ``"exact"``.
+        settings: the planner / pgvector settings applied for the query only.
+        reason: a short explanation of the choice.
+        estimated_rows: the estimate of the rows the filter keeps (from the
+            collection's metadata sample, else from the planner).
+        counted_rows: the bounded count, when one was taken (capped at threshold + 1).
+        options: the call's validated options.
+        vector: the query vector.
+    """
+
+    strategy: Strategy
+    settings: dict[str, str]
+    reason: str
+    options: SearchOptions
+    vector: Any = None
+    estimated_rows: int | None = None
+    counted_rows: int | None = None
+
+    def as_exact(self, returned: int) -> SearchPlan:
+        """The exact re-run of an ANN plan that returned ``returned`` rows, too few."""
+        wanted = self.options.k + self.options.offset
+        return replace(
+            self, strategy="exact", settings={},
+            reason=f"{self.strategy} returned {returned} < {wanted} rows",
+        )  # fmt: skip
+
+
+def exact_threshold(opts: SearchOptions) -> int:
+    """Filters keeping at most this many rows are ranked exactly (see the constant)."""
+    chosen = DEFAULT_EXACT_THRESHOLD if opts.exact_threshold is None else opts.exact_threshold
+    return max(chosen, opts.k + opts.offset)
+
+
+def plan_search(
+    target: Target[Any],
+    vector: Any,
+    opts: SearchOptions,
+    *,
+    conn: Connection | None,
+    engine: Engine | None = None,
+) -> SearchPlan | None:
+    """Choose the strategy and settings of one call (see the module docstring).
+
+    Args:
+        conn: a connection to read what is not cached; None decides from caches
+            alone (then ``engine`` names the caches) and returns None when that
+            is not enough.
+    """
+    if conn is not None:
+        engine = conn.engine
+        catalog = read_catalog(conn, target.table)
+    else:
+        assert engine is not None
+        found = cached_catalog(engine, target.table)
+        if found is None:
+            return None
+        catalog = found
+    cid = target.collection_id
+    estimated = counted = None
+    strategy: Strategy = opts.strategy
+    reason = "requested"
+    if strategy == "auto":
+        share = None
+        if not catalog.has_index(opts.metric, opts.precision, cid):
+            strategy, reason = "exact", f"no {opts.precision} ANN index for metric {opts.metric}"
+        elif opts.filter is None and opts.join is None:
+            share = catalog.share(conn, cid) if conn is not None else catalog.cached_share(cid)
+            if share is None:
+                return None
+            if share >= 0.9:
+                strategy, reason = "index", "no filter; the collection is the table"
+        if strategy == "auto":
+            threshold = exact_threshold(opts)
+            sample = (metadata_sample(conn, catalog.table, cid) if conn is not None
+                      else cached_sample(engine, catalog.table, cid))  # fmt: skip
+            if sample is not None and opts.join is None:
+                estimated = sample.estimate(opts.filter)
+            if sample is not None and estimated is not None:
+                strategy = "exact" if estimated <= threshold else "iterative"
+                sign = "<=" if strategy == "exact" else ">"
+                reason = (f"sampled estimate {estimated} of {sample.rows} rows {sign} "
+                          f"threshold {threshold}")  # fmt: skip
+            elif conn is None:
+                return None
+            else:
+                strategy, estimated, counted, reason = _plan_by_count(target, conn, opts, threshold)
+    return SearchPlan(
+        strategy=strategy, settings=search_settings(opts, strategy, catalog.iterative_supported),
+        reason=reason, options=opts, vector=vector, estimated_rows=estimated,
+        counted_rows=counted,
+    )  # fmt: skip
+
+
+def _plan_by_count(
+    target: Target[Any], conn: Connection, opts: SearchOptions, threshold: int
+) -> tuple[Strategy, int, int | None, str]:
+    """For filters the sample cannot judge: the planner's estimate, then a bounded count."""
+    conditions = where_clause(target, opts)
+    probe = select(literal(1)).select_from(target.model)
+    if opts.join is not None:
+        probe = probe.join(opts.join, opts.join_on)
+    plan = conn.execute(Explain(probe.where(*conditions), analyze=False)).scalar_one()
+    estimated = int(plan[0]["Plan"]["Plan Rows"])
+    if estimated > 2 * threshold:
+        return "iterative", estimated, None, f"planner estimates {estimated} rows > 2 x {threshold}"
+    # Planner estimates for JSONB operators are fixed guesses that run low, so a
+    # small estimate is checked with a count capped at threshold + 1.
+    counted = _bounded_count(conn, conditions, target.model, opts, threshold + 1)
+    if counted <= threshold:
+        return "exact", estimated, counted, f"filter keeps {counted} rows <= {threshold}"
+    return "iterative", estimated, counted, f"filter keeps more than {threshold} rows"
+
+
+def _bounded_count(
+    conn: Connection, conditions: Sequence[Any], model: Any, opts: SearchOptions, cap: int
+) -> int:
+    inner = select(literal(1)).select_from(model)
+    if opts.join is not None:
+        inner = inner.join(opts.join, opts.join_on)
+    inner = inner.where(*conditions).limit(cap)
+    return int(conn.execute(select(func.count()).select_from(inner.subquery())).scalar_one())
+
+
+def with_fallback(
+    plan: SearchPlan, execute: Callable[[SearchPlan], list[Row]]
+) -> tuple[list[Row], SearchPlan, Strategy | None]:
+    """Run ``plan``; if an ANN scan returned fewer rows than asked, rank exactly instead.
+
+    The guarantee of nearest: if at least ``k`` rows match, ``k`` rows come
+    back.  An ANN scan can stop short (over-filtering, scan bounds); the exact
+    ranking cannot.  Returns the rows, the plan that produced them and the
+    strategy that fell short (None when none did).
+    """
+    rows = execute(plan)
+    wanted = plan.options.k + plan.options.offset
+    if plan.strategy == "exact" or len(rows) >= wanted:
+        return rows, plan, None
+    exact = plan.as_exact(len(rows))
+    return execute(exact), exact, plan.strategy

@@ -1,0 +1,213 @@
+"""The one reader of the ANN index catalog, cached per engine and table.
+
+Everything that needs to know a table's HNSW / IVFFlat indexes reads them
+here: ``nearest`` (which metric, precision and collection each index serves,
+and whether pgvector is new enough for iterative scans), the index commands
+(``list_indexes``, ``drop_index``) and the big-load path (the exact
+``CREATE INDEX`` statements to rebuild after a load).  One query of
+``pg_index`` answers all of them; ``pg_get_indexdef`` gives the server's own
+statement text, so any index (partial, expression, any operator class) is
+recreated exactly.
+
+The cache is keyed by engine and table, not by repository: an app that builds
+a repository per web request reads the catalog once per process (and again
+after :data:`CATALOG_TTL_S`, or at once after vectorstore itself creates or
+drops an index on that engine).
+"""
+
+from __future__ import annotations
+
+import re
+import time
+import weakref
+from dataclasses import dataclass, field
+from typing import Any
+
+from sqlalchemy import Engine, Table, text
+from sqlalchemy.engine import Connection
+from sqlalchemy.orm import Session
+
+from vectorstore._metrics import Metric, Precision, metric_of_opclass, precision_of_opclass
+
+__all__ = [
+    "CATALOG_TTL_S",
+    "AnnIndex",
+    "Catalog",
+    "cached_catalog",
+    "forget",
+    "list_ann_indexes",
+    "parse_version",
+    "pgvector_version",
+    "qualified_table",
+    "read_catalog",
+]
+
+Bind = Session | Connection
+
+#: How long a view of the indexes and table statistics is trusted (seconds).
+CATALOG_TTL_S = 60.0
+ANN_METHODS = ("hnsw", "ivfflat")
+_COLLECTION_PRED = re.compile(r"collection_id\s*=\s*(\d+)")
+_OPS = re.compile(r"\b(\w+_ops)\b")
+
+
+@dataclass(frozen=True)
+class AnnIndex:
+    """An HNSW or IVFFlat index found in the catalog.
+
+    Attributes:
+        name: the index name.
+        method: ``"hnsw"`` or ``"ivfflat"``.
+        metric: the metric its operator class serves (None for a binary index).
+        precision: ``"vector"``, ``"halfvec"`` or ``"binary"``.
+        collection_id: the collection of a per-collection (partial) index, else None.
+        valid: False for a concurrent build that did not finish.
+        definition: the server's ``CREATE INDEX`` statement for it.
+    """
+
+    name: str
+    method: str
+    metric: Metric | None
+    precision: Precision
+    collection_id: int | None
+    valid: bool
+    definition: str
+
+
+def parse_version(value: str) -> tuple[int, ...]:
+    """``"0.8.1"`` -> ``(0, 8, 1)``; non-digits in a part are ignored (``"0.5rc1"`` -> (0, 51))."""
+    return tuple(int("".join(c for c in p if c.isdigit()) or 0) for p in value.split("."))
+
+
+def pgvector_version(bind: Bind) -> tuple[int, ...] | None:
+    """The installed pgvector version, or None when the extension is not installed."""
+    found = bind.execute(
+        text("SELECT extversion FROM pg_extension WHERE extname = 'vector'")
+    ).scalar_one_or_none()
+    return None if found is None else parse_version(str(found))
+
+
+def _engine(bind: Bind) -> Engine:
+    if isinstance(bind, Connection):
+        return bind.engine
+    engine = bind.get_bind()
+    return engine if isinstance(engine, Engine) else engine.engine
+
+
+def qualified_table(bind: Bind | Engine, table: Table) -> str:
+    """``table``'s quoted (schema-qualified) name for ``bind``'s dialect."""
+    dialect = bind.dialect if isinstance(bind, Engine | Connection) else _engine(bind).dialect
+    return str(dialect.identifier_preparer.format_table(table))
+
+
+def list_ann_indexes(bind: Bind, table: Table) -> list[AnnIndex]:
+    """The HNSW and IVFFlat indexes on ``table``, by name (one catalog query)."""
+    rows = bind.execute(
+        text(
+            "SELECT c.relname, am.amname, pg_get_indexdef(i.indexrelid), "
+            "pg_get_expr(i.indpred, i.indrelid), i.indisvalid "
+            "FROM pg_index i JOIN pg_class c ON c.oid = i.indexrelid "
+            "JOIN pg_am am ON am.oid = c.relam "
+            "WHERE i.indrelid = CAST(:table AS regclass) AND am.amname IN ('hnsw', 'ivfflat') "
+            "ORDER BY c.relname"
+        ),
+        {"table": qualified_table(bind, table)},
+    ).all()
+    found = []
+    for name, method, definition, predicate, valid in rows:
+        ops = _OPS.search(definition)
+        opclass = ops.group(1) if ops else ""
+        match = _COLLECTION_PRED.search(predicate or "")
+        found.append(AnnIndex(
+            name=str(name), method=str(method), metric=metric_of_opclass(opclass),
+            precision=precision_of_opclass(opclass),
+            collection_id=int(match.group(1)) if match else None, valid=bool(valid),
+            definition=str(definition),
+        ))  # fmt: skip
+    return found
+
+
+def _planner_rows(bind: Bind, sql: str) -> int:
+    plan = bind.execute(text(f"EXPLAIN (FORMAT JSON) {sql}")).scalar_one()
+    return int(plan[0]["Plan"]["Plan Rows"])
+
+
+@dataclass
+class Catalog:
+    """What ``nearest`` needs to know about one table's ANN indexes and rows."""
+
+    table: str
+    indexes: tuple[AnnIndex, ...]
+    pgvector_version: tuple[int, ...]
+    read_at: float = field(default_factory=time.monotonic)
+    _shares: dict[int, float] = field(default_factory=dict, repr=False)
+
+    @property
+    def fresh(self) -> bool:
+        return time.monotonic() - self.read_at <= CATALOG_TTL_S
+
+    @property
+    def iterative_supported(self) -> bool:
+        """pgvector 0.8+ iterative index scans."""
+        return self.pgvector_version >= (0, 8, 0)
+
+    def usable(self, metric: str, precision: str, collection_id: int) -> list[AnnIndex]:
+        """Valid indexes that can serve a query of this metric and precision in the collection."""
+        return [
+            ix for ix in self.indexes
+            if ix.valid and ix.precision == precision
+            and (ix.metric == metric or precision == "binary")
+            and ix.collection_id in (None, collection_id)
+        ]  # fmt: skip
+
+    def has_index(self, metric: str, precision: str, collection_id: int) -> bool:
+        return bool(self.usable(metric, precision, collection_id))
+
+    def cached_share(self, collection_id: int) -> float | None:
+        """The collection's share of the table's rows if already known (no query)."""
+        if any(ix.collection_id == collection_id for ix in self.indexes):
+            return 1.0  # a partial index serves the collection alone
+        return self._shares.get(collection_id)
+
+    def share(self, bind: Bind, collection_id: int) -> float:
+        """The collection's share of the table's rows, from planner statistics (cached)."""
+        found = self.cached_share(collection_id)
+        if found is None:
+            total = _planner_rows(bind, f"SELECT 1 FROM {self.table}")
+            mine = _planner_rows(
+                bind, f"SELECT 1 FROM {self.table} WHERE collection_id = {int(collection_id)}"
+            )
+            found = self._shares[collection_id] = 1.0 if total <= 0 else min(1.0, mine / total)
+        return found
+
+
+_CACHE: weakref.WeakKeyDictionary[Engine, dict[str, Catalog]] = weakref.WeakKeyDictionary()
+
+
+def cached_catalog(engine: Engine, table: Table) -> Catalog | None:
+    """The table's catalog if one is cached and fresh on ``engine``; None otherwise (no query)."""
+    tables = _CACHE.get(engine)
+    found = None if tables is None else tables.get(qualified_table(engine, table))
+    return found if found is not None and found.fresh else None
+
+
+def read_catalog(bind: Bind, table: Table) -> Catalog:
+    """The table's catalog: from the cache while fresh, else read (two queries) and cached."""
+    engine = _engine(bind)
+    found = cached_catalog(engine, table)
+    if found is None:
+        name = qualified_table(engine, table)
+        found = Catalog(
+            table=name,
+            indexes=tuple(list_ann_indexes(bind, table)),
+            pgvector_version=pgvector_version(bind) or (0,),
+        )
+        _CACHE.setdefault(engine, {})[name] = found
+    return found
+
+
+def forget(engine: Engine | Any, table: Table) -> None:
+    """Drop the cached view of ``table`` on ``engine`` (after creating or dropping an index)."""
+    tables = _CACHE.get(engine)
+    if tables is not None:
+        tables.pop(qualified_table(engine, table), None)
