@@ -86,7 +86,9 @@ def matching(repo: Repo, spec: Any) -> list[int]:
         ([{"color": "red"}, {"price": {"$gt": 6}}], [2]),
     ],
 )
-def test_each_operator_keeps_exactly_the_rows_it_describes(loaded: Repo, spec: Any, expected: list[int]) -> None:
+def test_each_operator_keeps_exactly_the_rows_it_describes(
+    loaded: Repo, spec: Any, expected: list[int]
+) -> None:
     assert matching(loaded, spec) == expected
 
 

@@ -123,7 +123,9 @@ def test_create_and_drop_concurrently(engine: Engine, embedder: Any) -> None:
     assert name not in {ix.name for ix in repo.list_indexes()}
 
 
-def test_hostile_index_names_and_settings_are_refused(repo: Repo, vectors: np.ndarray[Any, Any]) -> None:
+def test_hostile_index_names_and_settings_are_refused(
+    repo: Repo, vectors: np.ndarray[Any, Any]
+) -> None:
     with pytest.raises(vs.ValidationError):
         repo.drop_index("pk_vectorstore_documents; DROP TABLE x")
     assert repo.drop_index("pk_vectorstore_documents") is False  # not an ANN index

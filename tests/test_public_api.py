@@ -37,7 +37,8 @@ def test_the_migrate_module_is_reachable_as_a_module_beside_the_function() -> No
     module = importlib.import_module("vectorstore.schema.migrate")
     assert isinstance(module, types.ModuleType)
     assert module.migrate is vs.migrate
-    assert callable(vs.migrate) and not isinstance(vs.migrate, types.ModuleType)
+    assert callable(vs.migrate)
+    assert not isinstance(vs.migrate, types.ModuleType)
 
 
 def test_the_typed_vocabulary_is_exported() -> None:

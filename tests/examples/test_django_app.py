@@ -84,7 +84,9 @@ def test_engine_is_built_from_django_settings(
         assert conn.exec_driver_sql("SELECT current_database()").scalar() == url.database
 
 
-def test_a_posted_document_is_found_by_meaning_and_by_filter(client: Client, vectorstore_engine: Engine) -> None:
+def test_a_posted_document_is_found_by_meaning_and_by_filter(
+    client: Client, vectorstore_engine: Engine
+) -> None:
     for text, kind in [("the cat sleeps on the mat", "pet"), ("bond yields rose", "finance")]:
         body = json.dumps({"text": text, "metadata": {"kind": kind}})
         done = client.post("/documents", data=body, content_type="application/json")
