@@ -33,7 +33,7 @@ from .errors import ConnectionLostError, db_errors
 from .models import DocumentMixin, embedding_dimension
 from .results import CollectionInfo
 
-__all__ = ["Sessions", "Target"]
+__all__ = ["CollectionSpec", "Sessions", "Target"]
 
 DocT = TypeVar("DocT", bound=DocumentMixin)
 T = TypeVar("T")
@@ -146,23 +146,56 @@ def _engine_of(bind: Any) -> Engine:
     return bind if isinstance(bind, Engine) else bind.engine
 
 
+#: The model name recorded for a collection created without an embedder or a model name.
+UNSPECIFIED_MODEL = "unspecified"
+
+
+@dataclass(frozen=True)
+class CollectionSpec:
+    """What a repository asks of its collection.
+
+    Attributes:
+        name: the collection's name (validated by the repository).
+        create: create it on first use; False makes a missing one an error.
+        dimension: the dimension of the document model's embedding column.
+        model_label: the document class's name, for messages.
+        embedding_model: the model name given explicitly (``embedding_model=``), if any.
+    """
+
+    name: str
+    create: bool
+    dimension: int
+    model_label: str
+    embedding_model: str | None = None
+
+    def recorded_model(self, embedder: Embedder | None) -> str:
+        """The model name a new collection records: the embedder's, else the explicit one."""
+        if embedder is not None:
+            return embedder.model_name
+        return self.embedding_model or UNSPECIFIED_MODEL
+
+
 @dataclass(frozen=True)
 class Target(Generic[DocT]):
     """One collection of one document table, as a call of a wing sees it.
 
     Attributes:
         model: the mapped document class.
-        collection: the resolved collection (id, name, model, dimension).
+        collection: the resolved collection (id, name, model, dimension), or
+            None for a write into a collection that does not exist yet: the
+            write creates it from ``spec`` in its own transaction.
         embedder: the embedder texts without vectors are embedded with (None: vectors only).
         sessions: where and in whose transaction the call runs.
+        spec: what the repository asks of its collection (name, create, model name).
         table: ``model``'s table.
         dimension: the dimension of its embedding column.
     """
 
     model: type[DocT]
-    collection: CollectionInfo
+    collection: CollectionInfo | None
     embedder: Embedder | None
     sessions: Sessions
+    spec: CollectionSpec
     table: Table = field(init=False)
     dimension: int = field(init=False)
 
@@ -172,4 +205,6 @@ class Target(Generic[DocT]):
 
     @property
     def collection_id(self) -> int:
+        """The resolved collection's id (reads always have one; see ``collection``)."""
+        assert self.collection is not None, "the collection is resolved in the write's transaction"
         return self.collection.id

@@ -22,11 +22,10 @@ from typing import TYPE_CHECKING, Any, Generic, Literal, TypeVar
 
 import numpy as np
 from sqlalchemy import URL, ColumnElement, Engine, Select, delete, func, insert, or_, select
-from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.orm import Session, sessionmaker
 
 from ._identifiers import check_collection_name, check_model_identifiers
-from ._target import Sessions, Target
+from ._target import CollectionSpec, Sessions, Target
 from ._vector import as_query_vector, validate_vector
 from .embedders import Embedder
 from .errors import (
@@ -34,10 +33,9 @@ from .errors import (
     ConfigurationError,
     DimensionMismatchError,
     DocumentNotFoundError,
-    EmbeddingModelMismatchError,
     ValidationError,
 )
-from .models import Collection, Document, DocumentMixin, embedding_dimension
+from .models import Document, DocumentMixin, embedding_dimension
 from .query import diagnostics, run
 from .query import hybrid as hybrid_query
 from .query.diagnostics import ExplainReport, RecallReport
@@ -54,6 +52,7 @@ from .query.statement import build_statement
 from .results import BulkResult, CollectionInfo, IngestResult, ResultSet
 from .schema import indexes
 from .schema.catalog import AnnIndex
+from .schema.collections import check_compatible, create_or_find, find
 from .schema.indexes import IndexSpec
 from .write import ingest as ingest_wing
 from .write import load
@@ -194,69 +193,71 @@ class DocumentRepository(Generic[DocT]):
 
         With a host session the lookup is cached per transaction: a collection
         created in a transaction the host later rolls back is looked up again.
+        Writes do not go through here: the first write into a new collection
+        creates it in the write's own transaction (see :mod:`vectorstore.schema.collections`).
         """
-        host = self._sessions.session
-        transaction = host.get_transaction() if host is not None else None
-        if self._collection is None or (host is not None and transaction is not self._resolved_in):
+        found = self._known()
+        if found is None:
             with self._sessions.write("resolve the collection") as session:
-                self._collection = self._resolve_collection(session)
-            self._resolved_in = host.get_transaction() if host is not None else None
+                found = create_or_find(session, self._spec, self.embedder)
+            self._remember(found)
+        return found
+
+    def _known(self) -> CollectionInfo | None:
+        """The collection as cached for the current transaction, if it is."""
+        host = self._sessions.session
+        if self._collection is None:
+            return None
+        if host is not None and host.get_transaction() is not self._resolved_in:
+            return None
         return self._collection
 
-    def _resolve_collection(self, session: Session) -> CollectionInfo:
-        row = session.execute(
-            select(Collection).where(Collection.name == self.collection_name)
-        ).scalar_one_or_none()
-        if row is None:
-            if not self._create:
-                raise CollectionNotFoundError(f"no collection named {self.collection_name!r}")
-            model_name = (
-                self.embedder.model_name if self.embedder is not None else self._embedding_model
-            ) or "unspecified"
-            session.execute(
-                pg_insert(Collection)
-                .values(
-                    name=self.collection_name,
-                    embedding_model=model_name,
-                    dimension=self.dimension,
-                )
-                .on_conflict_do_nothing(index_elements=["name"])
-            )
-            row = session.execute(
-                select(Collection).where(Collection.name == self.collection_name)
-            ).scalar_one()
-        info = CollectionInfo(row.id, row.name, row.embedding_model, row.dimension)
-        self._check_compatible(info, self.embedder)
-        return info
+    def _remember(self, info: CollectionInfo) -> None:
+        host = self._sessions.session
+        self._collection = info
+        self._resolved_in = host.get_transaction() if host is not None else None
 
-    def _check_compatible(self, info: CollectionInfo, embedder: Embedder | None) -> None:
-        if info.dimension != self.dimension:
-            raise DimensionMismatchError(
-                f"collection {info.name!r} holds {info.dimension}-d vectors but "
-                f"{self.model.__name__}.embedding is {self.dimension}-d"
-            )
-        if embedder is not None:
-            if embedder.dimension != info.dimension:
-                raise DimensionMismatchError(
-                    f"embedder {embedder.model_name!r} makes {embedder.dimension}-d "
-                    f"vectors; collection {info.name!r} holds {info.dimension}-d vectors"
-                )
-            if embedder.model_name != info.embedding_model:
-                raise EmbeddingModelMismatchError(
-                    f"collection {info.name!r} was embedded with {info.embedding_model!r}; "
-                    f"refusing to mix in vectors from {embedder.model_name!r}"
-                )
+    @property
+    def _spec(self) -> CollectionSpec:
+        return CollectionSpec(
+            name=self.collection_name, create=self._create, dimension=self.dimension,
+            model_label=self.model.__name__, embedding_model=self._embedding_model,
+        )  # fmt: skip
 
     def _target(self, embedder: Embedder | None = None) -> Target[DocT]:
         """The frozen value a wing works on: this collection, model, embedder and sessions."""
         info = self.collection
         if embedder is not None and embedder is not self.embedder:
-            self._check_compatible(info, embedder)
-            return Target(self.model, info, embedder, self._sessions)
+            check_compatible(info, self._spec, embedder)
+            return Target(self.model, info, embedder, self._sessions, self._spec)
         cached = self._target_cache
         if cached is None or cached.collection is not info or cached.embedder is not self.embedder:
-            cached = self._target_cache = Target(self.model, info, self.embedder, self._sessions)
+            cached = Target(self.model, info, self.embedder, self._sessions, self._spec)
+            self._target_cache = cached
         return cached
+
+    def _write_target(self, embedder: Embedder | None = None) -> Target[DocT]:
+        """A target for a write: a collection that does not exist yet is left to the write.
+
+        The write then creates it inside its own transaction, so a failed first
+        write leaves no collection behind (and no model bound to it).
+        """
+        if self._known() is None:
+            with self._sessions.write("resolve the collection") as session:
+                found = find(session, self.collection_name)
+            if found is None:
+                if not self._create:
+                    raise CollectionNotFoundError(f"no collection named {self.collection_name!r}")
+                chosen = embedder or self.embedder
+                if chosen is not None and chosen.dimension != self.dimension:
+                    raise DimensionMismatchError(
+                        f"embedder {chosen.model_name!r} makes {chosen.dimension}-d vectors; "
+                        f"{self.model.__name__}.embedding is {self.dimension}-d"
+                    )
+                return Target(self.model, None, chosen, self._sessions, self._spec)
+            check_compatible(found, self._spec, self.embedder)
+            self._remember(found)
+        return self._target(embedder)
 
     # -- embedding -----------------------------------------------------------------
     def _require_embedder(self, why: str) -> Embedder:
@@ -303,27 +304,29 @@ class DocumentRepository(Generic[DocT]):
                 [Record(text, metadata, external_id, embedding)], self.dimension, chunk_rows=1
             )
         )
-        target = self._target()
+        target = self._write_target()
         if batch.needs_embedding:
             self._require_embedder(f"row {batch.start_row}: no embedding given")
         embed_missing(batch, target.embedder)
         sessions = target.sessions
-        if sessions.owns_transactions:
+        if sessions.owns_transactions and target.collection is not None:
             # Standalone: one INSERT on a pooled connection, no Session (see write.single).
             with sessions.errors("add"):
                 doc: DocT = insert_one(
                     sessions.write_engine, self.model, batch, target.collection_id
                 )
             return doc
-        values = {
-            "collection_id": target.collection_id,
-            "external_id": batch.external_ids[0],
-            "text": batch.texts[0],
-            "content_hash": batch.hashes[0],
-            "metadata_": batch.metadata[0],
-            "embedding": batch.embeddings[0],
-        }
         with sessions.write("add") as session:
+            # A new collection is created in this transaction, with its first row.
+            info = target.collection or create_or_find(session, target.spec, target.embedder)
+            values = {
+                "collection_id": info.id,
+                "external_id": batch.external_ids[0],
+                "text": batch.texts[0],
+                "content_hash": batch.hashes[0],
+                "metadata_": batch.metadata[0],
+                "embedding": batch.embeddings[0],
+            }
             doc = session.scalars(insert(self.model).returning(self.model), [values]).one()
         return doc
 
@@ -386,7 +389,7 @@ class DocumentRepository(Generic[DocT]):
             metadata=metadata, external_ids=external_ids, columns=columns,
         )  # fmt: skip
         return load.bulk_add(
-            self._target(), batches, policy,
+            self._write_target(), batches, policy,
             rebuild_index=rebuild_index, index_options=index_options,
         )  # fmt: skip
 
@@ -412,9 +415,9 @@ class DocumentRepository(Generic[DocT]):
             embedding_model=self._embedding_model,
             create=self._create,
         )
-        # The collection is resolved (and created) now, committed, on the writer's connection.
+        # A new collection is created by the writer's first flush, with its first rows.
         return BufferedWriter(
-            clone._target(), max_rows=max_rows, max_delay=max_delay, on_conflict=policy
+            clone._write_target(), max_rows=max_rows, max_delay=max_delay, on_conflict=policy
         )
 
     def ingest(
@@ -438,7 +441,7 @@ class DocumentRepository(Generic[DocT]):
         if embedder is not None and self.embedder is None:
             self.embedder = embedder
         return ingest_wing.ingest(
-            self._target(embedder), source, on_conflict=policy, chunk_rows=chunk_rows,
+            self._write_target(embedder), source, on_conflict=policy, chunk_rows=chunk_rows,
             skip_known=skip_known, progress=progress, rebuild_index=rebuild_index,
             index_options=index_options, columns=columns,
         )  # fmt: skip

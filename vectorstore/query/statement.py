@@ -196,14 +196,15 @@ def statement_for(
     it is built once and reused: SQLAlchemy then finds its compiled form in
     its cache, and nothing is rebuilt per call.
     """
-    param = query_param(None, target.dimension, VECTOR_PARAM)
     if not reusable(opts):
+        param = query_param(None, target.dimension, VECTOR_PARAM)
         return build_statement(target, param, opts, strategy, columns=columns)
     key = statement_key(target, opts, strategy, columns)
     stmt = _STATEMENTS.get(key)
     if stmt is None:
         if len(_STATEMENTS) >= _STATEMENTS_MAX:
             _STATEMENTS.clear()
+        param = query_param(None, target.dimension, VECTOR_PARAM)
         built = build_statement(target, param, opts, strategy, columns=columns)
         stmt = _STATEMENTS.setdefault(key, built)
     return stmt

@@ -181,13 +181,15 @@ class Catalog:
         return found
 
 
-_CACHE: weakref.WeakKeyDictionary[Engine, dict[str, Catalog]] = weakref.WeakKeyDictionary()
+#: Catalogs per engine, by Table object (the hot path looks one up per nearest
+#: call, so the key is the object itself, not its formatted name).
+_CACHE: weakref.WeakKeyDictionary[Engine, dict[Table, Catalog]] = weakref.WeakKeyDictionary()
 
 
 def cached_catalog(engine: Engine, table: Table) -> Catalog | None:
     """The table's catalog if one is cached and fresh on ``engine``; None otherwise (no query)."""
     tables = _CACHE.get(engine)
-    found = None if tables is None else tables.get(qualified_table(engine, table))
+    found = None if tables is None else tables.get(table)
     return found if found is not None and found.fresh else None
 
 
@@ -196,13 +198,12 @@ def read_catalog(bind: Bind, table: Table) -> Catalog:
     engine = _engine(bind)
     found = cached_catalog(engine, table)
     if found is None:
-        name = qualified_table(engine, table)
         found = Catalog(
-            table=name,
+            table=qualified_table(engine, table),
             indexes=tuple(list_ann_indexes(bind, table)),
             pgvector_version=pgvector_version(bind) or (0,),
         )
-        _CACHE.setdefault(engine, {})[name] = found
+        _CACHE.setdefault(engine, {})[table] = found
     return found
 
 
@@ -210,4 +211,4 @@ def forget(engine: Engine | Any, table: Table) -> None:
     """Drop the cached view of ``table`` on ``engine`` (after creating or dropping an index)."""
     tables = _CACHE.get(engine)
     if tables is not None:
-        tables.pop(qualified_table(engine, table), None)
+        tables.pop(table, None)

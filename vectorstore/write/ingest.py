@@ -97,7 +97,7 @@ def ingest(
             f":collection AND d.content_hash = u.h LIMIT 1) AS hit"
         ).bindparams(
             bindparam("hashes", type_=ARRAY(BYTEA)),
-            bindparam("collection", value=target.collection_id),
+            bindparam("collection", value=loader.collection_id),
         )
         pending: Future[Batch] | None = None
 

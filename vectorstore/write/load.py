@@ -32,8 +32,8 @@ import re
 import time
 from collections.abc import Iterable, Iterator, Mapping
 from contextlib import contextmanager
-from dataclasses import dataclass, field
-from typing import Any, Literal
+from dataclasses import dataclass, field, replace
+from typing import Any, Literal, TypeVar
 
 import numpy as np
 from sqlalchemy import text
@@ -49,8 +49,10 @@ from vectorstore.errors import (
     driver_error,
     translate_db_error,
 )
-from vectorstore.results import BulkResult
+from vectorstore.models import DocumentMixin
+from vectorstore.results import BulkResult, CollectionInfo
 from vectorstore.schema.catalog import forget, qualified_table
+from vectorstore.schema.collections import create_or_find, find
 from vectorstore.schema.maintenance import drop_ann_indexes, rebuild_after_load
 
 from .batch import Batch
@@ -66,6 +68,8 @@ __all__ = [
     "check_policy",
     "embed_missing",
 ]
+
+DocT = TypeVar("DocT", bound=DocumentMixin)
 
 #: What to do with an external id the collection already holds.
 ConflictPolicy = Literal["error", "skip", "update"]
@@ -152,18 +156,25 @@ class Loader:
 
     Args:
         session: the Session whose connection (and transaction) is used.
-        target: the collection and table the rows go to.
+        target: the table the rows go to.
+        collection: the collection every row belongs to.
         policy: the conflict policy on the external id.
         action: words for error messages, e.g. ``"bulk_add in collection 'docs'"``.
     """
 
     def __init__(
-        self, session: Session, target: Target[Any], policy: ConflictPolicy, action: str
+        self,
+        session: Session,
+        target: Target[Any],
+        collection: CollectionInfo,
+        policy: ConflictPolicy,
+        action: str,
     ) -> None:
         self.session = session
         self.table = qualified_table(session, target.table)
         self.dimension = target.dimension
-        self.collection_id = target.collection_id
+        self.collection = collection
+        self.collection_id = collection.id
         self.policy = check_policy(policy)
         self.action = action
         self.counts = LoadCounts()
@@ -292,16 +303,19 @@ def bulk_load(
 ) -> Iterator[Loader]:
     """One bulk load in one (sub)transaction: a :class:`Loader` for the block.
 
-    With ``rebuild_index`` the table's ANN indexes are dropped before the
+    A collection that does not exist yet is created inside the same
+    transaction, so a load that fails leaves no collection behind.  With
+    ``rebuild_index`` the table's ANN indexes are dropped before the
     block and rebuilt after it (see :mod:`vectorstore.schema.maintenance`).
     A failed rebuild does not undo the load: the rows stay in the transaction
     (committed when we own it) and :class:`~vectorstore.IndexBuildError` is
     raised once the write is complete.
     """
     failure: BaseException | None = None
-    label = f"{action} in collection {target.collection.name!r}"
+    label = f"{action} in collection {target.spec.name!r}"
     with target.sessions.write(action) as session:
-        loader = Loader(session, target, policy, label)
+        collection = target.collection or create_or_find(session, target.spec, target.embedder)
+        loader = Loader(session, target, collection, policy, label)
         dropped = drop_ann_indexes(session, target.table) if rebuild_index else []
         yield loader
         loader.close()
@@ -310,6 +324,13 @@ def bulk_load(
         forget(target.sessions.write_engine, target.table)
     if failure is not None:
         raise failure
+
+
+def with_collection(target: Target[DocT]) -> Target[DocT]:
+    """``target`` with its collection looked up (after a write created it), if it exists."""
+    with target.sessions.read("resolve the collection") as session:
+        found = find(session, target.spec.name)
+    return target if found is None else replace(target, collection=found)
 
 
 def bulk_add(

@@ -39,7 +39,7 @@ from vectorstore.errors import ValidationError, WriteError
 from vectorstore.results import BulkResult
 
 from .batch import DEFAULT_CHUNK_ROWS, Record, batches_from_records
-from .load import ConflictPolicy, bulk_add, check_policy
+from .load import ConflictPolicy, bulk_add, check_policy, with_collection
 
 __all__ = ["BufferedWriter"]
 
@@ -206,6 +206,9 @@ class BufferedWriter:
         try:
             batches = batches_from_records(records, self._dimension, chunk_rows=DEFAULT_CHUNK_ROWS)
             result = bulk_add(self._target, batches, self.on_conflict)
+            if self._target.collection is None:
+                # The first flush created the collection: later flushes need not look.
+                self._target = with_collection(self._target)
         except Exception as exc:
             if raise_errors:
                 with self._lock:
