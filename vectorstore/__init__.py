@@ -15,6 +15,7 @@ from .config import make_engine, normalize_url, resolve_url
 from .embedders import Embedder, HashingTestEmbedder, SentenceTransformerEmbedder
 from .errors import (
     CollectionNotFoundError,
+    ConcurrencyError,
     ConfigurationError,
     ConflictError,
     ConnectionLostError,
@@ -31,6 +32,7 @@ from .errors import (
     ReadOnlyError,
     SchemaError,
     ServerError,
+    StorageFullError,
     ValidationError,
     VectorStoreError,
     WriteError,
@@ -53,7 +55,7 @@ from .schema.indexes import IndexSpec
 from .schema.maintenance import rebuild_ann_indexes
 from .schema.migrate import check_schema, current_revision, downgrade, migrate
 from .server import EmbeddedServer
-from .write.batch import Record
+from .write.batch import MAX_METADATA_DEPTH, Record
 from .write.load import ConflictPolicy
 from .write.writer import BufferedWriter
 
@@ -62,6 +64,7 @@ __version__ = "0.1.0"
 __all__ = [
     "DEFAULT_DIMENSION",
     "DEFAULT_MODEL_NAME",
+    "MAX_METADATA_DEPTH",
     "AnnIndex",
     "Base",
     "BufferedWriter",
@@ -69,6 +72,7 @@ __all__ = [
     "Collection",
     "CollectionInfo",
     "CollectionNotFoundError",
+    "ConcurrencyError",
     "ConfigurationError",
     "ConflictError",
     "ConflictPolicy",
@@ -105,6 +109,7 @@ __all__ = [
     "SearchResult",
     "SentenceTransformerEmbedder",
     "ServerError",
+    "StorageFullError",
     "Strategy",
     "ValidationError",
     "VectorStoreError",

@@ -133,14 +133,6 @@ class Sessions:
                 raise
         return read()
 
-    def standalone(self) -> Sessions:
-        """Sessions on the same write engine that own their transactions (a writer's flushes)."""
-        if self.factory is not None:
-            return self
-        return Sessions(
-            factory=sessionmaker(self.write_engine, expire_on_commit=False), label=self.label
-        )
-
 
 def _engine_of(bind: Any) -> Engine:
     return bind if isinstance(bind, Engine) else bind.engine

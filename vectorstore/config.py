@@ -41,6 +41,7 @@ def normalize_url(url: str | URL) -> URL:
     except (ArgumentError, ValueError) as exc:
         # The message may contain the URL and so a password: do not echo it.
         raise ConfigurationError("database URL could not be parsed") from exc
+    _check_ports(parsed)
     backend, _, driver = parsed.drivername.partition("+")
     if backend not in ("postgresql", "postgres"):
         raise ConfigurationError(
@@ -52,6 +53,27 @@ def normalize_url(url: str | URL) -> URL:
             f"unsupported PostgreSQL driver {driver!r}; use one of {', '.join(SUPPORTED_DRIVERS)}"
         )
     return parsed.set(drivername=f"postgresql+{driver}")
+
+
+def _check_ports(url: URL) -> None:
+    """Refuse a port that is not a number in 1..65535, in the URL or its query string.
+
+    ``make_url`` accepts ``?host=/tmp&port=abc`` (a socket directory and its
+    port, as libpq takes them); SQLAlchemy only complains when an engine is
+    made, with an ArgumentError, and libpq only on connect.  Only the port
+    itself is named in the message, never the URL (it may hold a password).
+    """
+    query_ports = url.query.get("port", ())
+    values = [query_ports] if isinstance(query_ports, str) else list(query_ports)
+    # libpq's multi-host form "port=5432,5433"; an empty item means the default port.
+    ports = [p for value in values for p in value.split(",") if p]
+    if url.port is not None:
+        ports.append(str(url.port))
+    for port in ports:
+        if not (port.isascii() and port.isdigit() and 1 <= int(port) <= 65535):
+            raise ConfigurationError(
+                f"database URL has an invalid port {port!r}: use a number from 1 to 65535"
+            )
 
 
 def resolve_url(url: str | URL | None = None) -> URL:
@@ -75,6 +97,19 @@ def make_engine(url: str | URL | None = None, **kwargs: Any) -> Engine:
 
     Connections are pre-pinged so a connection the server dropped while it sat in
     the pool is replaced instead of failing the next call.
+
+    Raises:
+        ConfigurationError: the URL cannot work (see :func:`normalize_url`), or
+            SQLAlchemy refused it or ``kwargs`` (its message, password masked).
     """
     kwargs.setdefault("pool_pre_ping", True)
-    return create_engine(resolve_url(url), **kwargs)
+    resolved = resolve_url(url)
+    try:
+        return create_engine(resolved, **kwargs)
+    except ArgumentError as exc:
+        # e.g. "number of hosts and ports don't match".  SQLAlchemy's messages
+        # quote arguments, not the URL, but mask the password all the same.
+        message = str(exc)
+        if resolved.password:
+            message = message.replace(str(resolved.password), "***")
+        raise ConfigurationError(f"could not create an engine: {message}") from exc

@@ -17,7 +17,9 @@
     ├── DatabaseError                 a driver error, wrapped with context
     │   ├── ConnectionLostError       the server went away mid-call (the call may not have run)
     │   ├── QueryTimeoutError         statement_timeout or lock_timeout fired
-    │   └── ReadOnlyError             a write was sent through a read-only engine
+    │   ├── ReadOnlyError             a write was sent through a read-only engine
+    │   ├── ConcurrencyError          deadlock or serialization failure: retry the transaction
+    │   └── StorageFullError          the server's disk is full: alert an operator
     ├── WriteError                    a buffered writer could not write some records
     └── IndexBuildError               an ANN index could not be (re)built
 
@@ -25,18 +27,51 @@ Driver errors are translated in exactly one place, :func:`translate_db_error`,
 which classifies by SQLSTATE (the ``pgcode``/``sqlstate`` attribute of the
 psycopg2 or psycopg 3 exception), never by matching message text.  Callers
 always get ``raise ... from exc`` so the original driver error stays attached.
+
+Every class has a ``retryable`` attribute: True only where running the same
+call again, unchanged, is both safe and likely to succeed.  It is False on
+:class:`VectorStoreError` and everything not listed here:
+
+* :class:`ConcurrencyError` (class attribute True): the server aborted the
+  transaction to break a deadlock (40P01) or to keep SERIALIZABLE /
+  REPEATABLE READ isolation (40001).  Nothing of it was committed; retry the
+  *whole transaction*: a standalone repository's call as it is, or, in the
+  host app's Session, its unit of work from the start after a rollback.  The
+  Session-bound repository's savepoint is rolled back, but the host's
+  transaction still holds the locks (and the snapshot) that conflicted, so
+  repeating only the repository call would meet the same conflict.
+* :class:`QueryTimeoutError` (False; True on an instance for ``lock_timeout``,
+  55P03): a ``statement_timeout`` fires again on the same statement, so it is
+  a budget to raise or a query to change; a lock wait that timed out depends
+  on another transaction and may well succeed later.
+* :class:`ConnectionLostError` (False): a *write* whose connection broke may
+  have committed (the COMMIT reached the server but its answer did not reach
+  us), so it is not blindly retryable: check first, or re-run it idempotently
+  (external ids with ``on_conflict="skip"``).  A *read* is safe to repeat -
+  a standalone repository already retries one once on a fresh connection.
+* :class:`StorageFullError` (False): nothing succeeds until space is freed.
+
+Not mapped, on purpose: 53200 (out_of_memory) and 53300 (too_many_connections)
+stay a plain :class:`DatabaseError` (with ``sqlstate`` set).  An
+out-of-memory failure is as often caused by the query itself (a large
+``maintenance_work_mem`` for an index build) as by load, so neither "retry"
+nor "alert" is right by default; too many connections is refused while
+connecting, where neither driver reports a SQLSTATE, and so surfaces as a
+:class:`ConnectionLostError`.
 """
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
-from typing import Any
+from typing import Any, NoReturn
 
 from sqlalchemy import exc as sa_exc
 
 __all__ = [
     "CollectionNotFoundError",
+    "ConcurrencyError",
     "ConfigurationError",
     "ConflictError",
     "ConnectionLostError",
@@ -53,18 +88,28 @@ __all__ = [
     "ReadOnlyError",
     "SchemaError",
     "ServerError",
+    "StorageFullError",
     "ValidationError",
     "VectorStoreError",
     "WriteError",
     "db_errors",
     "driver_error",
+    "printable",
     "sqlstate",
     "translate_db_error",
 ]
 
 
 class VectorStoreError(Exception):
-    """Base class of every error vectorstore raises on purpose."""
+    """Base class of every error vectorstore raises on purpose.
+
+    Attributes:
+        retryable: True when running the same call (or, for
+            :class:`ConcurrencyError`, the same transaction) again unchanged is
+            safe and may succeed; see the module docstring for each class.
+    """
+
+    retryable: bool = False
 
 
 class ConfigurationError(VectorStoreError):
@@ -117,6 +162,7 @@ class ValidationError(VectorStoreError, ValueError):
             where.append(f"row {row}")
         if external_id is not None:
             where.append(f"external_id {external_id!r}")
+        message = printable(message)
         super().__init__(f"{', '.join(where)}: {message}" if where else message)
         self.reason = message
 
@@ -150,15 +196,53 @@ class DatabaseError(VectorStoreError):
 
 
 class ConnectionLostError(DatabaseError):
-    """The connection to the server broke; the operation may or may not have run."""
+    """The connection to the server broke; the operation may or may not have run.
+
+    Not retryable as such (``retryable`` is False): a write whose connection
+    broke may have committed, so re-sending it blindly could write twice.
+    Re-run a write idempotently (external ids and ``on_conflict="skip"``) or
+    check what it left; a read can simply be repeated.
+    """
 
 
 class QueryTimeoutError(DatabaseError):
-    """The statement was cancelled by statement_timeout, lock_timeout or a user cancel."""
+    """The statement was cancelled by statement_timeout, lock_timeout or a user cancel.
+
+    ``retryable`` is False for a statement timeout or a cancel (the same
+    statement runs out of time again) and True on an instance whose SQLSTATE is
+    55P03 (``lock_timeout``): the lock holder may be gone on the next attempt.
+    """
+
+    def __init__(self, message: str, *, sqlstate: str | None = None) -> None:
+        super().__init__(message, sqlstate=sqlstate)
+        if sqlstate in _LOCK_TIMEOUT_CODES:
+            self.retryable = True  # per instance: see the docstring
 
 
 class ReadOnlyError(DatabaseError):
     """A write was attempted on a read-only connection (e.g. a replica)."""
+
+
+class ConcurrencyError(DatabaseError):
+    """The server aborted the transaction: a deadlock (40P01) or a serialization failure (40001).
+
+    Nothing of the transaction was committed.  Retry the whole transaction, not
+    only the statement that failed: for a standalone repository that is the
+    same call again; inside the host app's Session, roll the Session back and
+    run its unit of work again from the start (its earlier statements still
+    hold the locks and snapshot that conflicted).  Bound and space the retries
+    (a short random back-off): the other transaction may still be running.
+    """
+
+    retryable: bool = True
+
+
+class StorageFullError(DatabaseError):
+    """The server ran out of disk space (SQLSTATE 53100); the statement was rolled back.
+
+    Not retryable: nothing succeeds until an operator frees space or grows the
+    volume, so this is the error to alert on.
+    """
 
 
 class WriteError(VectorStoreError):
@@ -189,7 +273,13 @@ class IndexBuildError(VectorStoreError):
 # SQLSTATE classes, see the PostgreSQL manual, appendix A "Error codes".
 _CONNECTION_CLASSES = ("08", "57P01", "57P02", "57P03")
 _TIMEOUT_CODES = ("57014", "55P03", "25P03")
+_LOCK_TIMEOUT_CODES = ("55P03",)
 _READ_ONLY_CODES = ("25006",)
+# serialization_failure, deadlock_detected: the transaction was rolled back and
+# can be retried.  Other class-40 codes (40002 a deferred constraint failing at
+# commit, 40003 statement completion unknown) are not transient.
+_CONCURRENCY_CODES = ("40001", "40P01")
+_DISK_FULL_CODES = ("53100",)
 _UNIQUE_VIOLATION = "23505"
 _UNDEFINED_OBJECT_CODES = ("42P01", "42704", "42883", "3F000")
 # Class 22 (data exception) and 23 (integrity constraint violation, other than
@@ -215,6 +305,18 @@ def sqlstate(exc: BaseException) -> str | None:
     return code if isinstance(code, str) and code else None
 
 
+def printable(text: str) -> str:
+    """``text`` with every non-printable character escaped (``\\n``, ``\\x1b``, ``\\ud800``).
+
+    Error messages quote user input and server text; a raw newline, escape
+    sequence or lone surrogate would split a log line, drive a terminal or fail
+    to encode.  Printable text (any script) is returned unchanged.
+    """
+    if text.isprintable():
+        return text
+    return "".join(c if c.isprintable() else repr(c)[1:-1] for c in text)
+
+
 def _driver_message(exc: BaseException) -> str:
     orig = driver_error(exc)
     diag = getattr(orig, "diag", None)
@@ -224,7 +326,8 @@ def _driver_message(exc: BaseException) -> str:
     detail = getattr(diag, "message_detail", None)
     if detail:
         message += f"; {detail}"
-    return message
+    # The server's text may quote the offending value verbatim.
+    return printable(message)
 
 
 def translate_db_error(
@@ -267,6 +370,13 @@ def translate_db_error(
         return QueryTimeoutError(message, sqlstate=code)
     if code in _READ_ONLY_CODES:
         return ReadOnlyError(message, sqlstate=code)
+    if code in _CONCURRENCY_CODES:
+        return ConcurrencyError(
+            message + ". The transaction was rolled back; retry the whole transaction.",
+            sqlstate=code,
+        )
+    if code in _DISK_FULL_CODES:
+        return StorageFullError(message, sqlstate=code)
     if code == _UNIQUE_VIOLATION:
         return ConflictError(message)
     if code in _UNDEFINED_OBJECT_CODES:
@@ -286,17 +396,55 @@ def _is_disconnect(exc: BaseException) -> bool:
     return name in {"OperationalError", "InterfaceError"}
 
 
+def _earlier_loss(exc: BaseException, before: BaseException | None) -> ConnectionLostError | None:
+    """The ConnectionLostError that ``exc`` was raised while handling, if it arose in the block.
+
+    When a write loses its connection, leaving the transaction (a ROLLBACK on
+    the dead connection) fails too, with "connection already closed": an error
+    that says nothing the first one did not, and hides the server's reason.
+    ``before`` is the exception already being handled when the block began; a
+    loss from there (a caller retrying inside ``except ConnectionLostError``)
+    is not this block's and is never substituted.
+    """
+    seen: set[int] = set()
+    link = exc.__context__
+    while link is not None and id(link) not in seen:
+        if link is before:
+            return None
+        if isinstance(link, ConnectionLostError):
+            return link
+        seen.add(id(link))
+        link = link.__context__
+    return None
+
+
+def _raise_translated(exc: BaseException, action: str, before: BaseException | None) -> NoReturn:
+    error = translate_db_error(exc, action)
+    if isinstance(error, ConnectionLostError):
+        earlier = _earlier_loss(exc, before)
+        if earlier is not None:
+            # Keep the first loss's own cause; the failed cleanup stays its __context__.
+            raise earlier from earlier.__cause__
+    raise error from exc
+
+
 @contextmanager
 def db_errors(action: str) -> Iterator[None]:
-    """Translate any driver error raised in the block into vectorstore's tree."""
+    """Translate any driver error raised in the block into vectorstore's tree.
+
+    A connection loss reported again while the block cleans up (the rollback
+    of a transaction whose connection is gone) re-raises the first report,
+    which carries the reason, instead of "connection already closed".
+    """
+    before = sys.exc_info()[1]
     try:
         yield
     except VectorStoreError:
         raise
     except (sa_exc.DBAPIError, sa_exc.OperationalError) as exc:
-        raise translate_db_error(exc, action) from exc
+        _raise_translated(exc, action, before)
     except Exception as exc:
         # Raw DB-API errors (the COPY path talks to the driver directly).
         if sqlstate(exc) is not None or type(exc).__module__.startswith(("psycopg", "psycopg2")):
-            raise translate_db_error(exc, action) from exc
+            _raise_translated(exc, action, before)
         raise

@@ -328,6 +328,7 @@ class DocumentRepository(Generic[DocT]):
                 "embedding": batch.embeddings[0],
             }
             doc = session.scalars(insert(self.model).returning(self.model), [values]).one()
+        self._remember(info)
         return doc
 
     # -- bulk writes ---------------------------------------------------------------
@@ -388,10 +389,12 @@ class DocumentRepository(Generic[DocT]):
             data, self.dimension, chunk_rows=chunk_rows, embeddings=embeddings, texts=texts,
             metadata=metadata, external_ids=external_ids, columns=columns,
         )  # fmt: skip
-        return load.bulk_add(
+        result, collection = load.bulk_add(
             self._write_target(), batches, policy,
             rebuild_index=rebuild_index, index_options=index_options,
         )  # fmt: skip
+        self._remember(collection)
+        return result
 
     def writer(
         self,
@@ -440,11 +443,13 @@ class DocumentRepository(Generic[DocT]):
             raise TypeError(f"ingest() got unexpected keyword arguments {sorted(unknown)}")
         if embedder is not None and self.embedder is None:
             self.embedder = embedder
-        return ingest_wing.ingest(
+        result, collection = ingest_wing.ingest(
             self._write_target(embedder), source, on_conflict=policy, chunk_rows=chunk_rows,
             skip_known=skip_known, progress=progress, rebuild_index=rebuild_index,
             index_options=index_options, columns=columns,
         )  # fmt: skip
+        self._remember(collection)
+        return result
 
     def export_parquet(self, path: str | Path, *, chunk_rows: int = DEFAULT_CHUNK_ROWS) -> int:
         """Write the collection to a parquet file (see :func:`export_parquet`)."""

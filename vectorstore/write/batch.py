@@ -29,6 +29,7 @@ from vectorstore.errors import DimensionMismatchError, ValidationError
 __all__ = [
     "DEFAULT_CHUNK_ROWS",
     "MAX_EXTERNAL_ID_BYTES",
+    "MAX_METADATA_DEPTH",
     "MAX_TEXT_BYTES",
     "Batch",
     "Record",
@@ -45,6 +46,12 @@ DEFAULT_CHUNK_ROWS = 10_000
 MAX_TEXT_BYTES = 1_000_000
 # Btree index entries are limited to ~2700 bytes; external ids are keys, not payloads.
 MAX_EXTERNAL_ID_BYTES = 512
+#: How deeply stored metadata may nest objects and arrays; the metadata mapping
+#: itself is level 1, so ``{"a": {"b": [1]}}`` is 3 levels deep.  Real metadata
+#: is a few levels deep; this bound keeps every reader of it (the JSON encoder,
+#: jsonb, filters, exports) far from a recursion limit, where 1,500 levels made
+#: the encoder raise a bare RecursionError.
+MAX_METADATA_DEPTH = 64
 
 # One encoder for every row: json.dumps with non-default options builds a new
 # JSONEncoder per call, which was most of the per-row validation cost.
@@ -189,6 +196,22 @@ def _check_metadata(value: Any, row: int, ext: str | None) -> tuple[dict[str, An
         raise ValidationError(
             f"metadata is not JSON-serialisable: {exc}", row=row, external_id=ext
         ) from exc
+    except RecursionError as exc:
+        # The C encoder recurses per level; past the interpreter's limit this is
+        # the only sign of depth.  A shallow value failing here means the
+        # caller's own stack is nearly exhausted: that error is theirs.
+        if not _too_deep(value):
+            raise
+        raise _depth_error(row, ext) from exc
+    # A value nested deeper than the limit needs more than that many opening
+    # brackets, and twice as many characters: the exact check runs only on
+    # such texts, so ordinary metadata pays one len() and no walk.
+    if (
+        len(dumped) > 2 * MAX_METADATA_DEPTH
+        and dumped.count("{") + dumped.count("[") > MAX_METADATA_DEPTH
+        and _too_deep(value)
+    ):
+        raise _depth_error(row, ext)
     if "\\u0000" in dumped:
         raise ValidationError(
             "metadata contains a NUL character, which PostgreSQL's jsonb cannot store",
@@ -201,6 +224,30 @@ def _check_metadata(value: Any, row: int, ext: str | None) -> tuple[dict[str, An
             "metadata contains invalid Unicode (a lone surrogate)", row=row, external_id=ext
         ) from exc
     return dict(value), data
+
+
+def _too_deep(value: Any) -> bool:
+    """True when ``value`` nests dicts and lists/tuples more than MAX_METADATA_DEPTH deep.
+
+    Iterative, so it is safe on any depth; it looks only at what the JSON
+    encoder writes as objects and arrays (dicts, lists, tuples).
+    """
+    stack = [(value, 1)]
+    while stack:
+        node, depth = stack.pop()
+        if depth > MAX_METADATA_DEPTH:
+            return True
+        children = node.values() if isinstance(node, dict) else node
+        stack.extend((c, depth + 1) for c in children if isinstance(c, (dict, list, tuple)))
+    return False
+
+
+def _depth_error(row: int, ext: str | None) -> ValidationError:
+    return ValidationError(
+        f"metadata nests objects/arrays more than {MAX_METADATA_DEPTH} levels deep "
+        "(vectorstore.MAX_METADATA_DEPTH)",
+        row=row, external_id=ext,
+    )  # fmt: skip
 
 
 def _build_matrix(

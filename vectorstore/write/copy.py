@@ -17,12 +17,19 @@ structured arrays; only the variable-length text, metadata and external id are
 per-row byte strings, interleaved with ``bytes.join`` (a C loop).  Encoding
 runs in a producer thread while the caller's thread feeds the driver, so
 building the stream overlaps sending it.
+
+psycopg2 loses the server's reason when a connection dies mid-COPY (see
+:func:`_psycopg2_printed_errors`); :func:`write_copy` recovers it.
 """
 
 from __future__ import annotations
 
 import itertools
+import sys
+import threading
 from collections.abc import Iterable, Iterator, Sequence
+from contextlib import contextmanager
+from types import TracebackType
 from typing import Any
 
 import numpy as np
@@ -171,6 +178,94 @@ class _Reader:
     readline = read
 
 
+class _PrintedErrors(threading.local):
+    """Per thread: the list collecting psycopg2 errors while a COPY runs (None otherwise)."""
+
+    errors: list[BaseException] | None = None
+    in_hook: bool = False
+
+
+_printed = _PrintedErrors()
+_hook_lock = threading.Lock()
+_hook_users = 0
+_previous_hook: Any = None
+
+
+def _collecting_excepthook(
+    kind: type[BaseException], value: BaseException, tb: TracebackType | None
+) -> None:
+    errors = _printed.errors
+    cause = value.__cause__
+    if (
+        errors is not None
+        and isinstance(value, SystemError)
+        and cause is not None
+        and type(cause).__module__.startswith("psycopg2")
+    ):
+        errors.append(cause)
+        return
+    # Not ours: hand it on.  A hook installed after ours that calls ours back
+    # must not recurse forever; the interpreter's own hook ends such a chain.
+    previous = _previous_hook if not _printed.in_hook else None
+    _printed.in_hook = True
+    try:
+        (previous or sys.__excepthook__)(kind, value, tb)
+    finally:
+        _printed.in_hook = False
+
+
+@contextmanager
+def _psycopg2_printed_errors() -> Iterator[list[BaseException]]:
+    """Collect, instead of printing, the errors psycopg2 prints during a COPY.
+
+    When the server ends a connection in the middle of ``copy_expert`` (an
+    administrator's ``pg_terminate_backend``, a shutdown), libpq hands psycopg2
+    two failed results: the server's FATAL message, then the broken socket.
+    psycopg2 (2.9) raises the first and, still holding it, builds the second
+    by calling the connection's decoder, which fails with ``SystemError:
+    <function decode> returned a result with an exception set`` (chained to
+    the first); psycopg2 reports that with ``PyErr_Print`` - to stderr, through
+    ``sys.excepthook`` - and raises only the second ("invalid socket").  The
+    server's reason and SQLSTATE would be lost and stderr polluted.
+
+    While the block runs, a ``sys.excepthook`` wrapper collects those psycopg2
+    errors (the cause of such a SystemError) for this thread; anything else,
+    and other threads' errors, go to the previous hook unchanged.  The hook is
+    installed while at least one COPY runs and removed after the last, unless
+    someone replaced it meanwhile.  ``PyErr_Print`` also records what it
+    printed in ``sys.last_*``; those are restored, since nothing was printed.
+    """
+    global _hook_users, _previous_hook
+    last = {name: getattr(sys, name, _MISSING) for name in _SYS_LAST}
+    collected: list[BaseException] = []
+    with _hook_lock:
+        if _hook_users == 0:
+            _previous_hook = sys.excepthook
+            sys.excepthook = _collecting_excepthook
+        _hook_users += 1
+    _printed.errors = collected
+    try:
+        yield collected
+    finally:
+        _printed.errors = None
+        with _hook_lock:
+            _hook_users -= 1
+            if _hook_users == 0 and sys.excepthook is _collecting_excepthook:
+                sys.excepthook = _previous_hook
+        if collected:
+            for name, value in last.items():
+                if value is _MISSING:
+                    if hasattr(sys, name):
+                        delattr(sys, name)
+                else:
+                    setattr(sys, name, value)
+
+
+_MISSING = object()
+# What PyErr_Print records about the exception it printed (3.12 adds last_exc).
+_SYS_LAST = ("last_type", "last_value", "last_traceback", "last_exc")
+
+
 def copy_sql(table: str, columns: Sequence[str]) -> str:
     """``COPY <table> (<columns>) FROM STDIN (FORMAT BINARY)``; names already quoted."""
     return f"COPY {table} ({', '.join(columns)}) FROM STDIN (FORMAT BINARY)"
@@ -181,7 +276,10 @@ def write_copy(dbapi_connection: Any, sql: str, chunks: Iterator[bytes]) -> None
 
     Encoding (the ``chunks`` iterator) runs in a producer thread; an exception
     raised while producing aborts the COPY and is re-raised here, so the
-    statement fails as a whole.
+    statement fails as a whole.  When psycopg2 had to drop the server's own
+    error for a later one (a connection ended mid-COPY, see
+    :func:`_psycopg2_printed_errors`), the server's error is raised: it has the
+    reason, the SQLSTATE and the COPY line.
     """
     producer: Prefetch[bytes] = Prefetch(
         chunks, depth=_QUEUE_DEPTH, name="vectorstore-copy-encoder"
@@ -189,8 +287,14 @@ def write_copy(dbapi_connection: Any, sql: str, chunks: Iterator[bytes]) -> None
     try:
         module = type(dbapi_connection).__module__
         if module.startswith("psycopg2"):
-            with dbapi_connection.cursor() as cursor:
-                cursor.copy_expert(sql, _Reader(iter(producer)), size=_READ_SIZE)
+            with _psycopg2_printed_errors() as dropped:
+                try:
+                    with dbapi_connection.cursor() as cursor:
+                        cursor.copy_expert(sql, _Reader(iter(producer)), size=_READ_SIZE)
+                except Exception:
+                    if dropped and producer.error is None:
+                        raise dropped[0] from None
+                    raise
         elif module.startswith("psycopg"):
             from psycopg.copy import LibpqWriter
 

@@ -33,7 +33,7 @@ from sqlalchemy.dialects.postgresql import ARRAY, BYTEA
 from vectorstore._prefetch import Prefetch
 from vectorstore._target import Target
 from vectorstore.errors import ValidationError
-from vectorstore.results import IngestResult
+from vectorstore.results import CollectionInfo, IngestResult
 
 from .batch import DEFAULT_CHUNK_ROWS, Batch
 from .inputs import batches_from, source_length
@@ -53,11 +53,13 @@ def ingest(
     rebuild_index: bool = False,
     index_options: Mapping[str, Any] | None = None,
     columns: Mapping[str, Any] | None = None,
-) -> IngestResult:
+) -> tuple[IngestResult, CollectionInfo]:
     """Embed and store ``source`` in the target's collection, all or nothing.
 
     See :func:`vectorstore.ingest` for the arguments; the target's embedder
     (checked against the collection by the repository) embeds the texts.
+    Returns the counts and the collection written to (created by this
+    ingest when the target had none yet).
     """
     if isinstance(chunk_rows, bool) or not isinstance(chunk_rows, int) or chunk_rows <= 0:
         raise ValidationError(f"chunk_rows must be positive, got {chunk_rows}")
@@ -128,12 +130,13 @@ def ingest(
             reader.close()
         if pending is not None:
             write(pending)
-    return IngestResult(
+    result = IngestResult(
         rows=counts["rows"], known=counts["known"], embedded=counts["embedded"],
         inserted=loader.counts.inserted, skipped=loader.counts.skipped,
         updated=loader.counts.updated, embed_s=timing["embed"], lookup_s=timing["lookup"],
         write_s=loader.counts.write_s, elapsed_s=time.perf_counter() - started,
     )  # fmt: skip
+    return result, loader.collection
 
 
 # -- export -------------------------------------------------------------------------------

@@ -32,8 +32,8 @@ import re
 import time
 from collections.abc import Iterable, Iterator, Mapping
 from contextlib import contextmanager
-from dataclasses import dataclass, field, replace
-from typing import Any, Literal, TypeVar
+from dataclasses import dataclass, field
+from typing import Any, Literal
 
 import numpy as np
 from sqlalchemy import text
@@ -49,10 +49,9 @@ from vectorstore.errors import (
     driver_error,
     translate_db_error,
 )
-from vectorstore.models import DocumentMixin
 from vectorstore.results import BulkResult, CollectionInfo
 from vectorstore.schema.catalog import forget, qualified_table
-from vectorstore.schema.collections import create_or_find, find
+from vectorstore.schema.collections import create_or_find
 from vectorstore.schema.maintenance import drop_ann_indexes, rebuild_after_load
 
 from .batch import Batch
@@ -68,8 +67,6 @@ __all__ = [
     "check_policy",
     "embed_missing",
 ]
-
-DocT = TypeVar("DocT", bound=DocumentMixin)
 
 #: What to do with an external id the collection already holds.
 ConflictPolicy = Literal["error", "skip", "update"]
@@ -326,13 +323,6 @@ def bulk_load(
         raise failure
 
 
-def with_collection(target: Target[DocT]) -> Target[DocT]:
-    """``target`` with its collection looked up (after a write created it), if it exists."""
-    with target.sessions.read("resolve the collection") as session:
-        found = find(session, target.spec.name)
-    return target if found is None else replace(target, collection=found)
-
-
 def bulk_add(
     target: Target[Any],
     batches: Iterable[Batch],
@@ -340,8 +330,12 @@ def bulk_add(
     *,
     rebuild_index: bool = False,
     index_options: Mapping[str, Any] | None = None,
-) -> BulkResult:
-    """Embed what is missing and load ``batches`` as one COPY, all or nothing."""
+) -> tuple[BulkResult, CollectionInfo]:
+    """Embed what is missing and load ``batches`` as one COPY, all or nothing.
+
+    Returns the counts and the collection written to (created by this load
+    when the target had none yet).
+    """
     started = time.perf_counter()
     embedded = 0
 
@@ -355,7 +349,8 @@ def bulk_add(
                    index_options=index_options) as loader:  # fmt: skip
         loader.load(prepare())
     counts = loader.counts
-    return BulkResult(
+    result = BulkResult(
         inserted=counts.inserted, skipped=counts.skipped, updated=counts.updated,
         embedded=embedded, elapsed_s=time.perf_counter() - started,
     )  # fmt: skip
+    return result, loader.collection

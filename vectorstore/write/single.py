@@ -8,10 +8,18 @@ row anyway, so here the statement text is built once per table, executed with
 ``exec_driver_sql`` on a pooled connection (SQLAlchemy still handles pre-ping,
 invalidation on disconnect and the transaction), and the returned document is
 built straight from the validated batch plus the ``RETURNING`` columns.
+
+Its metadata is what the database stored, not the caller's mapping: the JSON
+text that was sent, parsed back.  JSON turns keys into strings (``{1: "a"}``
+is stored as ``{"1": "a"}``) and tuples into lists, and ``get()`` returns the
+stored form, so ``add(...).metadata_`` must too.  Parsing one row's JSON costs
+microseconds against the round trip; it also means the returned document
+shares no mutable object with the caller's input.
 """
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 from sqlalchemy import Engine
@@ -63,7 +71,7 @@ def insert_one(engine: Engine, model: Any, batch: Batch, collection_id: int) -> 
         external_id=batch.external_ids[0],
         text=batch.texts[0],
         content_hash=batch.hashes[0],
-        metadata_=batch.metadata[0],
+        metadata_=json.loads(batch.metadata_json[0]),  # the stored form: see the module doc
         embedding=batch.embeddings[0].tolist(),
     )
     make_transient_to_detached(doc)

@@ -29,6 +29,7 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Mapping, Sequence
+from dataclasses import replace
 from types import TracebackType
 from typing import Any
 
@@ -39,7 +40,7 @@ from vectorstore.errors import ValidationError, WriteError
 from vectorstore.results import BulkResult
 
 from .batch import DEFAULT_CHUNK_ROWS, Record, batches_from_records
-from .load import ConflictPolicy, bulk_add, check_policy, with_collection
+from .load import ConflictPolicy, bulk_add, check_policy
 
 __all__ = ["BufferedWriter"]
 
@@ -205,10 +206,10 @@ class BufferedWriter:
     def _write(self, records: list[Record], *, raise_errors: bool) -> BulkResult:
         try:
             batches = batches_from_records(records, self._dimension, chunk_rows=DEFAULT_CHUNK_ROWS)
-            result = bulk_add(self._target, batches, self.on_conflict)
+            result, collection = bulk_add(self._target, batches, self.on_conflict)
             if self._target.collection is None:
                 # The first flush created the collection: later flushes need not look.
-                self._target = with_collection(self._target)
+                self._target = replace(self._target, collection=collection)
         except Exception as exc:
             if raise_errors:
                 with self._lock:
