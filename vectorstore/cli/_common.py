@@ -99,6 +99,16 @@ def collection_model(engine: Engine, name: str) -> str:
     return str(found)
 
 
+def _too_deep(what: str) -> str:
+    """The message for JSON nested past what Python's JSON reader can recurse into."""
+    from vectorstore.query.filters import MAX_FILTER_DEPTH, MAX_VALUE_DEPTH
+
+    return (
+        f"{what} is nested too deeply to read (a filter nests at most {MAX_FILTER_DEPTH} "
+        f"levels of operators and {MAX_VALUE_DEPTH} of values)"
+    )
+
+
 def _parse_where(items: Sequence[str]) -> dict[str, Any]:
     """``key=value`` pairs; the value is read as JSON when it parses (numbers, true)."""
     from vectorstore.errors import FilterError
@@ -112,11 +122,21 @@ def _parse_where(items: Sequence[str]) -> dict[str, Any]:
             value: Any = json.loads(raw)
         except json.JSONDecodeError:
             value = raw
+        except RecursionError:
+            # Raised by the JSON reader itself at Python's recursion limit, its
+            # stack already unwound: a user's input, not an internal error.
+            raise FilterError(_too_deep(f"--where {key.strip()!r}")) from None
         result[key.strip()] = value
     return result
 
 
 def filter_from(args: argparse.Namespace) -> dict[str, Any] | None:
+    """The filter of ``--filter`` (a JSON object) and ``--where`` pairs, or None.
+
+    Raises:
+        FilterError: malformed JSON, JSON nested too deeply to read, not an
+            object, or both options constraining one key.
+    """
     from vectorstore.errors import FilterError
 
     spec: dict[str, Any] = {}
@@ -127,6 +147,8 @@ def filter_from(args: argparse.Namespace) -> dict[str, Any] | None:
             raise FilterError(
                 f"--filter is not valid JSON: {exc.msg} at column {exc.colno}"
             ) from exc
+        except RecursionError:
+            raise FilterError(_too_deep("--filter")) from None
         if not isinstance(parsed, dict):
             raise FilterError('--filter must be a JSON object, e.g. \'{"year": {"$gte": 2020}}\'')
         spec.update(parsed)

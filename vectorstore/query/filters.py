@@ -19,7 +19,7 @@ Operators (the vocabulary of other vector stores)::
     {"k": {"$exists": true}}                          {"k": {"$contains": v}}
     {"$and": [f, ...]}  {"$or": [f, ...]}  {"$not": f}
 
-Index use: metadata equality and ``$in`` compile to JSONB containment
+Index use: metadata equality compiles to JSONB containment
 (``metadata @> '{"k": v}'``), which the GIN index serves; for a scalar ``v``
 containment is exact equality (an array value ``[v]`` does not match, as
 jsonb lets an array contain a bare scalar only at the top level).
@@ -29,6 +29,58 @@ paths; existence is rarely selective, and the planner then scans or ranks
 by the index instead).  Range operators on metadata guard on ``jsonb_typeof`` so that a
 string never compares with a number (and no cast can fail mid-query).
 ``$ne`` and ``$nin`` match documents that lack the key (as in MongoDB).
+
+``$in`` and ``$nin`` over a metadata key compile to ONE expression with ONE
+bound parameter, whatever the list's length.  They compiled to one
+containment per value, ORed: a parameter per value, and a plan that could
+test every containment on every row (a seq scan, ~100 s per call at 16,000
+values on 100,000 rows; see ``benchmarks/results/filter_in_tables.md``):
+
+* a scalar ``$in`` of at most :data:`INDEXED_IN_MAX` values:
+  ``metadata @> ANY(CAST(:docs AS jsonb[]))``, one containment document per
+  value: the GIN index serves it (a bitmap scan with one index search per
+  value) and it means exactly what ``{"k": v}`` means;
+* longer scalar lists and every ``$nin``: ``(metadata -> 'k' IN (SELECT
+  jsonb_array_elements(:values))) IS TRUE``, a hashed subplan: one hash probe
+  per row, built once per query.  jsonb equality is JSON equality
+  (``1 = 1.0``, ``true <> 1``, ``"1" <> 1``, ``[1] <> 1``) and ``->`` with
+  a text key only descends objects, as containment does; ``IS TRUE`` makes a
+  missing key "not in" (so ``$nin`` keeps it);
+* lists and objects inside ``$in``: the same hashed form over the element
+  ``{"k": [...]}`` equality compares (exact jsonb equality, as ``$eq``).
+
+Why these, measured with EXPLAIN ANALYZE on 100,000 rows whose ``n`` mixes
+ints, strings, floats, bools and one-element arrays (``$in`` values of mixed
+types; ms of execution, warm)::
+
+    values                       10                1,000              100,000
+    @> ANY(jsonb[])          0.04 GIN bitmap   33-46 GIN bitmap   > 120 s (cancelled)
+    @@ jsonpath or-chain     0.03 GIN bitmap   50 GIN bitmap      > 120 s (68 s at 10,000)
+    -> = ANY(jsonb[])        60-81 seq scan    58 seq scan        296 seq scan, hashed
+    -> IN (SELECT ...)       66 seq scan       68 seq scan        123 seq scan, hashed
+    OR of @> (the old form)  0.06 BitmapOr     92 BitmapOr        not run
+
+Containment and jsonpath are the only forms the GIN index serves, and both
+recheck every fetched row against the whole list (jsonb_path_ops is lossy),
+so their cost is rows x values: a 100-value list whose values match 97% of
+the rows took 580 ms against 128 ms for the hashed form, 6.8 s at 1,000
+values; selective 100-value lists took 0.7-12 ms against ~90 ms.  Hence
+containment up to :data:`INDEXED_IN_MAX` values, hashing above.
+``= ANY(jsonb[])`` is hashed only when its array is a constant: under a
+generic plan (psycopg 3 prepares a statement run five times) it compared
+linearly (28 s at 10,000 values); the subplan is hashed either way.  A
+jsonpath would also need every key and string escaped for jsonpath's own
+grammar; one array document (``metadata -> 'k' <@ :doc``, guarded against
+arrays) is searched linearly per row (463 ms at 1,000 values); and the old
+OR, planned as a seq scan before the table was vacuumed, took 7 s at 1,000.
+
+Limits: a filter is checked before anything is compiled, without recursion,
+and refused with a :class:`~vectorstore.FilterError` naming the limit when
+it holds more than :data:`MAX_FILTER_VALUES` values,
+:data:`MAX_FILTER_NODES` fields and operators, values nested deeper than
+:data:`MAX_VALUE_DEPTH`, operators deeper than :data:`MAX_FILTER_DEPTH`, or
+a dotted key of more than :data:`MAX_PATH_PARTS` parts.  Keys and paths in
+messages have control characters escaped (one printable line).
 """
 
 from __future__ import annotations
@@ -38,12 +90,40 @@ from collections.abc import Mapping, Sequence
 from datetime import date, datetime
 from typing import Any
 
-from sqlalchemy import ColumnElement, Text, and_, bindparam, false, func, not_, or_, true
+from sqlalchemy import (
+    Boolean,
+    ColumnElement,
+    Text,
+    all_,
+    and_,
+    any_,
+    bindparam,
+    cast,
+    false,
+    func,
+    not_,
+    or_,
+    select,
+    true,
+)
 from sqlalchemy.dialects.postgresql import ARRAY, JSONB
 
 from vectorstore.errors import FilterError
 
-__all__ = ["COLUMN_FIELDS", "OPERATORS", "FilterLike", "compile_filter", "plain_equalities"]
+__all__ = [
+    "COLUMN_FIELDS",
+    "INDEXED_IN_MAX",
+    "MAX_FILTER_DEPTH",
+    "MAX_FILTER_NODES",
+    "MAX_FILTER_VALUES",
+    "MAX_PATH_PARTS",
+    "MAX_VALUE_DEPTH",
+    "OPERATORS",
+    "FilterLike",
+    "check_limits",
+    "compile_filter",
+    "plain_equalities",
+]
 
 #: Document columns a dictionary filter may name directly.
 COLUMN_FIELDS = ("id", "external_id", "text", "created_at")
@@ -54,7 +134,27 @@ _FIELD_OPERATORS = (
 _LOGICAL = ("$and", "$or", "$not")
 #: Every operator the dictionary language knows.
 OPERATORS = _FIELD_OPERATORS + _LOGICAL
-_MAX_DEPTH = 32
+
+#: Nesting of ``$and`` / ``$or`` / ``$not`` (and of lists of filters).
+MAX_FILTER_DEPTH = 32
+#: Field names (a dotted one: one per part), operators and ``$and`` / ``$or``
+#: items in one filter, all levels together.  Each compiles to at most five
+#: bound parameters, and psycopg 3 sends at most 65,535 per statement.
+MAX_FILTER_NODES = 10_000
+#: Values in one filter, all operands together: each scalar, list and object
+#: counts one, except the list that ``$in``, ``$nin`` or ``$between`` takes
+#: (only its items count).  ``$in`` of 100,000 values compiles in tens of ms.
+MAX_FILTER_VALUES = 100_000
+#: Nesting of lists and objects inside one operand (``[1]`` is one level): the
+#: depth stored metadata may have (``MAX_METADATA_DEPTH``), so any stored value
+#: can be matched, and far from a recursion limit in every reader.
+MAX_VALUE_DEPTH = 64
+#: Parts of a dotted metadata key (``"a.b.c"`` has three); deeper paths cannot
+#: exist in stored metadata.
+MAX_PATH_PARTS = 64
+#: Scalar ``$in`` lists up to this long compile to containment the GIN index
+#: serves; longer ones to one hashed lookup (see the module docstring).
+INDEXED_IN_MAX = 100
 
 FilterLike = Mapping[str, Any] | ColumnElement[bool] | Sequence[Any] | None
 
@@ -73,6 +173,11 @@ def compile_filter(spec: Any, model: Any) -> ColumnElement[bool] | None:
     Raises:
         FilterError: the filter is malformed; nothing was sent to the database.
     """
+    check_limits(spec)
+    return _compile(spec, model)
+
+
+def _compile(spec: Any, model: Any) -> ColumnElement[bool] | None:
     if spec is None:
         return None
     if isinstance(spec, ColumnElement):
@@ -80,7 +185,7 @@ def compile_filter(spec: Any, model: Any) -> ColumnElement[bool] | None:
     if isinstance(spec, Mapping):
         return _Compiler(model).node(spec, "filter", 0)
     if isinstance(spec, Sequence) and not isinstance(spec, (str, bytes)):
-        parts = [compile_filter(item, model) for item in spec]
+        parts = [_compile(item, model) for item in spec]
         kept = [p for p in parts if p is not None]
         return and_(*kept) if kept else None
     raise FilterError(
@@ -99,8 +204,8 @@ def plain_equalities(spec: Any) -> dict[str, Any] | None:
     shape (operators, nested or dotted keys, document columns, lists or
     objects as values); those compile key by key.
     """
-    if type(spec) is not dict or not spec:
-        return None
+    if type(spec) is not dict or not spec or len(spec) > MAX_FILTER_NODES:
+        return None  # too many keys: the compiler refuses it, naming the limit
     doc = {}
     for key, value in spec.items():
         if (
@@ -156,7 +261,7 @@ def _json_value(value: Any, where: str) -> Any:
             if not isinstance(key, str):
                 raise FilterError(f"{where}: object keys must be strings, got {key!r}")
             _checked_string(key, where, "an object key")
-            out[key] = _json_value(item, f"{where}.{key}")
+            out[key] = _json_value(item, _child(where, key))
         return out
     if isinstance(value, list | tuple):
         return [_json_value(item, f"{where}[{i}]") for i, item in enumerate(value)]
@@ -215,6 +320,172 @@ def _nest(path: tuple[str, ...], value: Any) -> dict[str, Any]:
     return {path[0]: value}
 
 
+def _json_values(items: list[Any], where: str) -> list[Any]:
+    """The items of a ``$in`` / ``$nin`` list, each checked as :func:`_json_value` does.
+
+    The common scalars are checked inline: a path string per value was most
+    of the cost of checking 100,000 of them.
+    """
+    out = []
+    for i, value in enumerate(items):
+        kind = type(value)
+        if (
+            kind is int
+            or kind is bool
+            or value is None
+            or (kind is str and value.isascii() and "\x00" not in value)
+            or (kind is float and math.isfinite(value))
+        ):
+            out.append(value)
+        else:
+            out.append(_json_value(value, f"{where}[{i}]"))
+    return out
+
+
+def _one_of(element: Any, values: Any, *, unnest: bool = False) -> ColumnElement[bool]:
+    """``(element IN (SELECT <each of values>)) IS TRUE``: one hashed lookup per row.
+
+    PostgreSQL hashes an uncorrelated ``IN (SELECT ...)`` once per query
+    whether ``values`` is a constant or a generic plan's parameter (``=
+    ANY(:array)`` is hashed only for a constant).  ``IS TRUE`` keeps it a
+    subplan (a bare ``IN`` may become a semi-join, which would take the
+    ranking's plan apart) and makes it false, never NULL, for a missing key.
+    ``values``: a jsonb array, or with ``unnest`` a SQL array.
+    """
+    each = func.unnest(values) if unnest else func.jsonb_array_elements(values)
+    found: ColumnElement[bool] = element.in_(select(each)).is_(true())
+    return found
+
+
+# -- limits -------------------------------------------------------------------------
+_SHOWN_KEY = 64
+_CONTAINERS = (Mapping, list, tuple)
+_HOLDERS = ("$in", "$nin", "$between")
+_SETS = (list, tuple, set, frozenset)
+
+
+def _shown(key: str) -> str:
+    """``key`` for a message: unprintable characters escaped, a long key cut short."""
+    if not key.isprintable():
+        key = "".join(
+            c if c.isprintable() else c.encode("unicode_escape").decode("ascii") for c in key
+        )
+    return key if len(key) <= _SHOWN_KEY else key[: _SHOWN_KEY - 1] + "…"
+
+
+def _child(where: str, key: str) -> str:
+    return f"{where}.{_shown(key)}"
+
+
+def _too_deep(where: str) -> str:
+    return f"{where}: filter nested deeper than {MAX_FILTER_DEPTH} levels (MAX_FILTER_DEPTH)"
+
+
+class _Budget:
+    """What is left of the size limits while one filter is walked."""
+
+    def __init__(self) -> None:
+        self.nodes_left = MAX_FILTER_NODES
+        self.values_left = MAX_FILTER_VALUES
+
+    def nodes(self, count: int, where: str) -> None:
+        self.nodes_left -= count
+        if self.nodes_left < 0:
+            raise FilterError(
+                f"{where}: a filter holds at most {MAX_FILTER_NODES} fields, operators "
+                "and $and/$or items (MAX_FILTER_NODES)"
+            )
+
+    def values(self, count: int, where: str) -> None:
+        self.values_left -= count
+        if self.values_left < 0:
+            raise FilterError(
+                f"{where}: a filter holds at most {MAX_FILTER_VALUES} values (MAX_FILTER_VALUES)"
+            )
+
+
+def check_limits(spec: Any) -> None:
+    """Refuse a filter beyond a size or depth limit, before anything is compiled.
+
+    Iterative (safe on any depth) and linear in the filter's size.  It looks
+    at the filter's shape only: anything else malformed is the compiler's to
+    name.  With it passed, the compiler's recursion is bounded by
+    :data:`MAX_FILTER_DEPTH` and :data:`MAX_VALUE_DEPTH`.
+
+    Raises:
+        FilterError: the filter exceeds :data:`MAX_FILTER_NODES`,
+            :data:`MAX_FILTER_VALUES`, :data:`MAX_FILTER_DEPTH`,
+            :data:`MAX_VALUE_DEPTH` or :data:`MAX_PATH_PARTS` (named in the message).
+    """
+    budget = _Budget()
+    filters: list[tuple[Mapping[Any, Any], str, int]] = []
+    lists: list[tuple[Any, int]] = [(spec, 0)]
+    while lists:  # a list of filters (or of lists of them) is their AND
+        node, level = lists.pop()
+        if isinstance(node, Mapping):
+            filters.append((node, "filter", 0))
+        elif isinstance(node, Sequence) and not isinstance(node, str | bytes):
+            if level >= MAX_FILTER_DEPTH:
+                raise FilterError(_too_deep("filter"))
+            budget.nodes(len(node), "filter")
+            lists.extend((item, level + 1) for item in node)
+    while filters:
+        node, where, depth = filters.pop()
+        if depth > MAX_FILTER_DEPTH:
+            raise FilterError(_too_deep(where))
+        budget.nodes(len(node), where)
+        for key, value in node.items():
+            if not isinstance(key, str):
+                continue
+            here = _child(where, key)
+            if key in ("$and", "$or") and isinstance(value, list | tuple):
+                budget.nodes(len(value), here)
+                for i, item in enumerate(value):
+                    if isinstance(item, Mapping):
+                        filters.append((item, f"{here}[{i}]", depth + 1))
+            elif key == "$not" and isinstance(value, Mapping):
+                filters.append((value, here, depth + 1))
+            elif not key.startswith("$"):
+                _check_field(key, value, here, budget)
+
+
+def _check_field(key: str, value: Any, where: str, budget: _Budget) -> None:
+    if key not in COLUMN_FIELDS and key != "metadata":
+        dots = key.count(".")
+        if dots >= MAX_PATH_PARTS:
+            raise FilterError(
+                f"{where}: a metadata path has at most {MAX_PATH_PARTS} parts (MAX_PATH_PARTS)"
+            )
+        budget.nodes(dots, where)  # each further part binds a key of its own
+    if (
+        isinstance(value, Mapping)
+        and value
+        and all(isinstance(k, str) and k.startswith("$") for k in value)
+    ):
+        budget.nodes(len(value), where)
+        for op, operand in value.items():
+            holder = op in _HOLDERS and isinstance(operand, _SETS)
+            _check_value(operand, _child(where, op), budget, holder=holder)
+    else:
+        _check_value(value, where, budget, holder=False)
+
+
+def _check_value(value: Any, where: str, budget: _Budget, *, holder: bool) -> None:
+    """Count an operand's values and bound its nesting (``holder``: a list of operands)."""
+    items = value if holder else (value,)
+    budget.values(len(items), where)
+    stack = [(item, 1) for item in items if isinstance(item, _CONTAINERS)]
+    while stack:
+        node, level = stack.pop()
+        if level > MAX_VALUE_DEPTH:
+            raise FilterError(
+                f"{where}: a value nested deeper than {MAX_VALUE_DEPTH} levels (MAX_VALUE_DEPTH)"
+            )
+        children = node.values() if isinstance(node, Mapping) else node
+        budget.values(len(children), where)
+        stack.extend((child, level + 1) for child in children if isinstance(child, _CONTAINERS))
+
+
 class _Compiler:
     def __init__(self, model: Any) -> None:
         self.model = model
@@ -222,8 +493,8 @@ class _Compiler:
 
     # -- structure -----------------------------------------------------------
     def node(self, spec: Any, where: str, depth: int) -> ColumnElement[bool]:
-        if depth > _MAX_DEPTH:
-            raise FilterError(f"{where}: filter nested deeper than {_MAX_DEPTH} levels")
+        if depth > MAX_FILTER_DEPTH:
+            raise FilterError(_too_deep(where))
         if not isinstance(spec, Mapping):
             raise FilterError(f"{where}: expected a filter object, got {type(spec).__name__}")
         if not spec:
@@ -237,9 +508,9 @@ class _Compiler:
             if not isinstance(key, str) or not key:
                 raise FilterError(f"{where}: filter keys must be non-empty strings, got {key!r}")
             if key.startswith("$"):
-                parts.append(self.logical(key, value, f"{where}.{key}", depth))
+                parts.append(self.logical(key, value, _child(where, key), depth))
             else:
-                parts.append(self.field(key, value, f"{where}.{key}"))
+                parts.append(self.field(key, value, _child(where, key)))
         return parts[0] if len(parts) == 1 else and_(*parts)
 
     def logical(self, op: str, value: Any, where: str, depth: int) -> ColumnElement[bool]:
@@ -271,7 +542,7 @@ class _Compiler:
             and all(isinstance(k, str) and k.startswith("$") for k in value)
         ):
             ops = [
-                self.operator(key, op, operand, f"{where}.{op}") for op, operand in value.items()
+                self.operator(key, op, operand, _child(where, op)) for op, operand in value.items()
             ]
             return ops[0] if len(ops) == 1 else and_(*ops)
         if isinstance(value, Mapping) and any(
@@ -311,15 +582,24 @@ class _Compiler:
             lo, hi = self.bounds(operand, where)
             return col.between(_column_value(key, lo, where), _column_value(key, hi, where))
         if op in ("$in", "$nin"):
-            values = [
-                _column_value(key, _scalar(v, f"{where}[{i}]"), f"{where}[{i}]")
-                for i, v in enumerate(self.listing(operand, where))
-            ]
+            values = []
+            for i, v in enumerate(self.listing(operand, where)):
+                at = f"{where}[{i}]"
+                values.append(_column_value(key, _scalar(v, at), at))
             if any(v is None for v in values):
                 raise FilterError(f"{where}: {op} cannot hold null; use $exists")
+            if not values:
+                return false() if op == "$in" else true()
+            # One array parameter, not SQLAlchemy's IN with one per value (psycopg 3
+            # sends at most 65,535): ``= ANY`` is what PostgreSQL makes of an IN
+            # list (a btree index serves it); long lists are hashed instead.
+            array = cast(bindparam(None, values, type_=ARRAY(col.type)), ARRAY(col.type))
+            if len(values) > INDEXED_IN_MAX:
+                found = _one_of(col, array, unnest=True)
+                return found if op == "$in" else not_(found)
             if op == "$in":
-                return col.in_(values) if values else false()
-            return or_(col.is_(None), col.not_in(values)) if values else true()
+                return col == any_(array)
+            return or_(col.is_(None), col != all_(array))
         if op in ("$like", "$ilike"):
             if key not in _TEXT_COLUMNS:
                 raise FilterError(f"{where}: {op} applies to text, not to the column {key!r}")
@@ -336,13 +616,11 @@ class _Compiler:
             eq = self.meta_eq(path, element, value)
             return eq if op == "$eq" else not_(eq)
         if op in ("$in", "$nin"):
-            values = [
-                _json_value(v, f"{where}[{i}]") for i, v in enumerate(self.listing(operand, where))
-            ]
+            values = _json_values(self.listing(operand, where), where)
             if not values:
                 return false() if op == "$in" else true()
-            any_eq = or_(*(self.meta_eq(path, element, v) for v in values))
-            return any_eq if op == "$in" else not_(any_eq)
+            found = self.meta_in(path, element, values, indexed=op == "$in")
+            return found if op == "$in" else not_(found)
         if op in ("$lt", "$lte", "$gt", "$gte"):
             return self.meta_cmp(element, op, _ordered(operand, where))
         if op == "$between":
@@ -386,6 +664,32 @@ class _Compiler:
         # condition the GIN index answers, no recheck, and no second
         # condition to skew the planner's row estimate.
         return self.meta.contains(bindparam(None, _nest(path, value), type_=JSONB))
+
+    def meta_in(self, path: tuple[str, ...], element: Any, values: list[Any], *,
+                indexed: bool) -> Any:  # fmt: skip
+        """The values' ``$eq`` ORed, as one expression per kind of value (see the docstring).
+
+        Scalars mean containment of ``{"k": v}``; lists and objects mean
+        jsonb equality of ``element`` (as in :meth:`meta_eq`).  Never NULL,
+        so that its negation keeps documents lacking the key.
+        """
+        scalars = [v for v in values if not isinstance(v, list | dict)]
+        others = [v for v in values if isinstance(v, list | dict)]
+        parts = []
+        if scalars and indexed and len(scalars) <= INDEXED_IN_MAX:
+            docs = cast(bindparam(None, [_nest(path, v) for v in scalars], type_=ARRAY(JSONB)),
+                        ARRAY(JSONB))  # fmt: skip
+            parts.append(self.meta.op("@>", return_type=Boolean)(any_(docs)))
+        elif scalars:
+            # ``->`` with a text key descends objects only, as containment does
+            # (``#>`` would also index arrays: ``"a.0"`` would match ``{"a": [v]}``).
+            keyed = self.meta
+            for part in path:
+                keyed = keyed.op("->", return_type=JSONB)(bindparam(None, part, type_=Text))
+            parts.append(_one_of(keyed, bindparam(None, scalars, type_=JSONB)))
+        if others:
+            parts.append(_one_of(element, bindparam(None, others, type_=JSONB)))
+        return parts[0] if len(parts) == 1 else or_(*parts)
 
     def meta_cmp(self, element: Any, op: str, value: Any) -> Any:
         kind = "number" if isinstance(value, int | float) else "string"

@@ -17,10 +17,17 @@ and ``$and``/``$or``/``$not``; any other shape (column fields, ``$like``,
 ``$contains``, SQLAlchemy expressions) is "unknown" and planning falls back to
 the planner and a bounded count.  A wrong estimate costs time, not rows:
 an ANN scan that comes back short is re-run exactly.
+
+Size: a filter beyond the compiler's limits (see
+:func:`~vectorstore.query.filters.check_limits`) is "unknown" before any of
+it is evaluated, and an evaluation stays linear in the filter: a ``$in`` list is
+hashed once per scan, not compared value by value on every sampled row, and
+a filter is remembered by a digest of its JSON text, not by the text.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import math
 import time
@@ -32,7 +39,9 @@ from typing import Any
 from sqlalchemy import text
 from sqlalchemy.engine import Connection, Engine
 
-from .filters import COLUMN_FIELDS
+from vectorstore.errors import FilterError
+
+from .filters import COLUMN_FIELDS, check_limits
 
 __all__ = [
     "SAMPLE_ROWS",
@@ -69,12 +78,21 @@ class MetadataSample:
     metadata: tuple[Any, ...]
     taken_at: float = field(default_factory=time.monotonic)
     _values: dict[str, dict[Any, int]] = field(default_factory=dict, repr=False, compare=False)
-    _memo: dict[str, int | None] = field(default_factory=dict, repr=False, compare=False)
+    _memo: dict[bytes, int | None] = field(default_factory=dict, repr=False, compare=False)
 
     def estimate(self, spec: Any) -> int | None:
-        """Estimated rows kept by the dictionary filter ``spec``; None when unknown."""
+        """Estimated rows kept by the dictionary filter ``spec``; None when unknown.
+
+        None also for a malformed filter, and for one beyond the filter
+        language's size or depth limits (checked first, without recursion):
+        planning then compiles it, and the compiler says what is wrong.
+        """
         if spec is None:
             return self.rows
+        try:
+            check_limits(spec)
+        except FilterError:
+            return None
         if not self.metadata:
             return 0 if self.rows == 0 else None
         try:
@@ -86,9 +104,11 @@ class MetadataSample:
         hits = self._counted(spec)
         if hits is None:
             try:
-                key = json.dumps(spec, sort_keys=True)
+                dumped = json.dumps(spec, sort_keys=True)
             except (TypeError, ValueError):
                 return None  # not a plain dictionary filter (e.g. an expression)
+            # A digest, not the text: a filter of 100,000 values is a megabyte.
+            key = hashlib.blake2b(dumped.encode(), digest_size=16).digest()
             if key in self._memo:
                 return self._memo[key]
             found = self._scan(spec)
@@ -103,8 +123,9 @@ class MetadataSample:
         # Python costs ~1-2 us a row, and the choice needs an order of magnitude.
         rows = self.metadata[:SCAN_ROWS]
         hits = 0
+        sets: _Sets = {}
         for meta in rows:
-            verdict = _matches(spec, meta if isinstance(meta, Mapping) else {})
+            verdict = _matches(spec, meta if isinstance(meta, Mapping) else {}, sets)
             if verdict is None:
                 return None
             hits += verdict
@@ -165,11 +186,47 @@ def _canonical(value: Any) -> Any:
     return None
 
 
-def _matches(spec: Any, meta: Mapping[str, Any]) -> bool | None:
+#: Per scan: a ``$in`` / ``$nin`` list (by id) -> its values hashed by JSON
+#: equality, or None when one is not JSON (then compared one by one).
+_Sets = dict[int, frozenset[Any] | None]
+
+
+def _hashed(value: Any) -> Any:
+    """A hashable stand-in of a JSON value with JSON equality (1 == 1.0, true != 1).
+
+    Raises:
+        TypeError: ``value`` is not JSON.
+    """
+    if isinstance(value, bool):
+        return ("b", value)
+    if isinstance(value, int | float):
+        return ("n", value)  # Python compares and hashes 1 and 1.0 alike, exactly
+    if isinstance(value, str):
+        return ("s", value)
+    if value is None:
+        return ("z", None)
+    if isinstance(value, list | tuple):
+        return ("a", tuple(_hashed(v) for v in value))
+    if isinstance(value, Mapping):
+        return ("o", frozenset((k, _hashed(v)) for k, v in value.items()))
+    raise TypeError(type(value).__name__)
+
+
+def _value_set(operand: Any, sets: _Sets) -> frozenset[Any] | None:
+    key = id(operand)  # the filter outlives the scan: its lists keep their ids
+    if key not in sets:
+        try:
+            sets[key] = frozenset(_hashed(v) for v in operand)
+        except TypeError:
+            sets[key] = None
+    return sets[key]
+
+
+def _matches(spec: Any, meta: Mapping[str, Any], sets: _Sets) -> bool | None:
     if isinstance(spec, Mapping):
-        return _all_known(_clause(key, value, meta) for key, value in spec.items())
+        return _all_known(_clause(key, value, meta, sets) for key, value in spec.items())
     if isinstance(spec, Sequence) and not isinstance(spec, str | bytes) and spec:
-        return _all_known(_matches(item, meta) for item in spec)
+        return _all_known(_matches(item, meta, sets) for item in spec)
     return None  # a SQLAlchemy expression, or a shape the compiler will reject
 
 
@@ -183,18 +240,18 @@ def _all_known(verdicts: Iterable[bool | None]) -> bool | None:
     return result
 
 
-def _clause(key: Any, value: Any, meta: Mapping[str, Any]) -> bool | None:
+def _clause(key: Any, value: Any, meta: Mapping[str, Any], sets: _Sets) -> bool | None:
     if not isinstance(key, str):
         return None
     if key in ("$and", "$or"):
         if not isinstance(value, list | tuple) or not value:
             return None
-        parts = [_matches(item, meta) for item in value]
+        parts = [_matches(item, meta, sets) for item in value]
         if any(p is None for p in parts):
             return None
         return all(parts) if key == "$and" else any(parts)
     if key == "$not":
-        inner = _matches(value, meta)
+        inner = _matches(value, meta, sets)
         return None if inner is None else not inner
     if key.startswith("$") or key in COLUMN_FIELDS or key == "metadata":
         return None
@@ -203,17 +260,23 @@ def _clause(key: Any, value: Any, meta: Mapping[str, Any]) -> bool | None:
         element = element.get(part, _MISSING) if isinstance(element, Mapping) else _MISSING
     if not isinstance(value, Mapping) or not any(str(k).startswith("$") for k in value):
         return element is not _MISSING and _json_equal(element, value)
-    return _all_known(_operator(op, operand, element) for op, operand in value.items())
+    return _all_known(_operator(op, operand, element, sets) for op, operand in value.items())
 
 
-def _operator(op: str, operand: Any, element: Any) -> bool | None:
+def _operator(op: str, operand: Any, element: Any, sets: _Sets) -> bool | None:
     present = element is not _MISSING
     if op == "$eq":
         return present and _json_equal(element, operand)
     if op == "$ne":
         return not (present and _json_equal(element, operand))
     if op in ("$in", "$nin") and isinstance(operand, list | tuple | set | frozenset):
-        found = present and any(_json_equal(element, v) for v in operand)
+        wanted = _value_set(operand, sets) if present else None
+        if not present:
+            found = False
+        elif wanted is not None:
+            found = _hashed(element) in wanted
+        else:
+            found = any(_json_equal(element, v) for v in operand)
         return found if op == "$in" else not found
     if op == "$exists" and isinstance(operand, bool):
         return present == operand
