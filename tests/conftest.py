@@ -21,6 +21,7 @@ from sqlalchemy import URL, Engine, make_url
 from sqlalchemy.orm import Session
 
 import vectorstore as vs
+from vectorstore.query import raw as search_raw
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
@@ -137,3 +138,19 @@ def minilm() -> vs.SentenceTransformerEmbedder:
 def table_count(engine: Engine, table: str = "vectorstore_documents") -> int:
     with engine.connect() as conn:
         return int(conn.exec_driver_sql(f"SELECT count(*) FROM {table}").scalar_one())
+
+
+@pytest.fixture
+def raw_calls(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """The strategy of every call the raw path served (None results are not counted)."""
+    seen: list[str] = []
+    real = search_raw.run_raw
+
+    def spy(*args: Any) -> Any:
+        out = real(*args)
+        if out is not None:
+            seen.append(out[1].strategy)
+        return out
+
+    monkeypatch.setattr(search_raw, "run_raw", spy)
+    return seen

@@ -126,22 +126,6 @@ def _kept(repo: Repo, spec: Any, k: int = ROWS) -> set[int]:
 
 
 @pytest.fixture
-def raw_calls(monkeypatch: pytest.MonkeyPatch) -> list[str]:
-    """The strategy of every call the raw path served."""
-    seen: list[str] = []
-    real = search_raw.run_raw
-
-    def spy(*args: Any) -> Any:
-        out = real(*args)
-        if out is not None:
-            seen.append(out[1].strategy)
-        return out
-
-    monkeypatch.setattr(search_raw, "run_raw", spy)
-    return seen
-
-
-@pytest.fixture
 def standalone(any_driver_url: URL) -> Iterator[Repo]:
     engine = vs.make_engine(any_driver_url)
     repo: Repo = vs.DocumentRepository.standalone(engine, collection="limits", embedding_model="x")

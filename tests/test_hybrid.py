@@ -6,6 +6,8 @@ from typing import Any
 
 import numpy as np
 import pytest
+from sqlalchemy import text
+from sqlalchemy.orm import Session
 
 import vectorstore as vs
 
@@ -111,3 +113,19 @@ def test_mmr_trades_relevance_for_diversity(repo: Repo) -> None:
     assert repo.nearest(base, k=2, mmr=1.0).documents == plain.documents
     with pytest.raises(vs.ValidationError):
         repo.nearest(base, k=2, mmr=1.5)
+
+
+def test_bad_fusion_arguments_are_refused_before_the_collection_exists(
+    session: Session, embedder: vs.HashingTestEmbedder
+) -> None:
+    repo = vs.DocumentRepository(session, collection="never-made", embedder=embedder)
+    with pytest.raises(vs.ValidationError, match="rrf_k"):
+        repo.hybrid("q", rrf_k=-1)
+    assert session.execute(text("SELECT count(*) FROM vectorstore_collections")).scalar() == 0
+
+
+def test_explain_still_takes_the_old_exact_spelling(repo: Repo) -> None:
+    repo.bulk_add(TEXTS)
+    with pytest.deprecated_call(match="strategy='exact'"):
+        report = repo.explain("postgres", k=3, exact=True)
+    assert report.strategy == "exact"

@@ -33,6 +33,11 @@ def test_wheel_contains_migrations_and_typing_marker(wheel: Path) -> None:
     assert "vectorstore/_migrations/script.py.mako" in names
     assert "vectorstore/_migrations/versions/0001_initial.py" in names
     assert "vectorstore/_migrations/versions/0002_full_text_search.py" in names
+    # Every module of the package ships (the subpackages are listed by hand in
+    # pyproject.toml; an editable install would hide one that is left out).
+    package = Path(__file__).resolve().parents[1] / "vectorstore"
+    modules = {f"vectorstore/{p.relative_to(package).as_posix()}" for p in package.rglob("*.py")}
+    assert modules <= names, sorted(modules - names)
 
 
 def test_migrate_from_the_unpacked_wheel(

@@ -20,22 +20,6 @@ N = 600
 
 
 @pytest.fixture
-def raw_calls(monkeypatch: pytest.MonkeyPatch) -> list[str]:
-    """The strategy of every call the raw path served (None results are not counted)."""
-    seen: list[str] = []
-    real = search_raw.run_raw
-
-    def spy(*args: Any) -> Any:
-        out = real(*args)
-        if out is not None:
-            seen.append(out[1].strategy)
-        return out
-
-    monkeypatch.setattr(search_raw, "run_raw", spy)
-    return seen
-
-
-@pytest.fixture
 def loaded(any_driver_url: URL) -> Iterator[tuple[Engine, np.ndarray[Any, Any]]]:
     engine = vs.make_engine(any_driver_url, pool_size=1, max_overflow=0)
     repo: Repo = vs.DocumentRepository.standalone(engine, collection="raw", embedding_model="x")

@@ -15,9 +15,11 @@ from sqlalchemy import URL, Engine, create_engine, make_url
 from sqlalchemy.exc import ArgumentError
 
 from .errors import ConfigurationError
+from .server import ENV_DATA_DIR  # where the embedded server keeps its data
 
 __all__ = [
     "ENV_DATABASE_URL",
+    "ENV_DATA_DIR",
     "SUPPORTED_DRIVERS",
     "make_engine",
     "normalize_url",

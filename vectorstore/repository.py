@@ -727,16 +727,21 @@ class DocumentRepository(Generic[DocT]):
     def _hybrid(
         self, text: str, vector: QueryInput | None, opts: SearchOptions, **fusion: Any
     ) -> ResultSet[DocT]:
-        if not isinstance(text, str) or not text.strip():
-            raise ValidationError("hybrid search needs a non-empty query text")
+        hybrid_query.check_fusion(text, opts, **fusion)  # before embedding or reading anything
         vec = self._query_vector(text if vector is None else vector)
         target = self._target()
         return target.sessions.retry_read(
             lambda: hybrid_query.hybrid_search(target, text, vector=vec, opts=opts, **fusion)
         )
 
-    def explain(self, query: QueryInput, **options: Unpack[NearestOptions]) -> ExplainReport:
-        """EXPLAIN ANALYZE what ``nearest(query, **options)`` runs."""
+    def explain(
+        self, query: QueryInput, *, exact: bool | None = None, **options: Unpack[NearestOptions]
+    ) -> ExplainReport:
+        """EXPLAIN ANALYZE what ``nearest(query, **options)`` runs (``exact=`` is deprecated)."""
+        if exact is not None:
+            _deprecated("explain(exact=...)", "strategy='exact'")
+            if exact:
+                options["strategy"] = "exact"
         opts = make_options(**options)
         return diagnostics.explain(self._target(), self._query_vector(query), opts)
 

@@ -36,10 +36,32 @@ from .plan import plan_search
 from .settings import settings_scope
 from .statement import build_statement, distance_expression, where_clause
 
-__all__ = ["DEFAULT_RRF_K", "hybrid_search"]
+__all__ = ["DEFAULT_RRF_K", "check_fusion", "hybrid_search"]
 
 #: The RRF constant from the original paper; damps the weight of the top ranks.
 DEFAULT_RRF_K = 60
+
+
+def check_fusion(
+    text: Any,
+    opts: SearchOptions,
+    rrf_k: Any = DEFAULT_RRF_K,
+    candidates: Any = None,
+    vector_weight: Any = 1.0,
+    text_weight: Any = 1.0,
+) -> None:
+    """Refuse bad hybrid arguments before anything is embedded or read (ValidationError)."""
+    if not isinstance(text, str) or not text.strip():
+        raise ValidationError("hybrid search needs a non-empty query text")
+    for name, value in (("rrf_k", rrf_k), ("candidates", candidates)):
+        if value is not None and (isinstance(value, bool) or not isinstance(value, int)
+                                  or value <= 0):  # fmt: skip
+            raise ValidationError(f"{name} must be a positive integer, got {value!r}")
+    for name, weight in (("vector_weight", vector_weight), ("text_weight", text_weight)):
+        if isinstance(weight, bool) or not isinstance(weight, int | float) or weight < 0:
+            raise ValidationError(f"{name} must be a non-negative number, got {weight!r}")
+    if opts.join is not None:
+        raise ValidationError("hybrid search does not take join=; use nearest_query() and join")
 
 
 def hybrid_search(
@@ -69,17 +91,7 @@ def hybrid_search(
         vector distance, ``extra`` a dict with ``vector_rank`` and ``text_rank``
         (None when the document was not in that arm's candidates).
     """
-    if not isinstance(text, str) or not text.strip():
-        raise ValidationError("hybrid search needs a non-empty query text")
-    for name, value in (("rrf_k", rrf_k), ("candidates", candidates)):
-        if value is not None and (isinstance(value, bool) or not isinstance(value, int)
-                                  or value <= 0):  # fmt: skip
-            raise ValidationError(f"{name} must be a positive integer, got {value!r}")
-    for name, weight in (("vector_weight", vector_weight), ("text_weight", text_weight)):
-        if isinstance(weight, bool) or not isinstance(weight, int | float) or weight < 0:
-            raise ValidationError(f"{name} must be a non-negative number, got {weight!r}")
-    if opts.join is not None:
-        raise ValidationError("hybrid search does not take join=; use nearest_query() and join")
+    check_fusion(text, opts, rrf_k, candidates, vector_weight, text_weight)
     vec = vector
     model = target.model
     sessions = target.sessions

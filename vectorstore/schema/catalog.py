@@ -21,7 +21,6 @@ import re
 import time
 import weakref
 from dataclasses import dataclass, field
-from typing import Any
 
 from sqlalchemy import Engine, Table, text
 from sqlalchemy.engine import Connection
@@ -207,8 +206,12 @@ def read_catalog(bind: Bind, table: Table) -> Catalog:
     return found
 
 
-def forget(engine: Engine | Any, table: Table) -> None:
-    """Drop the cached view of ``table`` on ``engine`` (after creating or dropping an index)."""
-    tables = _CACHE.get(engine)
-    if tables is not None:
+def forget(table: Table) -> None:
+    """Drop every cached view of ``table`` (after creating or dropping an index).
+
+    On every engine, not only the one the DDL ran on: a repository with a
+    read engine (a replica) plans its reads from the catalog cached for that
+    engine, and must not keep planning with an index that is gone.
+    """
+    for tables in list(_CACHE.values()):
         tables.pop(table, None)

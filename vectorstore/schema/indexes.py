@@ -244,7 +244,7 @@ def create_index(
     except Exception as exc:
         raise IndexBuildError(f"building index {name} failed: {exc}") from exc
     finally:
-        forget(engine, table_obj)
+        forget(table_obj)
     return name
 
 
@@ -270,5 +270,5 @@ def drop_index(
             with sessions.write(f"drop index {name}") as session:
                 session.execute(text(f"DROP INDEX IF EXISTS {qualified}"))
     finally:
-        forget(engine, model.__table__)
+        forget(model.__table__)
     return True

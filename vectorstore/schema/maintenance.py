@@ -99,7 +99,7 @@ def drop_ann_indexes(bind: Bind, table: Table) -> list[str]:
             qualified = f"{preparer.quote_schema(table.schema)}.{qualified}"
         bind.execute(text(f"DROP INDEX {qualified}"))
     if found:
-        forget(_engine(bind), table)
+        forget(table)
     return [definition for _name, definition in found]
 
 

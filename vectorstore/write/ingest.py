@@ -143,12 +143,9 @@ def ingest(
 def export_parquet(
     target: Target[Any], path: str | Path, *, chunk_rows: int = DEFAULT_CHUNK_ROWS
 ) -> int:
-    """Write the collection (external_id, text, metadata, embedding) to a parquet file.
+    """The target's collection to a parquet file (see :func:`vectorstore.export_parquet`).
 
-    Rows are streamed with a server-side cursor and written one row group per
-    ``chunk_rows``, so memory stays flat.  Metadata is stored as JSON text and
-    embeddings as ``fixed_size_list<float32>``; :func:`ingest` reads the file
-    back as it is.  Returns the number of rows written.
+    A server-side cursor and one row group per ``chunk_rows`` keep memory flat.
     """
     import pyarrow as pa
     import pyarrow.parquet as pq

@@ -318,7 +318,7 @@ def bulk_load(
         loader.close()
         failure = rebuild_after_load(session, dropped, loader.table, dict(index_options or {}))
     if dropped:
-        forget(target.sessions.write_engine, target.table)
+        forget(target.table)
     if failure is not None:
         raise failure
 
