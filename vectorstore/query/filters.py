@@ -404,6 +404,20 @@ class _Budget:
             )
 
 
+_FLAT_SCALARS = (str, int, float, bool, type(None))
+_FLAT_MAX_KEYS = 64
+
+
+def _small_and_flat(spec: Any) -> bool:
+    """A dict of at most 64 string keys with scalar values: within every limit by construction."""
+    return (
+        type(spec) is dict
+        and len(spec) <= _FLAT_MAX_KEYS
+        and all(type(v) in _FLAT_SCALARS for v in spec.values())
+        and all(type(k) is str and k.count(".") < MAX_PATH_PARTS for k in spec)
+    )
+
+
 def check_limits(spec: Any) -> None:
     """Refuse a filter beyond a size or depth limit, before anything is compiled.
 
@@ -417,6 +431,8 @@ def check_limits(spec: Any) -> None:
             :data:`MAX_FILTER_VALUES`, :data:`MAX_FILTER_DEPTH`,
             :data:`MAX_VALUE_DEPTH` or :data:`MAX_PATH_PARTS` (named in the message).
     """
+    if _small_and_flat(spec):
+        return  # the commonest filter (a few top-level equalities), checked per call
     budget = _Budget()
     filters: list[tuple[Mapping[Any, Any], str, int]] = []
     lists: list[tuple[Any, int]] = [(spec, 0)]
