@@ -67,6 +67,9 @@ def matching(repo: Repo, spec: Any) -> list[int]:
         ({"tags": {"$contains": "b"}}, [0, 1]),
         ({"tags": {"$contains": ["a", "b"]}}, [0]),
         ({"color": ["red"]}, [5]),
+        ({"color": {"$ne": ["red"]}}, [0, 1, 2, 3, 4]),  # lacking the key: kept
+        ({"$not": {"color": ["red"]}}, [0, 1, 2, 3, 4]),
+        ({"spec": {"$ne": {"size": 2}}}, [0, 2, 3, 4, 5]),
         ({"tags": "b"}, []),  # an array holding the scalar is not equal to it
         ({"color": {"$ne": "red"}, "tags": {"$nin": ["b"]}}, [1, 3, 4, 5]),
         ({"spec.size": 2}, [1]),

@@ -53,7 +53,7 @@ def _metadata(i: int) -> dict[str, Any]:
     if i % 7 != 0:
         meta["a"] = i % 5 if i % 11 else "1"  # mostly numbers, sometimes the string "1"
     if i % 3 != 0:
-        meta["b"] = "xyz"[i % 3]
+        meta["b"] = "xyz"[i % 3] if i % 10 else ["x"]  # sometimes an array
     if i % 4 != 0:
         meta["c"] = round((i * 0.37) % 1, 3)
     return meta
@@ -126,7 +126,7 @@ def reference(spec: dict[str, Any], meta: dict[str, Any]) -> bool:
     return True
 
 
-_values = st.sampled_from([0, 1, 2, 3, 4, 1.0, 2.5, "1", "x", "y", "z", "w"])
+_values = st.sampled_from([0, 1, 2, 3, 4, 1.0, 2.5, "1", "x", "y", "z", "w", ["x"], {"x": 1}])
 _numbers = st.one_of(
     st.integers(-1, 6), st.floats(-1, 6, allow_nan=False).map(lambda f: round(f, 2))
 )

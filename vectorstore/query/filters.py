@@ -673,7 +673,9 @@ class _Compiler:
     def meta_eq(self, path: tuple[str, ...], element: Any, value: Any) -> Any:
         if isinstance(value, list | dict):
             # Containment would also match a longer array or a larger object.
-            return element == bindparam(None, value, type_=JSONB)
+            # IS NOT DISTINCT FROM is never NULL, so that ``$ne`` and ``$not``
+            # keep the documents that lack the key, as they do for scalars.
+            return element.is_not_distinct_from(bindparam(None, value, type_=JSONB))
         # Containment of {"k": scalar} is exact equality: jsonb lets an array
         # contain a bare scalar only at the top level, and the needle here is
         # always an object, so {"k": [v]} does not match {"k": v}.  One
