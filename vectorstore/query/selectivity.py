@@ -11,6 +11,13 @@ sample of its rows' metadata (``TABLESAMPLE BERNOULLI``, about
 dictionary filter over metadata keys is evaluated on the sample in Python:
 no round trip per query.
 
+The sample also holds the sampled rows' ids and embeddings, so with the query
+vector in hand it tells *where* the matching rows are: which sampled rows
+match (:meth:`MetadataSample.matches`, a boolean mask remembered per filter)
+and how far they are from the query (:mod:`.cost` turns that into the local
+share an iterative index scan will meet, and the sampled matching rows
+nearest the query into witnesses that prove a scan missed rows).
+
 The evaluation is an *estimate*, never a result: it mirrors the filter
 language's equality, ``$in``/``$nin``, ``$ne``, ``$exists``, range operators
 and ``$and``/``$or``/``$not``; any other shape (column fields, ``$like``,
@@ -36,6 +43,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+import numpy as np
 from sqlalchemy import text
 from sqlalchemy.engine import Connection, Engine
 
@@ -77,8 +85,13 @@ class MetadataSample:
     rows: int
     metadata: tuple[Any, ...]
     taken_at: float = field(default_factory=time.monotonic)
+    #: The sampled rows' ids and embeddings (float32, one row each), aligned
+    #: with ``metadata``; empty when the sample was built without them.
+    ids: tuple[int, ...] = ()
+    vectors: Any = None
     _values: dict[str, dict[Any, int]] = field(default_factory=dict, repr=False, compare=False)
     _memo: dict[bytes, int | None] = field(default_factory=dict, repr=False, compare=False)
+    _masks: dict[bytes, Any] = field(default_factory=dict, repr=False, compare=False)
 
     def estimate(self, spec: Any) -> int | None:
         """Estimated rows kept by the dictionary filter ``spec``; None when unknown.
@@ -99,6 +112,40 @@ class MetadataSample:
             return self._estimate(spec)
         except (RecursionError, TypeError, ValueError):
             return None  # a malformed filter: the compiler will say what is wrong
+
+    def matches(self, spec: Any) -> Any:
+        """Which sampled rows the dictionary filter ``spec`` keeps: a boolean array, or None.
+
+        None where :meth:`estimate` is None (shapes the sample cannot judge).
+        Evaluated on every sampled row once per distinct filter (about 1-2 us
+        a row), then remembered by the filter's digest.
+        """
+        n = len(self.metadata)
+        if spec is None:
+            return np.ones(n, dtype=bool)
+        if self.estimate(spec) is None:
+            return None
+        try:
+            dumped = json.dumps(spec, sort_keys=True)
+        except (TypeError, ValueError):
+            return None
+        key = hashlib.blake2b(dumped.encode(), digest_size=16).digest()
+        found = self._masks.get(key)
+        if found is None:
+            sets: _Sets = {}
+            out = np.zeros(n, dtype=bool)
+            try:
+                for i, meta in enumerate(self.metadata):
+                    verdict = _matches(spec, meta if isinstance(meta, Mapping) else {}, sets)
+                    if verdict is None:
+                        return None
+                    out[i] = verdict
+            except (RecursionError, TypeError, ValueError):
+                return None
+            if len(self._masks) >= _MEMO_MAX:
+                self._masks.clear()
+            found = self._masks[key] = out
+        return found
 
     def _estimate(self, spec: Any) -> int | None:
         hits = self._counted(spec)
@@ -341,20 +388,34 @@ def metadata_sample(conn: Connection, table: str, collection_id: int) -> Metadat
             text(f"SELECT count(*) FROM {table} WHERE collection_id = :c"), {"c": collection_id}
         ).scalar_one()
     )
+    # The embedding in pgvector's binary form (vector_send: int16 dim, int16
+    # unused, dim big-endian float4): parsed without a float per value.
+    columns = "id, metadata, vector_send(embedding)"
     if rows <= SAMPLE_ROWS:
-        stmt = f"SELECT metadata FROM {table} WHERE collection_id = :c"
+        stmt = f"SELECT {columns} FROM {table} WHERE collection_id = :c"
     else:
         percent = min(100.0, 100.0 * SAMPLE_ROWS / rows)
         stmt = (
-            f"SELECT metadata FROM {table} TABLESAMPLE BERNOULLI ({percent:.6f}) "
+            f"SELECT {columns} FROM {table} TABLESAMPLE BERNOULLI ({percent:.6f}) "
             "WHERE collection_id = :c"
         )
-    metadata = tuple(conn.execute(text(stmt), {"c": collection_id}).scalars())
-    sample = MetadataSample(rows=rows, metadata=metadata)
+    found = conn.execute(text(stmt), {"c": collection_id}).all()
+    metadata = tuple(row[1] for row in found)
+    ids = tuple(int(row[0]) for row in found)
+    vectors = _vectors(row[2] for row in found)
+    sample = MetadataSample(rows=rows, metadata=metadata, ids=ids, vectors=vectors)
     if len(samples) >= _CACHE_MAX:
         samples.clear()
     samples[key] = sample
     return sample
+
+
+def _vectors(sent: Iterable[Any]) -> Any:
+    """A float32 matrix from vector_send values (None when there are none)."""
+    parts = [np.frombuffer(bytes(b), dtype=">f4", offset=4) for b in sent]
+    if not parts:
+        return None
+    return np.vstack(parts).astype(np.float32)
 
 
 def cached_sample(engine: Engine, table: str, collection_id: int) -> MetadataSample | None:
