@@ -116,16 +116,23 @@ class LocalEstimate:
     witnesses: tuple[tuple[int, float], ...]
 
 
-def _distances(vectors: Any, q: Any, metric: Metric) -> Any:
+def _distances(sample: MetadataSample, q: Any, metric: Metric) -> Any:
+    """The query's distance to every sampled row, as pgvector computes it (float32).
+
+    einsum, not BLAS: on a loaded two-core machine a 2,000 x 384 matrix-vector
+    product through BLAS measured 1.3 ms against 0.2 ms, threads contending.
+    """
+    vectors = sample.vectors
     v = np.asarray(q, dtype=np.float32)
     if metric == "cosine":
-        norms = np.linalg.norm(vectors, axis=1) * max(float(np.linalg.norm(v)), 1e-30)
-        return 1.0 - (vectors @ v) / np.maximum(norms, 1e-30)
+        unit = sample.unit_vectors()
+        return 1.0 - np.einsum("ij,j->i", unit, v) / max(float(np.linalg.norm(v)), 1e-30)
     if metric == "inner_product":
-        return -(vectors @ v)
+        return -np.einsum("ij,j->i", vectors, v)
     if metric == "l1":
         return np.abs(vectors - v).sum(axis=1)
-    return np.linalg.norm(vectors - v, axis=1)
+    squared = sample.squared_norms() - 2.0 * np.einsum("ij,j->i", vectors, v) + float(v @ v)
+    return np.sqrt(np.maximum(squared, 0.0))
 
 
 def local_estimate(
@@ -139,7 +146,7 @@ def local_estimate(
     vectors = sample.vectors
     if vectors is None or len(sample.ids) != len(mask) or not len(mask):
         return None
-    d = _distances(vectors, vector, metric)
+    d = _distances(sample, vector, metric)
     n = len(mask)
     # The sampled rows that stand for the first SAFE_RANK rows of the table,
     # and at least LOCAL_ROWS of them.

@@ -92,6 +92,24 @@ class MetadataSample:
     _values: dict[str, dict[Any, int]] = field(default_factory=dict, repr=False, compare=False)
     _memo: dict[bytes, int | None] = field(default_factory=dict, repr=False, compare=False)
     _masks: dict[bytes, Any] = field(default_factory=dict, repr=False, compare=False)
+    _derived: dict[str, Any] = field(default_factory=dict, repr=False, compare=False)
+
+    def unit_vectors(self) -> Any:
+        """The sampled embeddings scaled to unit length (computed once)."""
+        found = self._derived.get("unit")
+        if found is None:
+            norms = np.linalg.norm(self.vectors, axis=1, keepdims=True)
+            found = self._derived["unit"] = (self.vectors / np.maximum(norms, 1e-30)).astype(
+                np.float32
+            )
+        return found
+
+    def squared_norms(self) -> Any:
+        """The sampled embeddings' squared lengths (computed once)."""
+        found = self._derived.get("squared")
+        if found is None:
+            found = self._derived["squared"] = np.einsum("ij,ij->i", self.vectors, self.vectors)
+        return found
 
     def estimate(self, spec: Any) -> int | None:
         """Estimated rows kept by the dictionary filter ``spec``; None when unknown.
