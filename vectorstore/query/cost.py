@@ -187,7 +187,7 @@ _COSTS: weakref.WeakKeyDictionary[Engine, dict[tuple[str, str], CostModel]] = (
     weakref.WeakKeyDictionary()
 )
 #: Collections smaller than this are not measured on (the defaults stand in).
-MEASURE_MIN_ROWS = 4_000
+MEASURE_MIN_ROWS = 1_000
 _OPERATOR = {"cosine": "<=>", "l2": "<->", "inner_product": "<#>", "l1": "<+>"}
 
 
@@ -254,7 +254,10 @@ def _measure(
              "WHERE id = ANY(:ids) OFFSET 0) s ORDER BY d LIMIT 10")  # fmt: skip
     scan = (f"SELECT id FROM {table} WHERE collection_id = :c AND id % :m = 0 "
             f"ORDER BY embedding {op} CAST(:q AS vector) LIMIT 10")  # fmt: skip
-    conn.exec_driver_sql("SAVEPOINT vectorstore_costs")
+    try:
+        conn.exec_driver_sql("SAVEPOINT vectorstore_costs")
+    except DBAPIError:  # no transaction block (an autocommit engine): the defaults
+        return None
     try:
         conn.exec_driver_sql(
             "SELECT set_config('hnsw.iterative_scan', 'relaxed_order', true), "
