@@ -20,8 +20,8 @@ tuples before ``k`` match (:attr:`LocalEstimate.tuples`).  Costs:
   when ``tuples <= SAFE_RANK``, where the scan kept recall.
 
 The constants are measured on the server at hand once per engine, table and
-metric (:func:`measure_costs`: three ``EXPLAIN ANALYZE`` runs of about 10-50
-ms in all, in a savepoint that is rolled back) and cached; without them the
+metric (:func:`measure_costs`: nine ``EXPLAIN ANALYZE`` runs of tens of
+milliseconds in all, in a savepoint that is rolled back) and cached; without them the
 measured defaults of :data:`DEFAULT_COSTS` stand in.
 
 The sampled matching rows nearest the query are also *witnesses*: each is a
@@ -212,9 +212,10 @@ def measure_costs(
 ) -> CostModel:
     """Measure (once per engine, table and metric) and cache the cost constants.
 
-    Three ``EXPLAIN (ANALYZE, TIMING OFF)`` runs, each twice (the faster
-    counts), inside a savepoint rolled back at the end, so the caller's
-    transaction and settings are untouched:
+    Three ``EXPLAIN (ANALYZE, TIMING OFF)`` queries, each run three times
+    (the fastest counts: the first warms the caches), inside a savepoint
+    rolled back at the end, so the caller's transaction and settings are
+    untouched:
 
     * an exact ranking of the sampled rows (``id = ANY(ids)``: rows spread
       over the table, as a filter's are);
@@ -265,11 +266,11 @@ def _measure(
             "set_config('hnsw.max_scan_tuples', '1000000', true), "
             "set_config('enable_sort', 'off', true), set_config('enable_seqscan', 'off', true)"
         )
-        exact_ms = min(_execution_ms(conn, exact, {"q": q, "ids": ids}) for _ in range(2))
+        exact_ms = min(_execution_ms(conn, exact, {"q": q, "ids": ids}) for _ in range(3))
         base = min(_execution_ms(conn, scan, {"q": q, "c": collection_id, "m": 2})
-                   for _ in range(2))  # fmt: skip
+                   for _ in range(3))  # fmt: skip
         far = min(_execution_ms(conn, scan, {"q": q, "c": collection_id, "m": m})
-                  for _ in range(2))  # fmt: skip
+                  for _ in range(3))  # fmt: skip
     except DBAPIError:  # a server refusing (permissions, timeouts): the defaults
         conn.exec_driver_sql("ROLLBACK TO SAVEPOINT vectorstore_costs")
         conn.exec_driver_sql("RELEASE SAVEPOINT vectorstore_costs")
