@@ -81,7 +81,8 @@ def _query(cluster: str, seed: int) -> np.ndarray[Any, Any]:
     rng = np.random.default_rng(seed)
     rows = [i for i, c in enumerate(CATS) if c == cluster]
     i = rows[int(rng.integers(0, len(rows)))]
-    return (DATA[i] + 0.1 * rng.standard_normal(384)).astype(np.float32)
+    out: np.ndarray[Any, Any] = (DATA[i] + 0.1 * rng.standard_normal(384)).astype(np.float32)
+    return out
 
 
 def _ids(hits: vs.ResultSet[Any]) -> list[str]:
@@ -192,3 +193,38 @@ def test_the_constants_are_measured_once_per_engine_and_leave_no_settings(
         assert measured.iterative_tuple_ms > 0
     finally:
         engine.dispose()
+
+
+def test_a_witness_proves_a_miss_only_when_nearer_and_absent() -> None:
+    witnesses = ((7, 0.10), (9, 0.30))
+    assert cost.missed(witnesses, [(1, 0.05), (2, 0.20)]) == (7, 0.10)
+    assert cost.missed(witnesses, [(7, 0.10), (2, 0.20)]) is None  # 9 is farther
+    assert cost.missed(witnesses, [(1, 0.05), (2, 0.10)]) is None  # a tie is rounding
+    assert cost.missed((), [(1, 0.5)]) is None
+    assert cost.missed(witnesses, []) is None
+
+
+def test_the_local_share_reads_the_sampled_rows_nearest_the_query() -> None:
+    axes = np.eye(4, dtype=np.float32)
+    vectors = axes[[0] * 10 + [3] * 30]  # 10 matching rows along axis 0, 30 others along 3
+    sample = selectivity.MetadataSample(
+        rows=100_000, metadata=tuple({"n": i} for i in range(40)),
+        ids=tuple(range(100, 140)), vectors=vectors,
+    )  # fmt: skip
+    mask = np.arange(40) < 10
+    near = cost.local_estimate(sample, mask, axes[0], "cosine", 10, 1.0)
+    far = cost.local_estimate(sample, mask, axes[3], "cosine", 10, 1.0)
+    assert near is not None
+    assert far is not None
+    assert near.looked == far.looked == cost.LOCAL_ROWS
+    assert near.share == pytest.approx(0.5)  # 10 matching + 10 others at distance 1
+    assert near.tuples == pytest.approx(20.0)
+    assert far.share == 0.0
+    assert far.tuples == float("inf")
+    assert [w[0] for w in near.witnesses] == list(range(100, 100 + cost.WITNESSES))
+    assert far.witnesses[0][1] == pytest.approx(1.0)
+    assert near.share / 2 == pytest.approx(
+        cost.local_estimate(sample, mask, axes[0], "cosine", 10, 0.5).share  # type: ignore[union-attr]
+    )  # another collection's rows share the graph
+    bare = selectivity.MetadataSample(rows=40, metadata=sample.metadata)
+    assert cost.local_estimate(bare, mask, axes[0], "cosine", 10, 1.0) is None
