@@ -264,6 +264,8 @@ def _measure(
             "SELECT set_config('hnsw.iterative_scan', 'relaxed_order', true), "
             f"set_config('hnsw.ef_search', '{int(ef_search)}', true), "
             "set_config('hnsw.max_scan_tuples', '1000000', true), "
+            "set_config('ivfflat.iterative_scan', 'relaxed_order', true), "
+            "set_config('ivfflat.probes', '10', true), "
             "set_config('enable_sort', 'off', true), set_config('enable_seqscan', 'off', true)"
         )
         exact_ms = min(_execution_ms(conn, exact, {"q": q, "ids": ids}) for _ in range(3))

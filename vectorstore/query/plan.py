@@ -182,7 +182,10 @@ def plan_search(
                       else cached_sample(engine, catalog.table, cid))  # fmt: skip
             if sample is not None and opts.join is None:
                 estimated = sample.estimate(opts.filter)
-            if sample is not None and estimated is not None and opts.exact_threshold is None:
+            # The cost model knows the full-precision index; quantized scans
+            # (halfvec, binary re-ranking) keep the row-count rule.
+            by_cost = opts.exact_threshold is None and opts.precision == "vector"
+            if sample is not None and estimated is not None and by_cost:
                 if share is None:
                     share = (catalog.share(conn, cid) if conn is not None
                              else catalog.cached_share(cid))  # fmt: skip

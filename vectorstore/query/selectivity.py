@@ -143,6 +143,13 @@ class MetadataSample:
             return np.ones(n, dtype=bool)
         if self.estimate(spec) is None:
             return None
+        equal = _equality(spec)
+        if equal is not None:  # the commonest filter: rows by value, no evaluation per row
+            rows = self._rows_by_value(equal[0])
+            out = np.zeros(n, dtype=bool)
+            for c in set(equal[1]):
+                out[rows.get(c, [])] = True  # a list: out[()] would be every row
+            return out
         try:
             dumped = json.dumps(spec, sort_keys=True)
         except (TypeError, ValueError):
@@ -163,6 +170,19 @@ class MetadataSample:
             if len(self._masks) >= _MEMO_MAX:
                 self._masks.clear()
             found = self._masks[key] = out
+        return found
+
+    def _rows_by_value(self, key: str) -> dict[Any, list[int]]:
+        """Sampled row positions by canonical value of top-level ``key`` (built once)."""
+        found = self._derived.get("rows:" + key)
+        if found is None:
+            found = {}
+            for i, meta in enumerate(self.metadata):
+                if isinstance(meta, Mapping) and key in meta:
+                    c = _canonical(meta[key])
+                    if c is not None:
+                        found.setdefault(c, []).append(i)
+            self._derived["rows:" + key] = found
         return found
 
     def _estimate(self, spec: Any) -> int | None:
@@ -198,28 +218,10 @@ class MetadataSample:
 
     def _counted(self, spec: Any) -> int | None:
         """Sampled rows matching ``{key: v}``, ``{key: {"$eq": v}}`` or ``{key: {"$in": [..]}}``."""
-        if not isinstance(spec, Mapping) or len(spec) != 1:
+        found = _equality(spec)
+        if found is None:
             return None
-        ((key, value),) = spec.items()
-        if not isinstance(key, str) or key.startswith("$") or "." in key:
-            return None
-        if key in COLUMN_FIELDS or key == "metadata":
-            return None
-        if isinstance(value, Mapping):
-            if len(value) != 1:
-                return None
-            ((op, operand),) = value.items()
-            if op == "$eq":
-                wanted = [operand]
-            elif op == "$in" and isinstance(operand, list | tuple):
-                wanted = list(operand)
-            else:
-                return None
-        else:
-            wanted = [value]
-        canon = [_canonical(v) for v in wanted]
-        if any(c is None for c in canon):
-            return None
+        key, canon = found
         counts = self._values.get(key)
         if counts is None:
             counts = {}
@@ -233,6 +235,33 @@ class MetadataSample:
 
 
 _MEMO_MAX = 1024
+
+
+def _equality(spec: Any) -> tuple[str, list[Any]] | None:
+    """``(key, canonical values)`` of ``{key: v}``, ``{key: {"$eq": v}}``, ``$in``."""
+    if not isinstance(spec, Mapping) or len(spec) != 1:
+        return None
+    ((key, value),) = spec.items()
+    if not isinstance(key, str) or key.startswith("$") or "." in key:
+        return None
+    if key in COLUMN_FIELDS or key == "metadata":
+        return None
+    if isinstance(value, Mapping):
+        if len(value) != 1:
+            return None
+        ((op, operand),) = value.items()
+        if op == "$eq":
+            wanted = [operand]
+        elif op == "$in" and isinstance(operand, list | tuple):
+            wanted = list(operand)
+        else:
+            return None
+    else:
+        wanted = [value]
+    canon = [_canonical(v) for v in wanted]
+    if any(c is None for c in canon):
+        return None
+    return key, canon
 
 
 def _canonical(value: Any) -> Any:
