@@ -236,3 +236,18 @@ def test_mmr_and_offset_on_the_light_path(
     diverse = repo.nearest(vectors[8], k=5, mmr=0.5)
     assert diverse.returned == 5
     assert diverse[0].document.external_id == "8"
+
+
+@pytest.mark.parametrize(
+    "spec",
+    [{"g": 1}, {"g": {"$eq": 1.0}}, {"g": {"$in": [2, "1"]}}, {"flag": True}, {"missing": 1},
+     {"g": {"$ne": 1}}, {"$or": [{"g": 2}, {"name": "bob"}]}, None],
+)  # fmt: skip
+def test_the_sample_marks_the_rows_a_filter_keeps(spec: Any) -> None:
+    from vectorstore.query.selectivity import _matches
+
+    expected = [
+        True if spec is None else bool(_matches(spec, meta, {})) for meta in SAMPLE.metadata
+    ]
+    assert SAMPLE.matches(spec).tolist() == expected
+    assert SAMPLE.matches({"g": {"$like": "1%"}}) is None

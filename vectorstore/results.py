@@ -84,6 +84,9 @@ class ResultSet(Sequence[SearchResult[DocT]]):
         reason: why the strategy was chosen.
         estimated_rows: the planner's estimate of the rows the filter keeps.
         counted_rows: a bounded count of them (capped), when one was taken.
+        estimates: what the cost model estimated for the choice, when it ran:
+            ``local_share`` (matching share near the query), ``iterative_tuples``,
+            ``iterative_ms`` and ``exact_ms`` (``-1`` for unbounded).
         threshold_bounded: a distance threshold cut the result: the rows are
             those of the k nearest that meet it (the scan is bounded by k).
         elapsed_s: wall time of the call.
@@ -98,6 +101,7 @@ class ResultSet(Sequence[SearchResult[DocT]]):
     reason: str = ""
     estimated_rows: int | None = None
     counted_rows: int | None = None
+    estimates: dict[str, float] = field(default_factory=dict)
     threshold_bounded: bool = False
     elapsed_s: float = 0.0
 

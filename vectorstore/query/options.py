@@ -74,12 +74,15 @@ DEFAULT_FILTERED_EF_SEARCH = 400
 DEFAULT_RERANK = 40
 #: IVFFlat probes when none is given (pgvector's default is 1).
 DEFAULT_PROBES = 10
-#: Filters that keep at most this many rows are ranked exactly.  Measured on
-#: 100k rows: at 1% (1,000 rows) exact ranking and an iterative scan cost
-#: about the same and between 2% and 8% they stay within noise of each other,
-#: at 10% the iterative scan is ~10x faster; and a 2,000-row collection
-#: sharing a table's HNSW graph with 100k others got recall 0.71 through an
-#: iterative scan but 1.0 exactly.  So: exact up to 5,000.
+#: The row-count rule, now the fallback of the cost model (see query/cost.py):
+#: it decides for filters the metadata sample cannot judge (column fields,
+#: ``$like``, expressions, joins), and an explicit ``exact_threshold=`` keeps
+#: it for a call.  Measured on 100k rows with *random* filters: at 1% (1,000
+#: rows) exact ranking and an iterative scan cost about the same, at 10% the
+#: iterative scan was ~10x faster.  On correlated filters no row count is
+#: right (benchmarks/results/filtered_correlated_tables.md): a query far from
+#: the filtered rows needs the exact ranking at 30%, one inside them the
+#: iterative scan at 1%.
 DEFAULT_EXACT_THRESHOLD = 5_000
 #: Tuples an iterative HNSW scan may visit before giving up (pgvector's default 20k).
 DEFAULT_MAX_SCAN_TUPLES = 40_000

@@ -15,14 +15,26 @@ because none wins everywhere (pgvector's over-filtering problem):
   distance after the fetch).  On older pgvector, a widened ``ef_search``
   scan stands in.
 
-The filter's size is estimated without a round trip from the collection's
-cached metadata sample (:mod:`.selectivity`: PostgreSQL keeps no statistics
-inside ``jsonb``, so its estimates there are fixed guesses).  For shapes the
-sample cannot judge (column fields, ``$like``, ``$contains``, SQLAlchemy
-expressions, joins) the planner's estimate is used, and an estimate below
-twice the threshold is checked by a bounded count (``LIMIT threshold + 1``).
+The choice between exact and iterative is by estimated cost (:mod:`.cost`),
+without a round trip: the collection's cached sample (:mod:`.selectivity`:
+PostgreSQL keeps no statistics inside ``jsonb``, so its estimates there are
+fixed guesses) gives the filter's size, and, with the sampled rows'
+embeddings, the share of matching rows *near the query*, which is what an
+iterative scan meets when the filter follows meaning.  Exact costs the
+matching rows times a per-row constant; the iterative scan its start plus the
+tuples it returns before ``k`` match times a per-tuple constant, and it is
+only chosen where it keeps recall (the k-th match within
+:data:`~.cost.SAFE_RANK` rows of the query).  The constants are measured on
+the server once per engine.  An explicit ``exact_threshold`` keeps the plain
+row-count rule (exact up to that many rows).  For shapes the sample cannot
+judge (column fields, ``$like``, ``$contains``, SQLAlchemy expressions,
+joins) the planner's estimate is used, and an estimate below twice
+:data:`~.options.DEFAULT_EXACT_THRESHOLD` is checked by a bounded count.
+
 A wrong choice costs time, never correctness: :func:`with_fallback` re-runs
-exactly an ANN scan that came back with fewer than ``k`` rows.
+exactly an ANN scan that came back with fewer than ``k`` rows, or one whose
+rows are provably not the nearest (a sampled matching row, a *witness*, lies
+nearer than its farthest row and is missing).
 
 :func:`plan_search` has two modes with one decision: given a connection it
 reads whatever it needs (catalog, statistics, sample, counts); without one
@@ -33,8 +45,9 @@ can read them.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from typing import Any, TypeVar
 
 from sqlalchemy import Engine, func, literal, select
@@ -43,8 +56,9 @@ from sqlalchemy.engine import Connection
 from vectorstore._target import Target
 from vectorstore.schema.catalog import cached_catalog, read_catalog
 
-from .options import DEFAULT_EXACT_THRESHOLD, SearchOptions, Strategy
-from .selectivity import cached_sample, metadata_sample
+from .cost import SAFE_RANK, cached_costs, local_estimate, measure_costs, missed
+from .options import DEFAULT_EXACT_THRESHOLD, DEFAULT_FILTERED_EF_SEARCH, SearchOptions, Strategy
+from .selectivity import MetadataSample, cached_sample, metadata_sample
 from .settings import search_settings
 from .statement import Explain, where_clause
 
@@ -66,6 +80,10 @@ class SearchPlan:
         counted_rows: the bounded count, when one was taken (capped at threshold + 1).
         options: the call's validated options.
         vector: the query vector.
+        estimates: what the cost model estimated (``local_share``,
+            ``iterative_tuples``, ``exact_ms``, ``iterative_ms``), when it ran.
+        witnesses: (id, distance) of sampled matching rows nearest the query;
+            an ANN result missing one nearer than its farthest row is re-run exactly.
     """
 
     strategy: Strategy
@@ -75,6 +93,8 @@ class SearchPlan:
     vector: Any = None
     estimated_rows: int | None = None
     counted_rows: int | None = None
+    estimates: dict[str, float] = field(default_factory=dict)
+    witnesses: tuple[tuple[int, float], ...] = ()
 
     def as_exact(self, returned: int) -> SearchPlan:
         """The exact re-run of an ANN plan that returned ``returned`` rows, too few."""
@@ -82,6 +102,31 @@ class SearchPlan:
         return replace(
             self, strategy="exact", settings={},
             reason=f"{self.strategy} returned {returned} < {wanted} rows",
+        )  # fmt: skip
+
+    def rerun_for(
+        self, rows: Sequence[Any], key: Callable[[Any], tuple[Any, float]] | None
+    ) -> SearchPlan | None:
+        """The exact plan to run instead when ``rows`` fall short or miss a witness; else None."""
+        wanted = self.options.k + self.options.offset
+        if self.strategy == "exact":
+            return None
+        if len(rows) < wanted:
+            return self.as_exact(len(rows))
+        if key is None or not self.witnesses:
+            return None
+        returned = [key(row) for row in rows]
+        witness = missed(self.witnesses, returned)
+        if witness is None:
+            return None
+        return self.as_exact_missed(witness, max(d for _, d in returned))
+
+    def as_exact_missed(self, witness: tuple[int, float], farthest: float) -> SearchPlan:
+        """The exact re-run of an ANN plan whose rows provably were not the nearest."""
+        return replace(
+            self, strategy="exact", settings={},
+            reason=(f"{self.strategy} missed sampled matching row {witness[0]} at distance "
+                    f"{witness[1]:.4g} < its farthest row {farthest:.4g}"),
         )  # fmt: skip
 
 
@@ -117,6 +162,8 @@ def plan_search(
         catalog = found
     cid = target.collection_id
     estimated = counted = None
+    estimates: dict[str, float] = {}
+    witnesses: tuple[tuple[int, float], ...] = ()
     strategy: Strategy = opts.strategy
     reason = "requested"
     if strategy == "auto":
@@ -135,11 +182,25 @@ def plan_search(
                       else cached_sample(engine, catalog.table, cid))  # fmt: skip
             if sample is not None and opts.join is None:
                 estimated = sample.estimate(opts.filter)
-            if sample is not None and estimated is not None:
+            # The cost model knows the full-precision index; quantized scans
+            # (halfvec, binary re-ranking) keep the row-count rule.
+            by_cost = opts.exact_threshold is None and opts.precision == "vector"
+            if sample is not None and estimated is not None and by_cost:
+                if share is None:
+                    share = (catalog.share(conn, cid) if conn is not None
+                             else catalog.cached_share(cid))  # fmt: skip
+                if share is None:
+                    return None
+                chosen = _by_cost(catalog.table, cid, sample, estimated, vector, opts, share,
+                                  conn=conn, engine=engine)  # fmt: skip
+                if chosen is None:
+                    return None
+                strategy, reason, estimates, witnesses = chosen
+            elif sample is not None and estimated is not None:
                 strategy = "exact" if estimated <= threshold else "iterative"
                 sign = "<=" if strategy == "exact" else ">"
                 reason = (f"sampled estimate {estimated} of {sample.rows} rows {sign} "
-                          f"threshold {threshold}")  # fmt: skip
+                          f"exact_threshold {threshold}")  # fmt: skip
             elif conn is None:
                 return None
             else:
@@ -147,8 +208,60 @@ def plan_search(
     return SearchPlan(
         strategy=strategy, settings=search_settings(opts, strategy, catalog.iterative_supported),
         reason=reason, options=opts, vector=vector, estimated_rows=estimated,
-        counted_rows=counted,
+        counted_rows=counted, estimates=estimates, witnesses=witnesses,
     )  # fmt: skip
+
+
+def _by_cost(
+    table: str,
+    cid: int,
+    sample: MetadataSample,
+    estimated: int,
+    vector: Any,
+    opts: SearchOptions,
+    share: float,
+    *,
+    conn: Connection | None,
+    engine: Engine | None,
+) -> tuple[Strategy, str, dict[str, float], tuple[tuple[int, float], ...]] | None:
+    """Exact or iterative by estimated cost (see :mod:`.cost`); None: costs not cached."""
+    ef = opts.ef_search or DEFAULT_FILTERED_EF_SEARCH
+    if conn is not None:
+        costs = measure_costs(conn, table, cid, sample, opts.metric, ef)
+    else:
+        assert engine is not None
+        found = cached_costs(engine, table, opts.metric)
+        if found is None:
+            return None
+        costs = found
+    wanted = opts.k + opts.offset
+    exact_ms = costs.exact_ms(estimated)
+    head = f"sampled estimate {estimated} of {sample.rows} rows"
+    estimates = {"exact_ms": round(exact_ms, 3)}
+    if estimated <= wanted or exact_ms <= costs.iterative_base_ms:
+        return "exact", (f"{head}: exact ~{exact_ms:.2f} ms <= an iterative scan's start "
+                         f"~{costs.iterative_base_ms:.2f} ms"), estimates, ()  # fmt: skip
+    mask = sample.matches(opts.filter)
+    local = None if mask is None else local_estimate(sample, mask, vector, opts.metric,
+                                                     wanted, share)  # fmt: skip
+    if local is None:  # no sampled embeddings: the collection-wide share stands in
+        tuples = wanted * sample.rows / max(estimated, 1) / share
+        witnesses: tuple[tuple[int, float], ...] = ()
+        where = f"share {estimated / max(sample.rows, 1):.3g}"
+    else:
+        tuples, witnesses = local.tuples, local.witnesses
+        where = f"local share {local.share:.3g} in the {local.looked} sampled rows nearest"
+        estimates["local_share"] = round(local.share, 4)
+    iterative_ms = costs.iterative_ms(tuples) if math.isfinite(tuples) else math.inf
+    estimates["iterative_tuples"] = round(tuples, 1) if math.isfinite(tuples) else -1.0
+    estimates["iterative_ms"] = round(iterative_ms, 3) if math.isfinite(iterative_ms) else -1.0
+    detail = (f"{head}, {where}: iterative ~{tuples:.0f} tuples ~{iterative_ms:.2f} ms, "
+              f"exact ~{exact_ms:.2f} ms")  # fmt: skip
+    if tuples > SAFE_RANK:
+        return "exact", f"{detail}; > {SAFE_RANK} tuples would lose recall", estimates, ()
+    if iterative_ms < exact_ms:
+        return "iterative", detail, estimates, witnesses
+    return "exact", detail, estimates, ()
 
 
 def _plan_by_count(
@@ -182,18 +295,21 @@ def _bounded_count(
 
 
 def with_fallback(
-    plan: SearchPlan, execute: Callable[[SearchPlan], list[Row]]
+    plan: SearchPlan,
+    execute: Callable[[SearchPlan], list[Row]],
+    key: Callable[[Row], tuple[Any, float]] | None = None,
 ) -> tuple[list[Row], SearchPlan, Strategy | None]:
-    """Run ``plan``; if an ANN scan returned fewer rows than asked, rank exactly instead.
+    """Run ``plan``; if an ANN scan returned too few rows, or missed rows, rank exactly instead.
 
     The guarantee of nearest: if at least ``k`` rows match, ``k`` rows come
     back.  An ANN scan can stop short (over-filtering, scan bounds); the exact
-    ranking cannot.  Returns the rows, the plan that produced them and the
-    strategy that fell short (None when none did).
+    ranking cannot.  ``key`` gives a row's (id, distance): then a scan whose
+    rows provably are not the nearest (see :meth:`SearchPlan.rerun_for`) is
+    re-run exactly too.  Returns the rows, the plan that produced them and
+    the strategy that fell short (None when none did).
     """
     rows = execute(plan)
-    wanted = plan.options.k + plan.options.offset
-    if plan.strategy == "exact" or len(rows) >= wanted:
+    rerun = plan.rerun_for(rows, key)
+    if rerun is None:
         return rows, plan, None
-    exact = plan.as_exact(len(rows))
-    return execute(exact), exact, plan.strategy
+    return execute(rerun), rerun, plan.strategy

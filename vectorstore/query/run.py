@@ -20,8 +20,10 @@ same plan:
   fetch, which restores the caller's values.
 
 Guarantee: if at least ``k`` rows match, ``k`` rows come back: an ANN scan that
-returns fewer is re-run exactly (:func:`~.plan.with_fallback`), and the result
-set records the fallback.
+returns fewer is re-run exactly (:func:`~.plan.with_fallback`), and so is one
+whose rows provably are not the nearest (a sampled matching row nearer than
+its farthest row is missing, see :mod:`.cost`); the result set records the
+fallback and why.
 
 A distance threshold (``max_distance`` / ``min_score``) is applied to the ``k``
 fetched rows, never pushed into the index scan: a threshold nothing meets would
@@ -63,7 +65,9 @@ def run(target: Target[Any], vector: Any, opts: SearchOptions) -> ResultSet[Any]
             found = plan_search(target, vector, opts, conn=session.connection())
             assert found is not None  # with a connection, a plan is always made
             rows, plan, fallback = with_fallback(
-                found, lambda step: _fetch(session, target, step, sessions.owns_reads)
+                found,
+                lambda step: _fetch(session, target, step, sessions.owns_reads),
+                lambda row: (row[0].id, float(row[1])),
             )
     hits = [
         SearchResult(row[0], float(row[1]), score_of(opts.metric, float(row[1])),
@@ -84,6 +88,7 @@ def run(target: Target[Any], vector: Any, opts: SearchOptions) -> ResultSet[Any]
         results=tuple(hits), k=opts.k, strategy=plan.strategy, metric=opts.metric,
         settings=dict(plan.settings), fallback_from=fallback, reason=plan.reason,
         estimated_rows=plan.estimated_rows, counted_rows=plan.counted_rows,
+        estimates=dict(plan.estimates),
         threshold_bounded=bounded, elapsed_s=time.perf_counter() - started,
     )  # fmt: skip
 
@@ -105,10 +110,20 @@ def _run_owned(
     """
     model = target.model
     keys = loaded_columns(model, opts.with_embedding or opts.mmr is not None)[0]
+    ident, far = _id_position(model, keys), len(keys)
+
+    def key(row: Any) -> tuple[Any, float]:
+        return row[ident], float(row[far])
+
     with target.sessions.errors("nearest"):
         if raw.eligible(engine):
             cached = plan_search(target, vector, opts, conn=None, engine=engine)
             done = None if cached is None else raw.run_raw(target, engine, cached)
+            if done is not None:
+                rerun = done[1].rerun_for(done[0], key)
+                if rerun is not None:  # a witness was missed: rank exactly
+                    again = raw.run_raw(target, engine, rerun)
+                    done = None if again is None else (again[0], again[1], done[1].strategy)
             if done is not None:
                 return raw.documents(model, keys, done[0]), done[1], done[2]
         with engine.begin() as conn:
@@ -121,5 +136,18 @@ def _run_owned(
                 stmt = statement_for(target, step.options, step.strategy, True)
                 return list(conn.execute(stmt, {VECTOR_PARAM: step.vector}).all())
 
-            rows, plan, fallback = with_fallback(plan, execute)
+            rows, plan, fallback = with_fallback(plan, execute, key)
     return raw.documents(model, keys, rows), plan, fallback
+
+
+_ID_POSITION: dict[tuple[Any, tuple[str, ...]], int] = {}
+
+
+def _id_position(model: Any, keys: tuple[str, ...]) -> int:
+    """Where the primary key is among the loaded columns (cached per model)."""
+    found = _ID_POSITION.get((model, keys))
+    if found is None:
+        mapper = model.__mapper__
+        found = keys.index(mapper.get_property_by_column(mapper.primary_key[0]).key)
+        _ID_POSITION[(model, keys)] = found
+    return found

@@ -11,6 +11,13 @@ sample of its rows' metadata (``TABLESAMPLE BERNOULLI``, about
 dictionary filter over metadata keys is evaluated on the sample in Python:
 no round trip per query.
 
+The sample also holds the sampled rows' ids and embeddings, so with the query
+vector in hand it tells *where* the matching rows are: which sampled rows
+match (:meth:`MetadataSample.matches`, a boolean mask remembered per filter)
+and how far they are from the query (:mod:`.cost` turns that into the local
+share an iterative index scan will meet, and the sampled matching rows
+nearest the query into witnesses that prove a scan missed rows).
+
 The evaluation is an *estimate*, never a result: it mirrors the filter
 language's equality, ``$in``/``$nin``, ``$ne``, ``$exists``, range operators
 and ``$and``/``$or``/``$not``; any other shape (column fields, ``$like``,
@@ -36,6 +43,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+import numpy as np
 from sqlalchemy import text
 from sqlalchemy.engine import Connection, Engine
 
@@ -77,8 +85,31 @@ class MetadataSample:
     rows: int
     metadata: tuple[Any, ...]
     taken_at: float = field(default_factory=time.monotonic)
+    #: The sampled rows' ids and embeddings (float32, one row each), aligned
+    #: with ``metadata``; empty when the sample was built without them.
+    ids: tuple[int, ...] = ()
+    vectors: Any = None
     _values: dict[str, dict[Any, int]] = field(default_factory=dict, repr=False, compare=False)
     _memo: dict[bytes, int | None] = field(default_factory=dict, repr=False, compare=False)
+    _masks: dict[bytes, Any] = field(default_factory=dict, repr=False, compare=False)
+    _derived: dict[str, Any] = field(default_factory=dict, repr=False, compare=False)
+
+    def unit_vectors(self) -> Any:
+        """The sampled embeddings scaled to unit length (computed once)."""
+        found = self._derived.get("unit")
+        if found is None:
+            norms = np.linalg.norm(self.vectors, axis=1, keepdims=True)
+            found = self._derived["unit"] = (self.vectors / np.maximum(norms, 1e-30)).astype(
+                np.float32
+            )
+        return found
+
+    def squared_norms(self) -> Any:
+        """The sampled embeddings' squared lengths (computed once)."""
+        found = self._derived.get("squared")
+        if found is None:
+            found = self._derived["squared"] = np.einsum("ij,ij->i", self.vectors, self.vectors)
+        return found
 
     def estimate(self, spec: Any) -> int | None:
         """Estimated rows kept by the dictionary filter ``spec``; None when unknown.
@@ -99,6 +130,60 @@ class MetadataSample:
             return self._estimate(spec)
         except (RecursionError, TypeError, ValueError):
             return None  # a malformed filter: the compiler will say what is wrong
+
+    def matches(self, spec: Any) -> Any:
+        """Which sampled rows the dictionary filter ``spec`` keeps: a boolean array, or None.
+
+        None where :meth:`estimate` is None (shapes the sample cannot judge).
+        Evaluated on every sampled row once per distinct filter (about 1-2 us
+        a row), then remembered by the filter's digest.
+        """
+        n = len(self.metadata)
+        if spec is None:
+            return np.ones(n, dtype=bool)
+        if self.estimate(spec) is None:
+            return None
+        equal = _equality(spec)
+        if equal is not None:  # the commonest filter: rows by value, no evaluation per row
+            rows = self._rows_by_value(equal[0])
+            out = np.zeros(n, dtype=bool)
+            for c in set(equal[1]):
+                out[rows.get(c, [])] = True  # a list: out[()] would be every row
+            return out
+        try:
+            dumped = json.dumps(spec, sort_keys=True)
+        except (TypeError, ValueError):
+            return None
+        key = hashlib.blake2b(dumped.encode(), digest_size=16).digest()
+        found = self._masks.get(key)
+        if found is None:
+            sets: _Sets = {}
+            out = np.zeros(n, dtype=bool)
+            try:
+                for i, meta in enumerate(self.metadata):
+                    verdict = _matches(spec, meta if isinstance(meta, Mapping) else {}, sets)
+                    if verdict is None:
+                        return None
+                    out[i] = verdict
+            except (RecursionError, TypeError, ValueError):
+                return None
+            if len(self._masks) >= _MEMO_MAX:
+                self._masks.clear()
+            found = self._masks[key] = out
+        return found
+
+    def _rows_by_value(self, key: str) -> dict[Any, list[int]]:
+        """Sampled row positions by canonical value of top-level ``key`` (built once)."""
+        found = self._derived.get("rows:" + key)
+        if found is None:
+            found = {}
+            for i, meta in enumerate(self.metadata):
+                if isinstance(meta, Mapping) and key in meta:
+                    c = _canonical(meta[key])
+                    if c is not None:
+                        found.setdefault(c, []).append(i)
+            self._derived["rows:" + key] = found
+        return found
 
     def _estimate(self, spec: Any) -> int | None:
         hits = self._counted(spec)
@@ -133,28 +218,10 @@ class MetadataSample:
 
     def _counted(self, spec: Any) -> int | None:
         """Sampled rows matching ``{key: v}``, ``{key: {"$eq": v}}`` or ``{key: {"$in": [..]}}``."""
-        if not isinstance(spec, Mapping) or len(spec) != 1:
+        found = _equality(spec)
+        if found is None:
             return None
-        ((key, value),) = spec.items()
-        if not isinstance(key, str) or key.startswith("$") or "." in key:
-            return None
-        if key in COLUMN_FIELDS or key == "metadata":
-            return None
-        if isinstance(value, Mapping):
-            if len(value) != 1:
-                return None
-            ((op, operand),) = value.items()
-            if op == "$eq":
-                wanted = [operand]
-            elif op == "$in" and isinstance(operand, list | tuple):
-                wanted = list(operand)
-            else:
-                return None
-        else:
-            wanted = [value]
-        canon = [_canonical(v) for v in wanted]
-        if any(c is None for c in canon):
-            return None
+        key, canon = found
         counts = self._values.get(key)
         if counts is None:
             counts = {}
@@ -168,6 +235,33 @@ class MetadataSample:
 
 
 _MEMO_MAX = 1024
+
+
+def _equality(spec: Any) -> tuple[str, list[Any]] | None:
+    """``(key, canonical values)`` of ``{key: v}``, ``{key: {"$eq": v}}``, ``$in``."""
+    if not isinstance(spec, Mapping) or len(spec) != 1:
+        return None
+    ((key, value),) = spec.items()
+    if not isinstance(key, str) or key.startswith("$") or "." in key:
+        return None
+    if key in COLUMN_FIELDS or key == "metadata":
+        return None
+    if isinstance(value, Mapping):
+        if len(value) != 1:
+            return None
+        ((op, operand),) = value.items()
+        if op == "$eq":
+            wanted = [operand]
+        elif op == "$in" and isinstance(operand, list | tuple):
+            wanted = list(operand)
+        else:
+            return None
+    else:
+        wanted = [value]
+    canon = [_canonical(v) for v in wanted]
+    if any(c is None for c in canon):
+        return None
+    return key, canon
 
 
 def _canonical(value: Any) -> Any:
@@ -341,20 +435,34 @@ def metadata_sample(conn: Connection, table: str, collection_id: int) -> Metadat
             text(f"SELECT count(*) FROM {table} WHERE collection_id = :c"), {"c": collection_id}
         ).scalar_one()
     )
+    # The embedding in pgvector's binary form (vector_send: int16 dim, int16
+    # unused, dim big-endian float4): parsed without a float per value.
+    columns = "id, metadata, vector_send(embedding)"
     if rows <= SAMPLE_ROWS:
-        stmt = f"SELECT metadata FROM {table} WHERE collection_id = :c"
+        stmt = f"SELECT {columns} FROM {table} WHERE collection_id = :c"
     else:
         percent = min(100.0, 100.0 * SAMPLE_ROWS / rows)
         stmt = (
-            f"SELECT metadata FROM {table} TABLESAMPLE BERNOULLI ({percent:.6f}) "
+            f"SELECT {columns} FROM {table} TABLESAMPLE BERNOULLI ({percent:.6f}) "
             "WHERE collection_id = :c"
         )
-    metadata = tuple(conn.execute(text(stmt), {"c": collection_id}).scalars())
-    sample = MetadataSample(rows=rows, metadata=metadata)
+    found = conn.execute(text(stmt), {"c": collection_id}).all()
+    metadata = tuple(row[1] for row in found)
+    ids = tuple(int(row[0]) for row in found)
+    vectors = _vectors(row[2] for row in found)
+    sample = MetadataSample(rows=rows, metadata=metadata, ids=ids, vectors=vectors)
     if len(samples) >= _CACHE_MAX:
         samples.clear()
     samples[key] = sample
     return sample
+
+
+def _vectors(sent: Iterable[Any]) -> Any:
+    """A float32 matrix from vector_send values (None when there are none)."""
+    parts = [np.frombuffer(bytes(b), dtype=">f4", offset=4) for b in sent]
+    if not parts:
+        return None
+    return np.vstack(parts).astype(np.float32)
 
 
 def cached_sample(engine: Engine, table: str, collection_id: int) -> MetadataSample | None:

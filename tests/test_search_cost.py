@@ -1,0 +1,230 @@
+"""nearest's cost-based choice on a correlated filter: local share, witnesses, measured constants.
+
+The data: 2,000 rows in two far-apart clusters; the category ``"a"`` is the
+whole first cluster (400 rows, 20 %), ``"b"`` the rest.  A query inside
+cluster a filtering on a finds its matches at once (an iterative scan is
+cheap); a query inside cluster b filtering on a is anti-correlated: no
+sampled row near it matches, an iterative scan would walk the whole of b
+first, so the planner ranks exactly, where a row-count rule
+(``exact_threshold=100``: 400 rows > 100) sends it to the iterative scan.
+
+The collection fits in the metadata sample whole, so the estimates are
+exact, and the cost constants are set per engine (:func:`_costs`) so the
+choice does not depend on this machine's timings; one test measures them.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+import numpy as np
+import pytest
+from sqlalchemy import URL, Engine, text
+from sqlalchemy.orm import Session
+
+import vectorstore as vs
+from vectorstore.query import cost, selectivity
+from vectorstore.query.cost import CostModel
+
+Repo = vs.DocumentRepository[vs.Document]
+N, IN_A = 2000, 400
+#: Exact: 400 rows x 0.01 = 4 ms; iterative: 1 ms + 0.01 ms a tuple.
+COSTS = CostModel(exact_row_ms=0.01, iterative_base_ms=1.0, iterative_tuple_ms=0.01, measured=True)
+
+
+def _data() -> tuple[np.ndarray[Any, Any], list[str]]:
+    rng = np.random.default_rng(21)
+    centres = rng.standard_normal((2, 384)).astype(np.float32) * 3
+    labels = np.array([0] * IN_A + [1] * (N - IN_A))
+    rng.shuffle(labels)
+    vectors = centres[labels] + rng.standard_normal((N, 384)).astype(np.float32)
+    return vectors.astype(np.float32), ["a" if c == 0 else "b" for c in labels]
+
+
+DATA, CATS = _data()
+
+
+def _exact(q: np.ndarray[Any, Any], cat: str, k: int = 10) -> list[str]:
+    unit = DATA / np.linalg.norm(DATA, axis=1, keepdims=True)
+    d = 1 - unit @ (q / np.linalg.norm(q))
+    order = [int(i) for i in np.argsort(d) if CATS[int(i)] == cat]
+    return [str(i) for i in order[:k]]
+
+
+def _load(engine: Engine) -> None:
+    repo: Repo = vs.DocumentRepository.standalone(engine, collection="cost", embedding_model="x")
+    repo.bulk_add(
+        [f"row {i}" for i in range(N)],
+        embeddings=DATA,
+        metadata=[{"cat": c, "i": i} for i, c in enumerate(CATS)],
+        external_ids=[str(i) for i in range(N)],
+    )
+    with engine.begin() as conn:
+        conn.execute(text("ANALYZE vectorstore_documents"))
+
+
+def _costs(engine: Engine) -> None:
+    cost._COSTS.setdefault(engine, {})[("vectorstore_documents", "cosine")] = COSTS
+
+
+@pytest.fixture
+def loaded(any_driver_url: URL) -> Iterator[Engine]:
+    engine = vs.make_engine(any_driver_url)
+    _load(engine)
+    _costs(engine)
+    yield engine
+    engine.dispose()
+
+
+def _query(cluster: str, seed: int) -> np.ndarray[Any, Any]:
+    rng = np.random.default_rng(seed)
+    rows = [i for i, c in enumerate(CATS) if c == cluster]
+    i = rows[int(rng.integers(0, len(rows)))]
+    out: np.ndarray[Any, Any] = (DATA[i] + 0.1 * rng.standard_normal(384)).astype(np.float32)
+    return out
+
+
+def _ids(hits: vs.ResultSet[Any]) -> list[str]:
+    return [h.document.external_id for h in hits]
+
+
+def test_an_anti_correlated_filter_is_ranked_exactly(loaded: Engine) -> None:
+    repo: Repo = vs.DocumentRepository.standalone(loaded, collection="cost")
+    q = _query("b", 1)
+    by_count = repo.nearest(q, k=10, filter={"cat": "a"}, exact_threshold=100)
+    assert by_count.strategy == "iterative"  # 400 rows > 100: the row-count rule
+    for _ in range(2):  # the first call reads the sample; the second plans from caches
+        hits = repo.nearest(q, k=10, filter={"cat": "a"})
+        assert hits.strategy == "exact"
+        assert hits.fallback_from is None
+        assert _ids(hits) == _exact(q, "a")
+        assert hits.estimated_rows == IN_A
+        assert hits.reason.startswith(f"sampled estimate {IN_A} of {N} rows, local share 0 ")
+        assert "would lose recall" in hits.reason
+        assert hits.estimates["local_share"] == 0.0
+        assert hits.estimates["iterative_tuples"] == -1.0  # unbounded
+        assert hits.estimates["exact_ms"] == pytest.approx(IN_A * COSTS.exact_row_ms)
+
+
+def test_a_correlated_filter_stays_on_the_cheaper_iterative_scan(loaded: Engine) -> None:
+    repo: Repo = vs.DocumentRepository.standalone(loaded, collection="cost")
+    q = _query("a", 2)
+    for _ in range(2):
+        hits = repo.nearest(q, k=10, filter={"cat": "a"})
+        assert hits.strategy == "iterative"
+        assert hits.fallback_from is None
+        assert hits.returned == 10
+        assert all(h.document.metadata_["cat"] == "a" for h in hits)
+        assert _ids(hits)[0] == _exact(q, "a")[0]
+        # 1,000 sampled rows stand for the 1,000 nearest (SAFE_RANK): 400 match.
+        assert hits.estimates["local_share"] == pytest.approx(0.4)
+        assert hits.estimates["iterative_tuples"] == pytest.approx(25.0)
+        assert hits.estimates["iterative_ms"] < hits.estimates["exact_ms"]
+        assert "iterative ~25 tuples ~1.25 ms, exact ~4.00 ms" in hits.reason
+
+
+def test_a_tiny_filter_is_ranked_exactly_without_the_local_estimate(loaded: Engine) -> None:
+    repo: Repo = vs.DocumentRepository.standalone(loaded, collection="cost")
+    q = _query("a", 3)
+    hits = repo.nearest(q, k=10, filter={"i": {"$lt": 8}})
+    assert hits.strategy == "exact"
+    assert "<= an iterative scan's start" in hits.reason
+    assert "local_share" not in hits.estimates
+    assert sorted(_ids(hits), key=int) == [str(i) for i in range(8)]
+
+
+def _plant_witness(engine: Engine, q: np.ndarray[Any, Any]) -> str:
+    """Make the cached sample claim that a far matching row lies at the query.
+
+    The iterative scan cannot return it (it is far), so its result provably
+    misses a matching row nearer than its farthest: what a scan whose budget
+    ran out leaves.  Returns the planted row's external id.
+    """
+    sample = next(iter(selectivity._CACHE[engine].values()))
+    far = max((i for i, c in enumerate(CATS) if c == "a"),
+              key=lambda i: float(np.linalg.norm(DATA[i] - q)))  # fmt: skip
+    at = sample.ids.index(far + 1)  # ids start at 1 in insertion order
+    sample.vectors[at] = q
+    sample._derived.clear()
+    return str(far)
+
+
+def test_a_scan_that_misses_a_witness_finishes_exactly(loaded: Engine) -> None:
+    repo: Repo = vs.DocumentRepository.standalone(loaded, collection="cost")
+    q = _query("a", 4)
+    assert repo.nearest(q, k=10, filter={"cat": "a"}).strategy == "iterative"
+    planted = _plant_witness(loaded, q)
+    for _ in range(2):  # the raw path (cached plan), then again
+        hits = repo.nearest(q, k=10, filter={"cat": "a"})
+        assert hits.fallback_from == "iterative"
+        assert hits.strategy == "exact"
+        assert hits.reason.startswith(f"iterative missed sampled matching row {int(planted) + 1}")
+        assert _ids(hits) == _exact(q, "a")
+    with Session(loaded) as session:  # the session path checks the same witnesses
+        inside: Repo = vs.DocumentRepository(session, collection="cost")
+        hits = inside.nearest(q, k=10, filter={"cat": "a"})
+        assert hits.fallback_from == "iterative"
+        assert _ids(hits) == _exact(q, "a")
+
+
+def test_the_constants_are_measured_once_per_engine_and_leave_no_settings(
+    any_driver_url: URL,
+) -> None:
+    engine = vs.make_engine(any_driver_url)
+    try:
+        _load(engine)
+        with Session(engine) as session:
+            session.execute(text("SET LOCAL hnsw.ef_search = 33"))
+            repo: Repo = vs.DocumentRepository(session, collection="cost")
+            hits = repo.nearest(_query("a", 5), k=10, filter={"cat": "a"})
+            assert hits.returned == 10
+            shown = session.execute(text(
+                "SELECT current_setting('hnsw.ef_search'), current_setting('enable_seqscan'), "
+                "current_setting('hnsw.iterative_scan')")).one()  # fmt: skip
+            assert tuple(shown) == ("33", "on", "off")
+            assert repo.count() == N  # the host transaction is intact
+            session.rollback()
+        measured = cost.cached_costs(engine, "vectorstore_documents", "cosine")
+        assert measured is not None
+        assert measured.measured
+        assert measured.exact_row_ms > 0
+        assert measured.iterative_base_ms > 0
+        assert measured.iterative_tuple_ms > 0
+    finally:
+        engine.dispose()
+
+
+def test_a_witness_proves_a_miss_only_when_nearer_and_absent() -> None:
+    witnesses = ((7, 0.10), (9, 0.30))
+    assert cost.missed(witnesses, [(1, 0.05), (2, 0.20)]) == (7, 0.10)
+    assert cost.missed(witnesses, [(7, 0.10), (2, 0.20)]) is None  # 9 is farther
+    assert cost.missed(witnesses, [(1, 0.05), (2, 0.10)]) is None  # a tie is rounding
+    assert cost.missed((), [(1, 0.5)]) is None
+    assert cost.missed(witnesses, []) is None
+
+
+def test_the_local_share_reads_the_sampled_rows_nearest_the_query() -> None:
+    axes = np.eye(4, dtype=np.float32)
+    vectors = axes[[0] * 10 + [3] * 30]  # 10 matching rows along axis 0, 30 others along 3
+    sample = selectivity.MetadataSample(
+        rows=100_000, metadata=tuple({"n": i} for i in range(40)),
+        ids=tuple(range(100, 140)), vectors=vectors,
+    )  # fmt: skip
+    mask = np.arange(40) < 10
+    near = cost.local_estimate(sample, mask, axes[0], "cosine", 10, 1.0)
+    far = cost.local_estimate(sample, mask, axes[3], "cosine", 10, 1.0)
+    assert near is not None
+    assert far is not None
+    assert near.looked == far.looked == cost.LOCAL_ROWS
+    assert near.share == pytest.approx(0.5)  # 10 matching + 10 others at distance 1
+    assert near.tuples == pytest.approx(20.0)
+    assert far.share == 0.0
+    assert far.tuples == float("inf")
+    assert [w[0] for w in near.witnesses] == list(range(100, 100 + cost.WITNESSES))
+    assert far.witnesses[0][1] == pytest.approx(1.0)
+    assert near.share / 2 == pytest.approx(
+        cost.local_estimate(sample, mask, axes[0], "cosine", 10, 0.5).share  # type: ignore[union-attr]
+    )  # another collection's rows share the graph
+    bare = selectivity.MetadataSample(rows=40, metadata=sample.metadata)
+    assert cost.local_estimate(bare, mask, axes[0], "cosine", 10, 1.0) is None
