@@ -605,8 +605,10 @@ class DocumentRepository(Generic[DocT]):
                 lambda (1 = pure relevance).
             fetch_k: candidates fetched before MMR re-ranking (default 4 x (k + offset)).
             max_scan_tuples: tuples an iterative HNSW scan may visit (default 40,000).
-            exact_threshold: filters keeping at most this many rows are ranked
-                exactly (default 5,000).
+            exact_threshold: a row-count override of the cost-based choice: filters
+                keeping at most this many rows are ranked exactly, larger ones by
+                an iterative scan (default None: chosen by estimated cost, see
+                docs/filtered-search.md).
             precision: ``"vector"``, or ``"halfvec"`` / ``"binary"`` to use a
                 quantized index (candidates re-ranked on the full vectors).
             rerank: candidate factor of a quantized scan (candidates = (k + offset) x this).
