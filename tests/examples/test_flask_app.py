@@ -24,7 +24,7 @@ def app(vectorstore_url: URL, vectorstore_embedder: vs.HashingTestEmbedder) -> I
         {"VECTORSTORE_DATABASE_URL": vectorstore_url, "VECTORSTORE_EMBEDDER": vectorstore_embedder}
     )
     yield app
-    app.extensions["vectorstore"]["engine"].dispose()
+    app.extensions["vectorstore"].engine.dispose()
 
 
 @pytest.fixture
@@ -142,6 +142,6 @@ def test_a_database_that_is_down_is_503(vectorstore_embedder: vs.HashingTestEmbe
             body = response.get_json()
             assert body["error"] == "DatabaseUnavailable"
             assert str(closed) not in body["message"]
-        app.extensions["vectorstore"]["engine"].dispose()
+        app.extensions["vectorstore"].engine.dispose()
     finally:
         shutil.rmtree(closed, ignore_errors=True)

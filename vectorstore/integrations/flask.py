@@ -1,0 +1,554 @@
+"""The Flask extension: ``VectorStore(app)`` or ``ext.init_app(app)``.
+
+::
+
+    from flask import Flask
+    from vectorstore.integrations.flask import VectorStore
+
+    vectorstore = VectorStore()
+
+    def create_app() -> Flask:
+        app = Flask(__name__)
+        app.config["VECTORSTORE_DATABASE_URL"] = "postgresql://app@db/app"
+        vectorstore.init_app(app, json_errors=True)
+        return app
+
+    @app.post("/notes")
+    def add_note():
+        doc = vectorstore.repository.add(request.json["text"])
+        vectorstore.session.commit()          # the view owns the transaction
+        return {"id": doc.id}, 201
+
+Design decisions:
+
+* **Configuration comes from ``app.config``** (the keys are in
+  :data:`CONFIG_DEFAULTS`), or from a Flask-SQLAlchemy ``db`` handed to
+  :meth:`VectorStore.init_app`, whose engine and request-scoped session are
+  then shared: vectorstore's writes and the app's ORM writes are one
+  transaction.  Bad configuration is one clear error when the app is created
+  (:class:`~vectorstore.ConfigurationError`, or
+  :class:`~vectorstore.ExtensionMissingError` for a server without pgvector),
+  never a surprise at the first request.  A database that cannot be reached at
+  start-up is only logged: it may come up later, and requests then get 503.
+* **Nothing heavy per request.**  The engine is built once per app, and the
+  embedder once per process (a model name maps to one embedder shared by every
+  app of the process, :func:`shared_embedder`); sentence-transformers loads the
+  model on its first ``embed``, not when the app is created.
+* **A repository per request, on the request's Session.**  ``ext.session`` is
+  Flask-SQLAlchemy's ``db.session`` when there is one, else a Session of our
+  own opened on first use and closed at the end of the app context (rolling
+  back whatever the view did not commit).  ``ext.repository`` is bound to it
+  and never commits: the view does.
+* **Migrations run from the CLI, never at app creation** (``flask vectorstore
+  upgrade``), so N workers starting at once do not race to migrate.
+* **JSON errors are opt-in** (``json_errors=True`` or
+  ``VECTORSTORE_JSON_ERRORS``): vectorstore's error tree maps to 400 (bad
+  input), 404 (no such collection or document), 409 (a duplicate external id)
+  and 503 (the database is unreachable, timed out, read-only or asks for a
+  retry, with ``Retry-After`` when the error is retryable).  Messages of
+  connection errors stay in the log: they can name hosts.
+"""
+
+from __future__ import annotations
+
+import importlib
+import json
+import threading
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import click
+from flask import Flask, current_app, g, jsonify
+from flask.cli import AppGroup
+from sqlalchemy import URL, Engine, text
+from sqlalchemy.orm import Session, sessionmaker
+
+import vectorstore as vs
+from vectorstore.cli import stats as cli_stats
+from vectorstore.cli._common import size as cli_size
+from vectorstore.cli._common import table as cli_table
+from vectorstore.schema.migrate import head_revision
+
+__all__ = [
+    "CONFIG_DEFAULTS",
+    "ERROR_STATUS",
+    "VectorStore",
+    "error_status",
+    "shared_embedder",
+]
+
+#: The configuration keys the extension reads, with their defaults.
+CONFIG_DEFAULTS: dict[str, Any] = {
+    # A URL (str or sqlalchemy.URL); ignored when an engine or a Flask-SQLAlchemy db is given.
+    "VECTORSTORE_DATABASE_URL": None,
+    # An existing Engine to use instead of a URL.
+    "VECTORSTORE_ENGINE": None,
+    "VECTORSTORE_COLLECTION": "documents",
+    # An Embedder, or a model name ("hashing" is the torch-free test embedder).
+    "VECTORSTORE_EMBEDDER": vs.DEFAULT_MODEL_NAME,
+    "VECTORSTORE_DEVICE": None,
+    # A DocumentMixin class, or its import path "package.module:Class".
+    "VECTORSTORE_MODEL": None,
+    "VECTORSTORE_JSON_ERRORS": False,
+    # Connect once when the app is created to check pgvector and the collection.
+    "VECTORSTORE_CHECK_DATABASE": True,
+}
+
+#: HTTP status per error class; the most specific class listed wins.
+ERROR_STATUS: dict[type[vs.VectorStoreError], int] = {
+    vs.ValidationError: 400,
+    vs.CollectionNotFoundError: 404,
+    vs.DocumentNotFoundError: 404,
+    vs.ConflictError: 409,
+    vs.ConnectionLostError: 503,
+    vs.ServerError: 503,
+    vs.QueryTimeoutError: 503,
+    vs.ConcurrencyError: 503,
+    vs.ReadOnlyError: 503,
+    vs.StorageFullError: 503,
+}
+
+# Errors whose message may name hosts, sockets or server internals: logged, not sent.
+_PRIVATE_MESSAGES = (vs.ConnectionLostError, vs.ServerError, vs.StorageFullError)
+_EXTENSION = "vectorstore"
+_SESSION_KEY = "_vectorstore_session"
+_REPOSITORY_KEY = "_vectorstore_repository"
+
+_embedders_lock = threading.Lock()
+_embedders: dict[tuple[str, str | None], vs.Embedder] = {}
+
+
+def shared_embedder(model: str, device: str | None = None) -> vs.Embedder:
+    """The process's one embedder for ``model`` (created on first use, then reused).
+
+    Every app and request of a process that asks for the same model and device
+    gets the same object, so sentence-transformers loads the model once.
+    """
+    from vectorstore.embedders import embedder_for
+
+    key = (model, device)
+    with _embedders_lock:
+        found = _embedders.get(key)
+        if found is None:
+            found = _embedders[key] = embedder_for(model, device=device)
+        return found
+
+
+def error_status(exc: vs.VectorStoreError) -> int:
+    """The HTTP status an error maps to (500 for anything not in :data:`ERROR_STATUS`)."""
+    for cls in type(exc).__mro__:
+        if cls in ERROR_STATUS:
+            return ERROR_STATUS[cls]
+    return 500
+
+
+class _State:
+    """What one app's extension holds: engine, sessions, embedder, document model."""
+
+    def __init__(
+        self,
+        engine: Engine,
+        embedder: vs.Embedder,
+        model: type[Any],
+        collection: str,
+        db: Any,
+        owns_engine: bool,
+    ) -> None:
+        self.engine = engine
+        self.embedder = embedder
+        self.model = model
+        self.collection = collection
+        self.db = db
+        self.owns_engine = owns_engine
+        self.sessions = sessionmaker(engine)
+
+
+class VectorStore:
+    """vectorstore for a Flask app (or for several, with :meth:`init_app`).
+
+    Args:
+        app: the app to initialise now (or call :meth:`init_app` later).
+        db: a Flask-SQLAlchemy ``SQLAlchemy`` object: its engine and its
+            request-scoped session are shared.
+        json_errors: register JSON error handlers (default:
+            ``app.config["VECTORSTORE_JSON_ERRORS"]``).
+        embedder: an embedder to use instead of ``VECTORSTORE_EMBEDDER``.
+    """
+
+    def __init__(
+        self,
+        app: Flask | None = None,
+        *,
+        db: Any = None,
+        json_errors: bool | None = None,
+        embedder: vs.Embedder | None = None,
+    ) -> None:
+        self._db = db
+        self._json_errors = json_errors
+        self._embedder = embedder
+        if app is not None:
+            self.init_app(app)
+
+    # -- set-up --------------------------------------------------------------------
+    def init_app(
+        self,
+        app: Flask,
+        *,
+        db: Any = None,
+        json_errors: bool | None = None,
+    ) -> None:
+        """Configure ``app``: engine, embedder, checks, teardown, CLI, error handlers.
+
+        Raises:
+            ConfigurationError: no database configured, an embedder whose
+                dimension differs from the document model's or from the
+                collection's, an unknown model path.
+            ExtensionMissingError: the server has no pgvector.
+        """
+        for key, value in CONFIG_DEFAULTS.items():
+            app.config.setdefault(key, value)
+        db = db if db is not None else self._db
+        engine, owns_engine = _engine(app, db)
+        model = _document_model(app.config["VECTORSTORE_MODEL"])
+        embedder = self._embedder or _embedder(app.config)
+        dimension = _dimension(model)
+        if embedder.dimension != dimension:
+            raise vs.ConfigurationError(
+                f"VECTORSTORE_EMBEDDER {embedder.model_name!r} makes {embedder.dimension}-d "
+                f"vectors but {model.__name__}.embedding is {dimension}-d"
+            )
+        collection = app.config["VECTORSTORE_COLLECTION"]
+        if not isinstance(collection, str) or not collection:
+            raise vs.ConfigurationError("VECTORSTORE_COLLECTION must be a non-empty string")
+        state = _State(engine, embedder, model, collection, db, owns_engine)
+        if app.config["VECTORSTORE_CHECK_DATABASE"]:
+            _check_database(app, state)
+        app.extensions[_EXTENSION] = state
+        app.teardown_appcontext(_close_session)
+        app.cli.add_command(cli)
+        wanted = json_errors if json_errors is not None else self._json_errors
+        if wanted if wanted is not None else app.config["VECTORSTORE_JSON_ERRORS"]:
+            app.register_error_handler(vs.VectorStoreError, _json_error)
+
+    # -- per app / per request -----------------------------------------------------
+    @staticmethod
+    def _state() -> _State:
+        try:
+            state: _State = current_app.extensions[_EXTENSION]
+        except KeyError:
+            raise vs.ConfigurationError(
+                "vectorstore is not initialised on this app: call VectorStore(app) "
+                "or vectorstore.init_app(app)"
+            ) from None
+        return state
+
+    @property
+    def engine(self) -> Engine:
+        """The current app's Engine."""
+        return self._state().engine
+
+    @property
+    def embedder(self) -> vs.Embedder:
+        """The current app's embedder (one per process and model)."""
+        return self._state().embedder
+
+    @property
+    def session(self) -> Session:
+        """The request's Session: Flask-SQLAlchemy's, or ours (closed at teardown)."""
+        state = self._state()
+        if state.db is not None:
+            shared: Session = state.db.session()
+            return shared
+        opened: Session | None = g.get(_SESSION_KEY)
+        if opened is None:
+            opened = state.sessions()
+            setattr(g, _SESSION_KEY, opened)
+        return opened
+
+    @property
+    def repository(self) -> vs.DocumentRepository[Any]:
+        """The request's repository on :attr:`session`, for ``VECTORSTORE_COLLECTION``."""
+        found: vs.DocumentRepository[Any] | None = g.get(_REPOSITORY_KEY)
+        if found is None:
+            found = self.repository_for()
+            setattr(g, _REPOSITORY_KEY, found)
+        return found
+
+    def repository_for(self, collection: str | None = None) -> vs.DocumentRepository[Any]:
+        """A new repository on the request's Session, for ``collection`` (default: the app's)."""
+        state = self._state()
+        return vs.DocumentRepository(
+            self.session,
+            collection=collection or state.collection,
+            embedder=state.embedder,
+            model=state.model,
+        )
+
+    def standalone(self, collection: str | None = None) -> vs.DocumentRepository[Any]:
+        """A repository that owns its transactions (CLI jobs, background threads)."""
+        state = self._state()
+        return vs.DocumentRepository.standalone(
+            state.engine,
+            collection=collection or state.collection,
+            embedder=state.embedder,
+            model=state.model,
+        )
+
+
+# -- set-up helpers -----------------------------------------------------------------
+def _engine(app: Flask, db: Any) -> tuple[Engine, bool]:
+    engine, owned = _configured_engine(app, db)
+    if engine.dialect.name != "postgresql":
+        raise vs.ConfigurationError(
+            f"vectorstore needs PostgreSQL with pgvector, but the configured engine is "
+            f"{engine.dialect.name!r}"
+        )
+    return engine, owned
+
+
+def _configured_engine(app: Flask, db: Any) -> tuple[Engine, bool]:
+    if db is not None:
+        with app.app_context():
+            shared: Engine = db.engine
+        return shared, False
+    given = app.config["VECTORSTORE_ENGINE"]
+    if given is not None:
+        if not isinstance(given, Engine):
+            raise vs.ConfigurationError("VECTORSTORE_ENGINE must be a sqlalchemy Engine")
+        return given, False
+    url = app.config["VECTORSTORE_DATABASE_URL"]
+    if url is None or (isinstance(url, str) and not url.strip()):
+        raise vs.ConfigurationError(
+            "VECTORSTORE_DATABASE_URL is not set: set it in app.config (e.g. "
+            "'postgresql://user:pass@host/db'), pass VectorStore(db=...) with "
+            "Flask-SQLAlchemy, or set VECTORSTORE_ENGINE"
+        )
+    if not isinstance(url, (str, URL)):
+        raise vs.ConfigurationError("VECTORSTORE_DATABASE_URL must be a string or a sqlalchemy URL")
+    return vs.make_engine(url), True
+
+
+def _document_model(value: Any) -> type[Any]:
+    if value is None:
+        return vs.Document
+    if isinstance(value, str):
+        module, _, name = value.partition(":")
+        try:
+            value = getattr(importlib.import_module(module), name)
+        except (ImportError, AttributeError, ValueError) as exc:
+            raise vs.ConfigurationError(
+                f"VECTORSTORE_MODEL {value!r}: cannot import it ('package.module:Class')"
+            ) from exc
+    if not (isinstance(value, type) and issubclass(value, vs.DocumentMixin)):
+        raise vs.ConfigurationError(
+            "VECTORSTORE_MODEL must be a class using vectorstore.DocumentMixin"
+        )
+    return value
+
+
+def _dimension(model: type[Any]) -> int:
+    from vectorstore.models import embedding_dimension
+
+    return embedding_dimension(model)
+
+
+def _embedder(config: Mapping[str, Any]) -> vs.Embedder:
+    value = config["VECTORSTORE_EMBEDDER"]
+    if isinstance(value, str) and value:
+        return shared_embedder(value, config["VECTORSTORE_DEVICE"])
+    if all(hasattr(value, name) for name in ("model_name", "dimension", "embed")):
+        embedder: vs.Embedder = value
+        return embedder
+    raise vs.ConfigurationError(
+        "VECTORSTORE_EMBEDDER must be a model name or an object with model_name, dimension "
+        "and embed()"
+    )
+
+
+def _check_database(app: Flask, state: _State) -> None:
+    """pgvector on the server, and a collection that matches the embedder, if it exists."""
+    from vectorstore.errors import db_errors
+
+    try:
+        with db_errors("check the database"), state.engine.connect() as conn:
+            available = conn.execute(
+                text("SELECT 1 FROM pg_available_extensions WHERE name = 'vector'")
+            ).first()
+    except (vs.ConnectionLostError, vs.ServerError) as exc:
+        app.logger.warning("vectorstore: the database could not be checked at start-up: %s", exc)
+        return
+    if available is None:
+        raise vs.ExtensionMissingError(
+            "the database configured for vectorstore has no pgvector extension: install "
+            "pgvector on that PostgreSQL server (e.g. the postgresql-<version>-pgvector "
+            "package), then run `flask vectorstore upgrade`"
+        )
+    with state.sessions() as session:
+        repo = vs.DocumentRepository(
+            session, collection=state.collection, embedder=state.embedder, model=state.model,
+            create=False,
+        )  # fmt: skip
+        try:
+            info = repo.collection
+        except (vs.CollectionNotFoundError, vs.ConnectionLostError):
+            return
+        except vs.SchemaError as exc:
+            if isinstance(exc, vs.ExtensionMissingError):
+                raise
+            return  # not migrated yet: `flask vectorstore upgrade` comes next
+        except vs.ValidationError as exc:
+            raise vs.ConfigurationError(
+                f"VECTORSTORE_COLLECTION {state.collection!r}: {exc}"
+            ) from exc
+    if info.dimension != state.embedder.dimension:
+        raise vs.ConfigurationError(
+            f"collection {info.name!r} stores {info.dimension}-d vectors but the embedder makes "
+            f"{state.embedder.dimension}-d ones"
+        )
+
+
+def _close_session(_exc: BaseException | None) -> None:
+    g.pop(_REPOSITORY_KEY, None)
+    opened: Session | None = g.pop(_SESSION_KEY, None)
+    if opened is not None:
+        opened.close()  # rolls back whatever the view did not commit
+
+
+def _json_error(exc: vs.VectorStoreError) -> tuple[Any, int, dict[str, str]]:
+    status = error_status(exc)
+    headers: dict[str, str] = {}
+    if status == 503:
+        headers["Retry-After"] = "1" if exc.retryable else "5"
+    if status >= 500:
+        current_app.logger.warning("vectorstore error %s: %s", type(exc).__name__, exc)
+    kind, message = type(exc).__name__, str(exc)
+    if isinstance(exc, (vs.ConnectionLostError, vs.ServerError)):
+        kind, message = "DatabaseUnavailable", "the database cannot be reached; retry later"
+    elif isinstance(exc, _PRIVATE_MESSAGES) or status == 500:
+        message = "the vector store failed; see the server's log"
+    body = {"error": kind, "message": message}
+    return jsonify(body), status, headers
+
+
+# -- the `flask vectorstore` command group -------------------------------------------
+cli = AppGroup("vectorstore", help="vectorstore's schema, ingest and statistics.")
+
+
+def _cli_state() -> _State:
+    return VectorStore._state()
+
+
+def _fail(exc: vs.VectorStoreError) -> click.ClickException:
+    return click.ClickException(str(exc))
+
+
+@cli.command("upgrade")
+@click.argument("revision", default="head")
+def upgrade_command(revision: str) -> None:
+    """Apply vectorstore's migrations (default: up to the latest revision)."""
+    state = _cli_state()
+    try:
+        vs.migrate(state.engine, revision)
+        click.echo(f"schema at revision {vs.current_revision(state.engine)}")
+    except vs.VectorStoreError as exc:
+        raise _fail(exc) from exc
+
+
+@cli.command("current")
+def current_command() -> None:
+    """Print the schema revision of the database and the newest one this version ships."""
+    state = _cli_state()
+    try:
+        current = vs.current_revision(state.engine)
+    except vs.VectorStoreError as exc:
+        raise _fail(exc) from exc
+    head = head_revision()
+    if current is None:
+        click.echo(f"no vectorstore schema (head is {head}); run `flask vectorstore upgrade`")
+    else:
+        click.echo(f"{current} (head)" if current == head else f"{current} (head is {head})")
+
+
+@cli.command("check")
+def check_command() -> None:
+    """Exit 1 unless the database schema matches the models (like `alembic check`)."""
+    state = _cli_state()
+    try:
+        diffs = vs.check_schema(state.engine)
+    except vs.VectorStoreError as exc:
+        raise _fail(exc) from exc
+    if diffs:
+        for diff in diffs:
+            click.echo(f"drift: {diff}", err=True)
+        raise click.ClickException(f"{len(diffs)} difference(s) between models and database")
+    click.echo("schema matches the models")
+
+
+@cli.command("ingest")
+@click.argument("path", type=click.Path(dir_okay=False, path_type=Path))
+@click.option("--collection", "-c", default=None, help="collection (default: the app's)")
+@click.option("--text-column", default="text", show_default=True)
+@click.option("--id-column", default=None, help="column holding the external id")
+@click.option("--metadata-columns", default="", help="columns stored as metadata, comma separated")
+@click.option(
+    "--on-conflict", type=click.Choice(["error", "skip", "update"]), default="skip",
+    show_default=True,
+)  # fmt: skip
+def ingest_command(
+    path: Path,
+    collection: str | None,
+    text_column: str,
+    id_column: str | None,
+    metadata_columns: str,
+    on_conflict: str,
+) -> None:
+    """Load a parquet, CSV or JSONL file (texts the collection stores already are skipped)."""
+    if path.suffix.lower() not in (".parquet", ".csv", ".jsonl", ".ndjson"):
+        raise click.ClickException(f"{path}: expected a .parquet, .csv, .jsonl or .ndjson file")
+    if not path.is_file():
+        raise click.ClickException(f"{path}: no such file")
+    columns: dict[str, Any] = {"text_column": text_column}
+    if id_column:
+        columns["id_column"] = id_column
+    meta = [c.strip() for c in metadata_columns.split(",") if c.strip()]
+    if meta:
+        columns["metadata_columns"] = meta
+    state = _cli_state()
+    repo: vs.DocumentRepository[Any] = vs.DocumentRepository.standalone(
+        state.engine, collection=collection or state.collection, embedder=state.embedder,
+        model=state.model,
+    )  # fmt: skip
+    try:
+        result = vs.ingest(path, repository=repo, on_conflict=on_conflict, **columns)  # type: ignore[arg-type]
+    except vs.VectorStoreError as exc:
+        raise _fail(exc) from exc
+    click.echo(
+        f"{result.rows} rows: {result.inserted} inserted, {result.skipped} skipped, "
+        f"{result.updated} updated, {result.known} already stored; embedded {result.embedded}"
+    )
+
+
+@cli.command("stats")
+@click.option("--json", "as_json", is_flag=True, help="print JSON instead of tables")
+def stats_command(as_json: bool) -> None:
+    """Collections, rows, index sizes, pgvector version (as `vectorstore stats`)."""
+    state = _cli_state()
+    try:
+        stats = cli_stats.gather_stats(state.engine)
+    except vs.VectorStoreError as exc:
+        raise _fail(exc) from exc
+    if as_json:
+        click.echo(json.dumps(stats, indent=2, default=str))
+        return
+    click.echo(
+        f"server:    PostgreSQL {stats['server_version']}, pgvector {stats['pgvector_version']}"
+    )
+    click.echo(f"schema:    {stats['schema_revision'] or 'not migrated'}")
+    click.echo(f"documents: {stats['documents']} rows, table {cli_size(stats['table_bytes'])}")
+    rows = [
+        (c["name"], c["embedding_model"], c["dimension"], c["rows"]) for c in stats["collections"]
+    ]
+    click.echo(
+        cli_table(["collection", "model", "dim", "rows"], rows) if rows else "no collections"
+    )
