@@ -51,10 +51,7 @@ Design decisions:
 
 from __future__ import annotations
 
-import importlib
 import json
-import threading
-from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -69,6 +66,8 @@ from vectorstore.cli import stats as cli_stats
 from vectorstore.cli._common import size as cli_size
 from vectorstore.cli._common import table as cli_table
 from vectorstore.schema.migrate import head_revision
+
+from ._shared import check_dimension, document_model, embedder_from, shared_embedder
 
 __all__ = [
     "CONFIG_DEFAULTS",
@@ -114,25 +113,6 @@ _PRIVATE_MESSAGES = (vs.ConnectionLostError, vs.ServerError, vs.StorageFullError
 _EXTENSION = "vectorstore"
 _SESSION_KEY = "_vectorstore_session"
 _REPOSITORY_KEY = "_vectorstore_repository"
-
-_embedders_lock = threading.Lock()
-_embedders: dict[tuple[str, str | None], vs.Embedder] = {}
-
-
-def shared_embedder(model: str, device: str | None = None) -> vs.Embedder:
-    """The process's one embedder for ``model`` (created on first use, then reused).
-
-    Every app and request of a process that asks for the same model and device
-    gets the same object, so sentence-transformers loads the model once.
-    """
-    from vectorstore.embedders import embedder_for
-
-    key = (model, device)
-    with _embedders_lock:
-        found = _embedders.get(key)
-        if found is None:
-            found = _embedders[key] = embedder_for(model, device=device)
-        return found
 
 
 def error_status(exc: vs.VectorStoreError) -> int:
@@ -210,14 +190,12 @@ class VectorStore:
             app.config.setdefault(key, value)
         db = db if db is not None else self._db
         engine, owns_engine = _engine(app, db)
-        model = _document_model(app.config["VECTORSTORE_MODEL"])
-        embedder = self._embedder or _embedder(app.config)
-        dimension = _dimension(model)
-        if embedder.dimension != dimension:
-            raise vs.ConfigurationError(
-                f"VECTORSTORE_EMBEDDER {embedder.model_name!r} makes {embedder.dimension}-d "
-                f"vectors but {model.__name__}.embedding is {dimension}-d"
-            )
+        model = document_model(app.config["VECTORSTORE_MODEL"], "VECTORSTORE_MODEL")
+        embedder = self._embedder or embedder_from(
+            app.config["VECTORSTORE_EMBEDDER"], app.config["VECTORSTORE_DEVICE"],
+            "VECTORSTORE_EMBEDDER",
+        )  # fmt: skip
+        check_dimension(embedder, model, "VECTORSTORE_EMBEDDER")
         collection = app.config["VECTORSTORE_COLLECTION"]
         if not isinstance(collection, str) or not collection:
             raise vs.ConfigurationError("VECTORSTORE_COLLECTION must be a non-empty string")
@@ -327,43 +305,6 @@ def _configured_engine(app: Flask, db: Any) -> tuple[Engine, bool]:
     if not isinstance(url, (str, URL)):
         raise vs.ConfigurationError("VECTORSTORE_DATABASE_URL must be a string or a sqlalchemy URL")
     return vs.make_engine(url), True
-
-
-def _document_model(value: Any) -> type[Any]:
-    if value is None:
-        return vs.Document
-    if isinstance(value, str):
-        module, _, name = value.partition(":")
-        try:
-            value = getattr(importlib.import_module(module), name)
-        except (ImportError, AttributeError, ValueError) as exc:
-            raise vs.ConfigurationError(
-                f"VECTORSTORE_MODEL {value!r}: cannot import it ('package.module:Class')"
-            ) from exc
-    if not (isinstance(value, type) and issubclass(value, vs.DocumentMixin)):
-        raise vs.ConfigurationError(
-            "VECTORSTORE_MODEL must be a class using vectorstore.DocumentMixin"
-        )
-    return value
-
-
-def _dimension(model: type[Any]) -> int:
-    from vectorstore.models import embedding_dimension
-
-    return embedding_dimension(model)
-
-
-def _embedder(config: Mapping[str, Any]) -> vs.Embedder:
-    value = config["VECTORSTORE_EMBEDDER"]
-    if isinstance(value, str) and value:
-        return shared_embedder(value, config["VECTORSTORE_DEVICE"])
-    if all(hasattr(value, name) for name in ("model_name", "dimension", "embed")):
-        embedder: vs.Embedder = value
-        return embedder
-    raise vs.ConfigurationError(
-        "VECTORSTORE_EMBEDDER must be a model name or an object with model_name, dimension "
-        "and embed()"
-    )
 
 
 def _check_database(app: Flask, state: _State) -> None:
