@@ -8,7 +8,55 @@ from typing import Any
 
 import vectorstore as vs
 
-__all__ = ["document_model", "embedder_from", "shared_embedder"]
+__all__ = [
+    "ERROR_STATUS",
+    "check_dimension",
+    "document_model",
+    "embedder_from",
+    "error_body",
+    "error_status",
+    "shared_embedder",
+]
+
+#: HTTP status per error class; the most specific class listed wins (500 otherwise).
+ERROR_STATUS: dict[type[vs.VectorStoreError], int] = {
+    vs.ValidationError: 400,
+    vs.CollectionNotFoundError: 404,
+    vs.DocumentNotFoundError: 404,
+    vs.ConflictError: 409,
+    vs.ConnectionLostError: 503,
+    vs.ServerError: 503,
+    vs.QueryTimeoutError: 503,
+    vs.ConcurrencyError: 503,
+    vs.ReadOnlyError: 503,
+    vs.StorageFullError: 503,
+}
+
+
+def error_status(exc: vs.VectorStoreError) -> int:
+    """The HTTP status an error maps to (500 for anything not in :data:`ERROR_STATUS`)."""
+    for cls in type(exc).__mro__:
+        if cls in ERROR_STATUS:
+            return ERROR_STATUS[cls]
+    return 500
+
+
+def error_body(exc: vs.VectorStoreError) -> tuple[int, dict[str, str], dict[str, str]]:
+    """Status, JSON body and headers of the response for ``exc``.
+
+    Messages that can name hosts, sockets or server internals (connection
+    errors, a full disk, anything unexpected) are replaced by a generic line:
+    the caller logs the real one.  A 503 carries ``Retry-After``.
+    """
+    status = error_status(exc)
+    headers = {"Retry-After": "1" if exc.retryable else "5"} if status == 503 else {}
+    kind, message = type(exc).__name__, str(exc)
+    if isinstance(exc, (vs.ConnectionLostError, vs.ServerError)):
+        kind, message = "DatabaseUnavailable", "the database cannot be reached; retry later"
+    elif isinstance(exc, vs.StorageFullError) or status == 500:
+        message = "the vector store failed; see the server's log"
+    return status, {"error": kind, "message": message}, headers
+
 
 _lock = threading.Lock()
 _embedders: dict[tuple[str, str | None], vs.Embedder] = {}

@@ -67,7 +67,15 @@ from vectorstore.cli._common import size as cli_size
 from vectorstore.cli._common import table as cli_table
 from vectorstore.schema.migrate import head_revision
 
-from ._shared import check_dimension, document_model, embedder_from, shared_embedder
+from ._shared import (
+    ERROR_STATUS,
+    check_dimension,
+    document_model,
+    embedder_from,
+    error_body,
+    error_status,
+    shared_embedder,
+)
 
 __all__ = [
     "CONFIG_DEFAULTS",
@@ -94,33 +102,9 @@ CONFIG_DEFAULTS: dict[str, Any] = {
     "VECTORSTORE_CHECK_DATABASE": True,
 }
 
-#: HTTP status per error class; the most specific class listed wins.
-ERROR_STATUS: dict[type[vs.VectorStoreError], int] = {
-    vs.ValidationError: 400,
-    vs.CollectionNotFoundError: 404,
-    vs.DocumentNotFoundError: 404,
-    vs.ConflictError: 409,
-    vs.ConnectionLostError: 503,
-    vs.ServerError: 503,
-    vs.QueryTimeoutError: 503,
-    vs.ConcurrencyError: 503,
-    vs.ReadOnlyError: 503,
-    vs.StorageFullError: 503,
-}
-
-# Errors whose message may name hosts, sockets or server internals: logged, not sent.
-_PRIVATE_MESSAGES = (vs.ConnectionLostError, vs.ServerError, vs.StorageFullError)
 _EXTENSION = "vectorstore"
 _SESSION_KEY = "_vectorstore_session"
 _REPOSITORY_KEY = "_vectorstore_repository"
-
-
-def error_status(exc: vs.VectorStoreError) -> int:
-    """The HTTP status an error maps to (500 for anything not in :data:`ERROR_STATUS`)."""
-    for cls in type(exc).__mro__:
-        if cls in ERROR_STATUS:
-            return ERROR_STATUS[cls]
-    return 500
 
 
 class _State:
@@ -357,18 +341,9 @@ def _close_session(_exc: BaseException | None) -> None:
 
 
 def _json_error(exc: vs.VectorStoreError) -> tuple[Any, int, dict[str, str]]:
-    status = error_status(exc)
-    headers: dict[str, str] = {}
-    if status == 503:
-        headers["Retry-After"] = "1" if exc.retryable else "5"
+    status, body, headers = error_body(exc)
     if status >= 500:
         current_app.logger.warning("vectorstore error %s: %s", type(exc).__name__, exc)
-    kind, message = type(exc).__name__, str(exc)
-    if isinstance(exc, (vs.ConnectionLostError, vs.ServerError)):
-        kind, message = "DatabaseUnavailable", "the database cannot be reached; retry later"
-    elif isinstance(exc, _PRIVATE_MESSAGES) or status == 500:
-        message = "the vector store failed; see the server's log"
-    body = {"error": kind, "message": message}
     return jsonify(body), status, headers
 
 

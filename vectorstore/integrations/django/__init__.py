@@ -165,8 +165,21 @@ def session(using: str | None = None) -> Iterator[Session]:
     from django.db import transaction
 
     alias = _alias(using)
+    _connect(alias)
     with transaction.atomic(using=alias), Session(engine_for(alias)) as opened:
         yield opened
+
+
+def _connect(alias: str) -> None:
+    """Open Django's connection, so that a server that is down is vectorstore's error."""
+    from django.db import DatabaseError, connections
+
+    wrapper = connections[alias]
+    driver_for(alias)
+    try:
+        wrapper.ensure_connection()
+    except DatabaseError as exc:
+        raise vs.ConnectionLostError(f"could not connect to DATABASES[{alias!r}]: {exc}") from exc
 
 
 @contextmanager
