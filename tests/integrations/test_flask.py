@@ -11,6 +11,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import flask
 import pytest
 from flask import Flask, request
 from flask_sqlalchemy import SQLAlchemy
@@ -57,9 +58,11 @@ def routes(app: Flask, ext: VectorStore) -> None:
         }
 
 
-@pytest.fixture
-def app(vectorstore_url: URL) -> Iterator[tuple[Flask, VectorStore]]:
-    app = make_app(vectorstore_url)
+@pytest.fixture(params=["psycopg2", "psycopg"])
+def app(
+    vectorstore_url: URL, request: pytest.FixtureRequest
+) -> Iterator[tuple[Flask, VectorStore]]:
+    app = make_app(vectorstore_url.set(drivername=f"postgresql+{request.param}"))
     ext = VectorStore(app, json_errors=True)
     routes(app, ext)
     yield app, ext
@@ -171,12 +174,15 @@ class Note(AppBase):
     slug: Mapped[str] = mapped_column(String, primary_key=True)
 
 
-@pytest.fixture
-def fsa_app(vectorstore_url: URL) -> Iterator[tuple[Flask, VectorStore, SQLAlchemy]]:
+@pytest.fixture(params=["psycopg2", "psycopg"])
+def fsa_app(
+    vectorstore_url: URL, request: pytest.FixtureRequest
+) -> Iterator[tuple[Flask, VectorStore, SQLAlchemy]]:
     db = SQLAlchemy(model_class=AppBase)
     app = Flask(__name__)
+    url = vectorstore_url.set(drivername=f"postgresql+{request.param}")
     app.config.update(
-        SQLALCHEMY_DATABASE_URI=vectorstore_url.render_as_string(hide_password=False),
+        SQLALCHEMY_DATABASE_URI=url.render_as_string(hide_password=False),
         VECTORSTORE_EMBEDDER="hashing",
     )
     db.init_app(app)
@@ -186,7 +192,7 @@ def fsa_app(vectorstore_url: URL) -> Iterator[tuple[Flask, VectorStore, SQLAlche
 
     @app.post("/both")
     def both() -> tuple[Any, int]:
-        body = request.get_json()
+        body = flask.request.get_json()
         db.session.add(Note(slug=body["slug"]))
         ext.repository.add(f"note {body['slug']}", external_id=body["slug"])
         assert ext.session is db.session()

@@ -206,3 +206,34 @@ def test_a_session_on_djangos_connection_for_own_queries() -> None:
         row = session.execute(text("SELECT name FROM testapp_author WHERE id = :id"),
                               {"id": author.pk}).one()  # fmt: skip
     assert row.name == "Verne"
+
+
+@pytest.mark.django_db
+def test_migrate_upgrades_a_schema_left_behind_by_an_older_release() -> None:
+    from vectorstore.integrations.django.apps import upgrade_after_migrate
+
+    with vectorstore.engine().connect() as conn:
+        vs.downgrade(conn, "0001")  # as if an older vectorstore had migrated this database
+        assert vs.current_revision(conn) == "0001"
+    upgrade_after_migrate(sender=None, using="default")
+    with vectorstore.engine().connect() as conn:
+        assert vs.current_revision(conn) == head_revision()
+        assert vs.check_schema(conn) == []
+
+
+@pytest.mark.django_db(transaction=True)
+def test_unapplying_the_migration_removes_the_schema_and_migrate_restores_it() -> None:
+    out = io.StringIO()
+    call_command("migrate", "vectorstore", "zero", stdout=out, verbosity=0)
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT to_regclass('vectorstore_documents'), "
+                       "to_regclass('testapp_book')")  # fmt: skip
+        assert cursor.fetchone() == (None, None)  # the app that depends on it went too
+    call_command("migrate", stdout=out, verbosity=0)
+    with vectorstore.engine().connect() as conn:
+        assert vs.current_revision(conn) == head_revision()
+    with vectorstore.repository() as repo:
+        repo.add("the schema is back")
+        assert repo.count() == 1
+    with connection.cursor() as cursor:
+        cursor.execute("TRUNCATE vectorstore_documents, vectorstore_collections CASCADE")
