@@ -62,6 +62,7 @@ from ._mapping import mapped
 
 __all__ = [
     "SETTINGS_DEFAULTS",
+    "configured",
     "database_url",
     "embedder",
     "engine",
@@ -109,6 +110,19 @@ def settings() -> dict[str, Any]:
     return merged
 
 
+def configured() -> tuple[dict[str, Any], type[Any], vs.Embedder]:
+    """The settings, the document model and the embedder they name, checked together.
+
+    The app calls it at start-up (``AppConfig.ready``), so bad settings stop
+    ``manage.py`` and the server before the first request.  No model is loaded.
+    """
+    config = settings()
+    model = document_model(config["MODEL"], "settings.VECTORSTORE['MODEL']")
+    chosen = embedder_from(config["EMBEDDER"], config["DEVICE"], "settings.VECTORSTORE['EMBEDDER']")
+    check_dimension(chosen, model, "settings.VECTORSTORE['EMBEDDER']")
+    return config, model, chosen
+
+
 def _alias(using: str | None) -> str:
     return using or str(settings()["DATABASE"])
 
@@ -120,8 +134,7 @@ def engine(using: str | None = None) -> Engine:
 
 def embedder() -> vs.Embedder:
     """The configured embedder (one per process and model)."""
-    config = settings()
-    return embedder_from(config["EMBEDDER"], config["DEVICE"], "settings.VECTORSTORE['EMBEDDER']")
+    return configured()[2]
 
 
 def database_url(using: str | None = None) -> URL:
@@ -203,12 +216,11 @@ def repository(
     Raises:
         ConfigurationError: bad settings (see :func:`settings`).
     """
-    config = settings()
-    chosen_model = model or document_model(config["MODEL"], "settings.VECTORSTORE['MODEL']")
-    chosen = embedder or embedder_from(
-        config["EMBEDDER"], config["DEVICE"], "settings.VECTORSTORE['EMBEDDER']"
-    )
-    check_dimension(chosen, chosen_model, "settings.VECTORSTORE['EMBEDDER']")
+    config, configured_model, configured_embedder = configured()
+    chosen_model = model or configured_model
+    chosen = embedder or configured_embedder
+    if model is not None or embedder is not None:
+        check_dimension(chosen, chosen_model, "the embedder")
     with session(using or config["DATABASE"]) as opened:
         yield vs.DocumentRepository(
             opened,

@@ -16,9 +16,9 @@ class VectorstoreConfig(AppConfig):  # type: ignore[misc]
     default_auto_field = "django.db.models.BigAutoField"
 
     def ready(self) -> None:
-        from . import settings
+        from . import configured
 
-        settings()  # bad settings are one error at start-up, not at the first request
+        configured()  # bad settings are one error at start-up, not at the first request
         post_migrate.connect(upgrade_after_migrate, sender=self)
 
 
