@@ -224,13 +224,15 @@ def _load_template(url: URL, loaders: Sequence[Loader]) -> None:
     """Run each loader of ``vectorstore_load`` on the template database, in order."""
     if not loaders:
         return
+    from alembic.config import Config
+
     from .config import make_engine
     from .errors import ConfigurationError
 
     engine = make_engine(url)
     try:
         for loader in loaders:
-            if isinstance(loader, (str, Path)) or type(loader).__name__ == "Config":
+            if isinstance(loader, (str, Path, Config)):
                 _alembic_upgrade(loader, url)
             elif callable(loader):
                 loader(engine)
