@@ -174,6 +174,20 @@ class VectorStore:
             app.config.setdefault(key, value)
         db = db if db is not None else self._db
         engine, owns_engine = _engine(app, db)
+        try:
+            state = self._configure(app, engine, owns_engine, db)
+        except BaseException:
+            if owns_engine:
+                engine.dispose()  # a refused configuration leaves no pool behind
+            raise
+        app.extensions[_EXTENSION] = state
+        app.teardown_appcontext(_close_session)
+        app.cli.add_command(cli)
+        wanted = json_errors if json_errors is not None else self._json_errors
+        if wanted if wanted is not None else app.config["VECTORSTORE_JSON_ERRORS"]:
+            app.register_error_handler(vs.VectorStoreError, _json_error)
+
+    def _configure(self, app: Flask, engine: Engine, owns_engine: bool, db: Any) -> _State:
         model = document_model(app.config["VECTORSTORE_MODEL"], "VECTORSTORE_MODEL")
         embedder = self._embedder or embedder_from(
             app.config["VECTORSTORE_EMBEDDER"], app.config["VECTORSTORE_DEVICE"],
@@ -186,12 +200,7 @@ class VectorStore:
         state = _State(engine, embedder, model, collection, db, owns_engine)
         if app.config["VECTORSTORE_CHECK_DATABASE"]:
             _check_database(app, state)
-        app.extensions[_EXTENSION] = state
-        app.teardown_appcontext(_close_session)
-        app.cli.add_command(cli)
-        wanted = json_errors if json_errors is not None else self._json_errors
-        if wanted if wanted is not None else app.config["VECTORSTORE_JSON_ERRORS"]:
-            app.register_error_handler(vs.VectorStoreError, _json_error)
+        return state
 
     # -- per app / per request -----------------------------------------------------
     @staticmethod
