@@ -14,6 +14,9 @@ if os.environ.get("VS_DJANGO_DRIVER") == "psycopg2":
     sys.modules["psycopg"] = None  # type: ignore[assignment]
 
 SECRET_KEY = "tests-only"
+ROOT_URLCONF = "tests.integrations.django_suite.urls"
+ALLOWED_HOSTS = ["testserver"]
+MIDDLEWARE = ["vectorstore.integrations.django.middleware.VectorStoreErrorsMiddleware"]
 USE_TZ = True
 INSTALLED_APPS = [
     "django.contrib.contenttypes",

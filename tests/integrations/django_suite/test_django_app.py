@@ -15,6 +15,7 @@ import io
 import json
 import os
 from pathlib import Path
+from typing import Any
 
 import pytest
 from django.core.management import CommandError, call_command
@@ -239,3 +240,20 @@ def test_unapplying_the_migration_removes_the_schema_and_migrate_restores_it() -
     with vectorstore.repository() as repo:
         repo.add("the schema is back")
         assert repo.count() == 1
+
+
+@pytest.mark.django_db
+def test_views_through_the_test_client_in_the_test_transaction(client: Any) -> None:
+    author = Author.objects.create(name="Melville", country="us")
+    book = Book.objects.create(title="Moby-Dick", year=1851, author=author)
+    body = {"book": book.pk, "text": "a whale hunt", "id": "w1"}
+    created = client.post("/add", json.dumps(body), content_type="application/json")
+    assert created.status_code == 201
+    again = client.post("/add", json.dumps(body), content_type="application/json")
+    assert again.status_code == 409  # the middleware's JSON error
+    assert again.json()["error"] == "ConflictError"
+    empty = client.post("/add", json.dumps({**body, "text": "", "id": "w2"}),
+                        content_type="application/json")  # fmt: skip
+    assert empty.status_code == 400
+    assert client.get("/search", {"q": "whale"}).json() == {"titles": ["Moby-Dick"]}
+    assert documents_seen_by_django() == 1

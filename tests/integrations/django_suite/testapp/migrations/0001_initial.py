@@ -23,8 +23,12 @@ class Migration(migrations.Migration):
                 ("id", models.BigAutoField(auto_created=True, primary_key=True, serialize=False)),
                 ("title", models.TextField()),
                 ("year", models.IntegerField()),
-                ("author", models.ForeignKey(
-                    on_delete=django.db.models.deletion.CASCADE, to="testapp.author")),
+                (
+                    "author",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.CASCADE, to="testapp.author"
+                    ),
+                ),
             ],
         ),
     ]
