@@ -43,3 +43,15 @@ def test_the_django_suite_passes(driver: str, tmp_path: Path) -> None:
     assert done.returncode == 0, done.stdout[-6000:] + done.stderr[-3000:]
     assert " passed" in done.stdout
     assert "error" not in done.stdout.splitlines()[-1]
+
+
+def test_bad_settings_stop_manage_py_at_start_up() -> None:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("DJANGO_", "VECTORSTORE_"))}
+    env.update(VECTORSTORE_MODEL="vectorstore/hashing-test-embedder-16", PYTHONPATH=str(ROOT))
+    done = subprocess.run(
+        [sys.executable, str(ROOT / "examples" / "django_app" / "manage.py"), "check"],
+        cwd=ROOT, env=env, capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    assert done.returncode != 0
+    assert "ConfigurationError" in done.stderr
+    assert "makes 16-d vectors but Document.embedding is 384-d" in done.stderr
