@@ -257,3 +257,10 @@ def test_views_through_the_test_client_in_the_test_transaction(client: Any) -> N
     assert empty.status_code == 400
     assert client.get("/search", {"q": "whale"}).json() == {"titles": ["Moby-Dick"]}
     assert documents_seen_by_django() == 1
+
+
+@pytest.mark.django_db
+def test_the_apps_migrations_match_its_models() -> None:
+    out = io.StringIO()
+    call_command("makemigrations", "vectorstore", "testapp", "--check", "--dry-run", stdout=out)
+    assert "No changes detected" in out.getvalue()
