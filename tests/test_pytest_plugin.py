@@ -47,7 +47,7 @@ def test_embedder_is_deterministic(vectorstore_embedder):
 
 
 def run_pytest(folder: Path, *args: str, **env_extra: str) -> subprocess.CompletedProcess[str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("VECTORSTORE_")}
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("VECTORSTORE_", "DJANGO_"))}
     env.update(env_extra)
     return subprocess.run(
         [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", *args],

@@ -25,9 +25,15 @@ from sqlalchemy import URL, Engine
 
 from tests.conftest import table_count
 
-os.environ.setdefault("DJANGO_SETTINGS_MODULE", "examples.django_app.project.settings")
 django = pytest.importorskip("django")
+# Configure Django for this module without leaving DJANGO_SETTINGS_MODULE in the
+# environment: the suite's subprocesses (a user's pytest, with pytest-django
+# installed) must not inherit it.
+_previous = os.environ.get("DJANGO_SETTINGS_MODULE")
+os.environ.setdefault("DJANGO_SETTINGS_MODULE", "examples.django_app.project.settings")
 django.setup()
+if _previous is None:
+    del os.environ["DJANGO_SETTINGS_MODULE"]
 
 from django.core.management import CommandError, call_command  # noqa: E402
 from django.test import Client, override_settings  # noqa: E402
