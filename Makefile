@@ -2,7 +2,7 @@
 #   make demo   - the main job on the embedded PostgreSQL (real model, offline)
 #   make test   - lint, type check, import contracts and the whole test suite (what CI runs)
 #   make test-fast - the same checks and the suite without fault, load, replication,
-#                    model and slow tests (the developer's loop)
+#                    model, slow and browser tests (the developer's loop)
 #   make test-explore - the property tests with random examples, many more of them
 
 PYTHON ?= python3
@@ -45,7 +45,7 @@ pytest: $(STAMP)
 
 test: lint typecheck contracts pytest
 
-FAST_MARKERS = not faults and not load and not replication and not model and not slow
+FAST_MARKERS = not faults and not load and not replication and not model and not slow and not browser
 test-fast: lint typecheck contracts
 	$(PY) -m pytest -m "$(FAST_MARKERS)"
 

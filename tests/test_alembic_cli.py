@@ -63,9 +63,10 @@ def test_an_app_with_its_own_history_shares_the_database(db_url: URL, engine: En
     # app's history runs beside them with its own version table.
     done = alembic("upgrade", "head", url=db_url, cwd=APP)
     assert done.returncode == 0, done.stderr
-    assert {"app_products", "alembic_version", "vectorstore_alembic_version"} <= tables(engine)
+    assert {"app_products", "app_product_docs", "alembic_version",
+            "vectorstore_alembic_version"} <= tables(engine)  # fmt: skip
     with engine.connect() as conn:
-        assert conn.exec_driver_sql("SELECT version_num FROM alembic_version").scalar() == "a001"
+        assert conn.exec_driver_sql("SELECT version_num FROM alembic_version").scalar() == "a002"
     assert vs.current_revision(db_url) == head_revision()
 
     # Neither history reports the other's tables as drift.
@@ -86,5 +87,5 @@ def test_an_app_with_its_own_history_shares_the_database(db_url: URL, engine: En
 
     done = alembic("downgrade", "base", url=db_url, cwd=APP)
     assert done.returncode == 0, done.stderr
-    assert "app_products" not in tables(engine)
+    assert not {"app_products", "app_product_docs"} & tables(engine)
     assert vs.current_revision(db_url) == head_revision(), "vectorstore's schema is untouched"

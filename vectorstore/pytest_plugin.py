@@ -28,20 +28,40 @@ Fixtures (all prefixed ``vectorstore_`` so they never shadow an app's own):
 =============================  =====================================================
 ``vectorstore_server_url``     session: the server's maintenance URL (override it in
                                a conftest.py to point elsewhere)
-``vectorstore_url``            a fresh migrated database for this test (its URL)
+``vectorstore_url``            a fresh migrated database for this test (its URL; ``str()``
+                               of it is the full connection string, for tools that want one)
+``vectorstore_load``           session: what else goes into the template database, once
+                               (override it: the app's own schema, see below)
 ``vectorstore_engine``         an Engine bound to it (disposed after the test)
 ``vectorstore_session``        a Session on it (rolled back and closed after the test)
 ``vectorstore_embedder``       the deterministic :class:`~vectorstore.HashingTestEmbedder`
 ``vectorstore_repo``           a :class:`~vectorstore.DocumentRepository` on the session,
                                collection ``"test"``, with the test embedder
 =============================  =====================================================
+
+The app's own schema, once per session: override ``vectorstore_load`` in a
+``conftest.py``.  Each item runs once on the template database, after
+vectorstore's migrations, so every test's copy has it::
+
+    @pytest.fixture(scope="session")
+    def vectorstore_load():
+        return [
+            AppBase.metadata.create_all,      # a callable receiving the template's Engine
+            "alembic.ini",                    # or the app's alembic config: upgrade head
+        ]
+
+An alembic config (a path to an ``.ini`` file, or an ``alembic.config.Config``)
+is upgraded to head with the template's URL both as ``-x url=...`` and as
+``sqlalchemy.url`` (percent signs escaped), whichever the app's ``env.py`` reads.
 """
 
 from __future__ import annotations
 
+import functools
 import os
 import uuid
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import pytest
@@ -54,8 +74,10 @@ if TYPE_CHECKING:
     from .repository import DocumentRepository
 
 __all__ = [
+    "Loader",
     "vectorstore_embedder",
     "vectorstore_engine",
+    "vectorstore_load",
     "vectorstore_repo",
     "vectorstore_server_url",
     "vectorstore_session",
@@ -63,6 +85,10 @@ __all__ = [
 ]
 
 ENV_TEST_URL = "VECTORSTORE_TEST_DATABASE_URL"
+
+#: What ``vectorstore_load`` may list: a callable receiving the template's Engine,
+#: or an alembic config (a path to its ``.ini`` file, or an ``alembic.config.Config``).
+Loader = Any
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
@@ -108,7 +134,9 @@ def vectorstore_server_url(request: pytest.FixtureRequest) -> URL:
 
 
 @pytest.fixture(scope="session")
-def _vectorstore_template(vectorstore_server_url: URL) -> Iterator[str]:
+def _vectorstore_template(
+    vectorstore_server_url: URL, vectorstore_load: Sequence[Loader]
+) -> Iterator[str]:
     """A database migrated once per session; each test's database is a copy of it."""
     from .schema.migrate import migrate
 
@@ -121,6 +149,7 @@ def _vectorstore_template(vectorstore_server_url: URL) -> Iterator[str]:
         admin.dispose()
     try:
         migrate(vectorstore_server_url.set(database=name))
+        _load_template(vectorstore_server_url.set(database=name), vectorstore_load)
         yield name
     finally:
         _drop_database(vectorstore_server_url, name)
@@ -139,7 +168,7 @@ def vectorstore_url(vectorstore_server_url: URL, _vectorstore_template: str) -> 
     finally:
         admin.dispose()
     try:
-        yield vectorstore_server_url.set(database=name)
+        yield _plain_string_url(vectorstore_server_url.set(database=name))
     finally:
         _drop_database(vectorstore_server_url, name)
 
@@ -182,3 +211,83 @@ def vectorstore_repo(
     from .repository import DocumentRepository
 
     return DocumentRepository(vectorstore_session, collection="test", embedder=vectorstore_embedder)
+
+
+# -- the app's own schema in the template database (vectorstore_load) ------------------
+@pytest.fixture(scope="session")
+def vectorstore_load() -> Sequence[Loader]:
+    """What runs once on the template database after vectorstore's migrations (override it)."""
+    return ()
+
+
+def _load_template(url: URL, loaders: Sequence[Loader]) -> None:
+    """Run each loader of ``vectorstore_load`` on the template database, in order."""
+    if not loaders:
+        return
+    from alembic.config import Config
+
+    from .config import make_engine
+    from .errors import ConfigurationError
+
+    engine = make_engine(url)
+    try:
+        for loader in loaders:
+            if isinstance(loader, (str, Path, Config)):
+                _alembic_upgrade(loader, url)
+            elif callable(loader):
+                loader(engine)
+            else:
+                raise ConfigurationError(
+                    f"vectorstore_load: {loader!r} is neither a callable taking an Engine "
+                    "nor an alembic config"
+                )
+    finally:
+        engine.dispose()
+
+
+def _alembic_upgrade(config: Any, url: URL) -> None:
+    """``alembic upgrade head`` of an app's config on ``url`` (as ``-x url`` and sqlalchemy.url)."""
+    import argparse
+
+    from alembic import command
+    from alembic.config import Config
+
+    from .alembic import set_url
+    from .errors import ConfigurationError
+
+    if not isinstance(config, Config):
+        path = Path(config)
+        if not path.is_file():
+            raise ConfigurationError(f"vectorstore_load: no alembic config at {path}")
+        config = Config(str(path))
+    rendered = url.render_as_string(hide_password=False)
+    config.cmd_opts = argparse.Namespace(x=[f"url={rendered}"])
+    set_url(config, url)
+    command.upgrade(config, "head")
+
+
+# -- vectorstore_url as a plain string -------------------------------------------------
+def _plain_string_url(url: URL) -> URL:
+    """``url``, whose ``str()`` is the whole connection string (password included).
+
+    SQLAlchemy masks the password in ``str(url)``; a test database's URL is
+    handed to tools (a subprocess, Django's settings, ``alembic -x url=``) that
+    need the real one.  ``repr()`` still masks it, so assertion messages do not
+    show it.
+    """
+    cls: Any = _test_url_class()
+    plain: URL = cls(*url)
+    return plain
+
+
+@functools.cache
+def _test_url_class() -> type[Any]:
+    from sqlalchemy import URL as SAURL
+
+    class TestDatabaseURL(SAURL):
+        __slots__ = ()
+
+        def __str__(self) -> str:
+            return self.render_as_string(hide_password=False)
+
+    return TestDatabaseURL

@@ -1,79 +1,58 @@
-"""A Flask app that stores and searches documents with vectorstore.
+"""A Flask app that stores and searches documents: a thin user of the shipped extension.
 
-Run it (the embedded server and the real model by default)::
+Run it (the embedded server and the real model by default; migrate first)::
 
-    flask --app examples.flask_app run
+    flask --app examples.flask_app vectorstore upgrade
+    flask --app examples.flask_app vectorstore ingest notes.csv --id-column id
+    flask --app examples.flask_app run          # then open http://127.0.0.1:5000/
 
     curl -X POST localhost:5000/documents -H 'content-type: application/json' \\
          -d '{"text": "a cat on the mat", "metadata": {"kind": "pet"}}'
     curl 'localhost:5000/search?q=kitten&k=5&where=kind=pet'
 
-Design decisions:
-
-* **App factory.**  :func:`create_app` builds one Engine and one embedder per
-  app (the model loads once), never at import time.
-* **A session per request.**  The first use in a request opens a Session
-  (:func:`session`); teardown closes it, rolling back anything the view did
-  not commit.  The repository works inside that session and never commits:
-  the view decides (``session().commit()`` after a successful write).
-* **Errors are JSON with the right status.**  Bad input (vectorstore's
-  ``ValidationError`` and its subclasses, a malformed body) is 400, a missing
-  document or collection 404, a duplicate external id 409, and a database
-  that cannot be reached 503.
+Everything vectorstore-specific (engine, one embedder per process, a session
+and repository per request, JSON errors, the ``flask vectorstore`` commands)
+comes from :class:`vectorstore.integrations.flask.VectorStore`; this package
+only has its routes (``views.py``: JSON API and the HTML search page) and the
+JSON form of errors that are not vectorstore's (malformed JSON, 404 routes).
 """
 
 from __future__ import annotations
 
 import json
+import os
 from typing import Any
 
-from flask import Flask, current_app, g, jsonify
-from sqlalchemy.orm import Session, sessionmaker
+from flask import Flask, jsonify
+from sqlalchemy.orm import Session
 from werkzeug.exceptions import HTTPException
 
 import vectorstore as vs
+from vectorstore.integrations.flask import VectorStore
 
-__all__ = ["create_app", "repository", "session"]
+__all__ = ["create_app", "repository", "session", "store"]
 
 MAX_K = 100
+
+store = VectorStore(json_errors=True)
 
 
 def create_app(config: dict[str, Any] | None = None) -> Flask:
     """Build the app.
 
-    Config keys: ``VECTORSTORE_DATABASE_URL`` (default: the environment, else the
-    embedded server), ``VECTORSTORE_COLLECTION`` (default ``"documents"``),
-    ``VECTORSTORE_EMBEDDER`` (an :class:`~vectorstore.Embedder`; default the
-    real all-MiniLM-L6-v2), ``VECTORSTORE_MIGRATE`` (run the migrations at
-    start-up, default True).
+    Config keys are the extension's (``VECTORSTORE_DATABASE_URL``,
+    ``VECTORSTORE_COLLECTION``, ``VECTORSTORE_EMBEDDER``, ...); the URL defaults
+    to ``$VECTORSTORE_DATABASE_URL``, else the embedded server.  Environment
+    variables prefixed ``FLASKAPP_`` are read too.
     """
     app = Flask(__name__)
-    app.config.update(
-        VECTORSTORE_DATABASE_URL=None,
-        VECTORSTORE_COLLECTION="documents",
-        VECTORSTORE_EMBEDDER=None,
-        VECTORSTORE_MIGRATE=True,
-    )
     app.config.from_prefixed_env("FLASKAPP")
     app.config.update(config or {})
-
-    url = app.config["VECTORSTORE_DATABASE_URL"]
-    engine = vs.make_engine(url)
-    if app.config["VECTORSTORE_MIGRATE"]:
-        vs.migrate(engine)
-    embedder = app.config["VECTORSTORE_EMBEDDER"] or vs.SentenceTransformerEmbedder()
-    app.extensions["vectorstore"] = {
-        "engine": engine,
-        "sessions": sessionmaker(engine),
-        "embedder": embedder,
-    }
-
-    @app.teardown_appcontext
-    def close_session(_exc: BaseException | None) -> None:
-        opened: Session | None = g.pop("vectorstore_session", None)
-        if opened is not None:
-            opened.close()  # rolls back whatever the view did not commit
-
+    if not (app.config.get("VECTORSTORE_DATABASE_URL") or app.config.get("VECTORSTORE_ENGINE")):
+        app.config["VECTORSTORE_DATABASE_URL"] = (
+            os.environ.get("VECTORSTORE_DATABASE_URL") or vs.resolve_url()
+        )
+    store.init_app(app)
     _register_errors(app)
     from .views import bp
 
@@ -82,51 +61,23 @@ def create_app(config: dict[str, Any] | None = None) -> Flask:
 
 
 def session() -> Session:
-    """This request's Session (opened on first use, closed at teardown)."""
-    if "vectorstore_session" not in g:
-        g.vectorstore_session = current_app.extensions["vectorstore"]["sessions"]()
-    opened: Session = g.vectorstore_session
-    return opened
+    """This request's Session (the extension's)."""
+    return store.session
 
 
-def repository() -> vs.DocumentRepository[vs.Document]:
-    """A repository bound to this request's session."""
-    ext = current_app.extensions["vectorstore"]
-    return vs.DocumentRepository(
-        session(), collection=current_app.config["VECTORSTORE_COLLECTION"],
-        embedder=ext["embedder"],
-    )  # fmt: skip
-
-
-def _error(status: int, kind: str, message: str) -> tuple[Any, int]:
-    return jsonify({"error": kind, "message": message}), status
+def repository() -> vs.DocumentRepository[Any]:
+    """A repository bound to this request's session (the extension's)."""
+    return store.repository
 
 
 def _register_errors(app: Flask) -> None:
-    @app.errorhandler(vs.ValidationError)
-    def bad_input(exc: vs.ValidationError) -> tuple[Any, int]:
-        return _error(400, type(exc).__name__, str(exc))
-
+    # vectorstore's own errors are the extension's (json_errors=True); these are the app's.
     @app.errorhandler(json.JSONDecodeError)
     def bad_json(exc: json.JSONDecodeError) -> tuple[Any, int]:
-        return _error(400, "ValidationError", f"malformed JSON: {exc.msg}")
-
-    @app.errorhandler(vs.DocumentNotFoundError)
-    @app.errorhandler(vs.CollectionNotFoundError)
-    def not_found(exc: vs.VectorStoreError) -> tuple[Any, int]:
-        return _error(404, type(exc).__name__, str(exc))
-
-    @app.errorhandler(vs.ConflictError)
-    def conflict(exc: vs.ConflictError) -> tuple[Any, int]:
-        return _error(409, "ConflictError", str(exc))
-
-    @app.errorhandler(vs.ConnectionLostError)
-    @app.errorhandler(vs.ServerError)
-    def unavailable(exc: vs.VectorStoreError) -> tuple[Any, int]:
-        # The driver's message can name hosts and sockets: keep it in the log only.
-        current_app.logger.warning("database unavailable: %s", exc)
-        return _error(503, "DatabaseUnavailable", "the database cannot be reached; retry later")
+        body = {"error": "ValidationError", "message": f"malformed JSON: {exc.msg}"}
+        return jsonify(body), 400
 
     @app.errorhandler(HTTPException)
     def http_error(exc: HTTPException) -> tuple[Any, int]:
-        return _error(exc.code or 500, exc.name.replace(" ", ""), exc.description or exc.name)
+        body = {"error": exc.name.replace(" ", ""), "message": exc.description or exc.name}
+        return jsonify(body), exc.code or 500

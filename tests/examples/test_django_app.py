@@ -25,9 +25,15 @@ from sqlalchemy import URL, Engine
 
 from tests.conftest import table_count
 
-os.environ.setdefault("DJANGO_SETTINGS_MODULE", "examples.django_app.project.settings")
 django = pytest.importorskip("django")
+# Configure Django for this module without leaving DJANGO_SETTINGS_MODULE in the
+# environment: the suite's subprocesses (a user's pytest, with pytest-django
+# installed) must not inherit it.
+_previous = os.environ.get("DJANGO_SETTINGS_MODULE")
+os.environ.setdefault("DJANGO_SETTINGS_MODULE", "examples.django_app.project.settings")
 django.setup()
+if _previous is None:
+    del os.environ["DJANGO_SETTINGS_MODULE"]
 
 from django.core.management import CommandError, call_command  # noqa: E402
 from django.test import Client, override_settings  # noqa: E402
@@ -48,18 +54,19 @@ def django_db(url: URL) -> dict[str, Any]:
 
 @contextmanager
 def database_settings(db: dict[str, Any]) -> Iterator[dict[str, Any]]:
-    """Point DATABASES["default"] at ``db`` (Django warns against override_settings for it;
-    the example does not use Django's own connections, so the dict is swapped in place)."""
+    """Point DATABASES["default"] at ``db`` (Django warns against override_settings for it,
+    so the dict is swapped in place and Django's connection closed, to reconnect there)."""
     from django.conf import settings
 
     saved = dict(settings.DATABASES["default"])
+    store.dispose_all()
     settings.DATABASES["default"].update(db)
     try:
-        with override_settings(VECTORSTORE_MODEL="hashing"):
+        with override_settings(VECTORSTORE={"COLLECTION": "documents", "EMBEDDER": "hashing"}):
             yield db
     finally:
-        settings.DATABASES["default"].update(saved)
         store.dispose_all()
+        settings.DATABASES["default"].update(saved)
 
 
 @pytest.fixture
@@ -78,7 +85,10 @@ def test_engine_is_built_from_django_settings(
 ) -> None:
     url = store.database_url()
     assert url.database == vectorstore_url.database
-    assert url.drivername == "postgresql+psycopg2"
+    from django.db import connection
+
+    # The driver Django's backend loaded (psycopg 3 when installed, else psycopg2).
+    assert url.drivername == f"postgresql+{connection.Database.__name__.split('.')[0]}"
     assert store.engine() is store.engine()
     with store.engine().connect() as conn:
         assert conn.exec_driver_sql("SELECT current_database()").scalar() == url.database

@@ -24,7 +24,7 @@ def app(vectorstore_url: URL, vectorstore_embedder: vs.HashingTestEmbedder) -> I
         {"VECTORSTORE_DATABASE_URL": vectorstore_url, "VECTORSTORE_EMBEDDER": vectorstore_embedder}
     )
     yield app
-    app.extensions["vectorstore"]["engine"].dispose()
+    app.extensions["vectorstore"].engine.dispose()
 
 
 @pytest.fixture
@@ -142,6 +142,32 @@ def test_a_database_that_is_down_is_503(vectorstore_embedder: vs.HashingTestEmbe
             body = response.get_json()
             assert body["error"] == "DatabaseUnavailable"
             assert str(closed) not in body["message"]
-        app.extensions["vectorstore"]["engine"].dispose()
+        app.extensions["vectorstore"].engine.dispose()
     finally:
         shutil.rmtree(closed, ignore_errors=True)
+
+
+def test_the_search_page_lists_results_and_escapes_them(client: FlaskClient) -> None:
+    add(client, text="<script>alert('cat')</script> a cat on the mat", metadata={"kind": "pet"})
+    add(client, text="bond yields rose", metadata={"kind": "finance"})
+    empty = client.get("/")
+    assert empty.status_code == 200
+    assert 'id="results"' not in empty.get_data(as_text=True)
+    page = client.get("/", query_string={"q": "cat on the mat", "where": "kind=pet"})
+    html = page.get_data(as_text=True)
+    assert page.status_code == 200
+    assert 'id="results"' in html
+    assert "&lt;script&gt;" in html
+    assert "<script>" not in html
+    assert 'id="strategy"' in html
+    assert "bond yields" not in html  # the filter applied
+    link = html.split('<a href="/doc/')[1].split('"')[0]
+    doc = client.get(f"/doc/{link}")
+    assert doc.status_code == 200
+    assert "&lt;script&gt;" in doc.get_data(as_text=True)
+
+
+def test_the_search_page_shows_bad_input_as_a_message(client: FlaskClient) -> None:
+    page = client.get("/", query_string={"q": "cats", "k": "0"})
+    assert page.status_code == 400
+    assert "k must be between" in page.get_data(as_text=True)

@@ -1,8 +1,8 @@
 """Settings of the example project: PostgreSQL from the environment, vectorstore beside it.
 
-The database is the one Django itself uses (``DATABASES["default"]``);
-vectorstore builds its SQLAlchemy engine from these very settings (see
-``docsearch/store.py``), so there is one place to configure it.
+The database is the one Django itself uses (``DATABASES["default"]``): the
+shipped app ``vectorstore.integrations.django`` runs vectorstore on Django's own
+connection and transaction, and ``manage.py migrate`` creates its tables.
 Environment: ``DATABASE_URL`` (``postgresql://user:pass@host:port/name``, a
 unix socket folder as ``?host=/path``), or ``DJANGO_DB_NAME``, ``DJANGO_DB_HOST``,
 ``DJANGO_DB_PORT``, ``DJANGO_DB_USER``, ``DJANGO_DB_PASSWORD``.
@@ -16,10 +16,9 @@ SECRET_KEY = os.environ.get("DJANGO_SECRET_KEY", "example-only-not-secret")
 DEBUG = os.environ.get("DJANGO_DEBUG") == "1"
 ALLOWED_HOSTS = ["localhost", "127.0.0.1", "testserver"]
 ROOT_URLCONF = "examples.django_app.project.urls"
-INSTALLED_APPS = ["examples.django_app.docsearch"]
-MIDDLEWARE = ["examples.django_app.docsearch.middleware.VectorstoreSessionMiddleware"]
+INSTALLED_APPS = ["vectorstore.integrations.django", "examples.django_app.docsearch"]
+MIDDLEWARE = ["vectorstore.integrations.django.middleware.VectorStoreErrorsMiddleware"]
 USE_TZ = True
-
 
 
 def _database(url: str | None) -> dict[str, str]:
@@ -50,5 +49,7 @@ DATABASES = {"default": _database(os.environ.get("DATABASE_URL"))}
 
 # vectorstore: which collection, and which embedding model ("hashing" is the
 # deterministic test embedder; anything else is a sentence-transformers model).
-VECTORSTORE_COLLECTION = "documents"
-VECTORSTORE_MODEL = os.environ.get("VECTORSTORE_MODEL", "sentence-transformers/all-MiniLM-L6-v2")
+VECTORSTORE = {
+    "COLLECTION": "documents",
+    "EMBEDDER": os.environ.get("VECTORSTORE_MODEL", "sentence-transformers/all-MiniLM-L6-v2"),
+}

@@ -1,4 +1,9 @@
-"""``python manage.py ingest_file PATH``: load a CSV, JSONL or parquet file of documents."""
+"""``python manage.py ingest_file PATH``: an app's own command on the shipped integration.
+
+(``manage.py vectorstore_ingest`` ships with the app and skips texts already
+embedded; this one shows a custom command: a DataFrame, ``bulk_add`` and an
+``on_conflict`` policy, in one ``repository()`` block = one transaction.)
+"""
 
 from __future__ import annotations
 
@@ -6,10 +11,9 @@ from pathlib import Path
 from typing import Any
 
 from django.core.management.base import BaseCommand, CommandError, CommandParser
-from sqlalchemy.orm import Session
 
 import vectorstore as vs
-from examples.django_app.docsearch import store
+from vectorstore.integrations import django as vectorstore
 
 _READERS = {".csv": "read_csv", ".parquet": "read_parquet", ".jsonl": "read_json",
             ".ndjson": "read_json"}  # fmt: skip
@@ -42,14 +46,11 @@ class Command(BaseCommand):
             columns["id_column"] = options["id_column"]
         if meta:
             columns["metadata_columns"] = meta
-        with Session(store.engine()) as session:
-            try:
-                result = store.repository(session).bulk_add(
-                    frame, on_conflict=options["on_conflict"], **columns
-                )
-            except vs.VectorStoreError as exc:
-                raise CommandError(str(exc)) from exc
-            session.commit()
+        try:
+            with vectorstore.repository() as repo:
+                result = repo.bulk_add(frame, on_conflict=options["on_conflict"], **columns)
+        except vs.VectorStoreError as exc:
+            raise CommandError(str(exc)) from exc
         self.stdout.write(
             f"inserted {result.inserted}, skipped {result.skipped}, updated {result.updated}, "
             f"embedded {result.embedded}"
