@@ -15,6 +15,8 @@ import threading
 from collections.abc import Iterator
 from typing import Any, Generic, TypeVar
 
+from ._async import blocking
+
 __all__ = ["Prefetch"]
 
 T = TypeVar("T")
@@ -52,7 +54,8 @@ class Prefetch(Generic[T]):
 
     def __iter__(self) -> Iterator[T]:
         while True:
-            item = self._queue.get()
+            # Inside the async bridge the wait runs in a worker; the loop runs on.
+            item = blocking(self._queue.get)
             if item is self._DONE:
                 if self._error is not None:
                     raise self._error

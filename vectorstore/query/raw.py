@@ -291,6 +291,8 @@ def eligible(engine: Any) -> bool:
         or engine.dialect.dispatch.handle_error or engine.echo or engine._execution_options
         or engine.dialect.driver not in ("psycopg2", "psycopg")
         or engine.dialect.paramstyle != "pyformat"
+        # An async driver's adapter (vectorstore.aio) has no pipeline mode: Core's path.
+        or engine.dialect.is_async
     )  # fmt: skip
 
 
