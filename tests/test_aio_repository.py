@@ -197,6 +197,24 @@ async def test_nearest_matches_the_sync_repository(
     assert report.points[0].recall == 1.0
 
 
+async def test_psycopg_async_takes_the_raw_path_and_asyncpg_cores(
+    standalone_repo: ARepo, async_engine: AsyncEngine, raw_calls: list[str]
+) -> None:
+    await standalone_repo.bulk_add(
+        np.stack([_vec(i) for i in range(50)]), texts=[f"d{i}" for i in range(50)]
+    )
+    await standalone_repo.create_index()
+    for _ in range(3):
+        found = await standalone_repo.nearest(_vec(3), k=3, strategy="index", ef_search=77)
+        assert found[0].document.text == "d3"
+        assert found.settings["hnsw.ef_search"] == "77"
+    # psycopg 3 async: pipelined settings + query on the driver connection; asyncpg: Core's path.
+    if async_engine.dialect.driver == "psycopg":
+        assert raw_calls == ["index", "index"]
+    else:
+        assert raw_calls == []
+
+
 async def test_search_settings_and_nearest_query(async_repo: ARepo) -> None:
     await async_repo.add("alpha")
     async with async_repo.search_settings(ef_search=77, iterative=True) as session:

@@ -30,7 +30,9 @@ from typing import Any
 from sqlalchemy import Select, bindparam
 from sqlalchemy import exc as sa_exc
 from sqlalchemy.dialects.postgresql import JSONB
+from sqlalchemy.engine import AdaptedConnection
 
+from vectorstore._async import await_
 from vectorstore._target import Target
 from vectorstore._vector import query_param
 
@@ -291,8 +293,6 @@ def eligible(engine: Any) -> bool:
         or engine.dialect.dispatch.handle_error or engine.echo or engine._execution_options
         or engine.dialect.driver not in ("psycopg2", "psycopg")
         or engine.dialect.paramstyle != "pyformat"
-        # An async driver's adapter (vectorstore.aio) has no pipeline mode: Core's path.
-        or engine.dialect.is_async
     )  # fmt: skip
 
 
@@ -316,8 +316,8 @@ def _execute_raw(
     settings: Mapping[str, str],
     sql: str,
     params: dict[str, Any],
-) -> list[Any]:
-    """Settings and query in one round trip, in one implicit transaction.
+) -> tuple[list[Any], Any]:
+    """Settings and query in one round trip, in one implicit transaction: (rows, description).
 
     The connection is in autocommit mode here (see :func:`run_raw`), so the
     server's implicit transaction scopes the ``set_config(..., true)``
@@ -326,20 +326,36 @@ def _execute_raw(
     message (one implicit transaction), and the cursor holds the last
     statement's rows.  psycopg 3 binds server-side and refuses several
     statements in one execute, so the two are pipelined: both are sent before
-    the one Sync that ends their implicit transaction.
+    the one Sync that ends their implicit transaction.  psycopg 3's async
+    connection (inside the greenlet bridge of :mod:`vectorstore.aio`, behind
+    SQLAlchemy's adapter) is pipelined the same way, on the driver connection.
     """
     if settings:
         if driver == "psycopg2":
             cursor.execute(settings_sql(settings) + "; " + sql, params)
-            return list(cursor.fetchall())
+            return list(cursor.fetchall()), cursor.description
+        if isinstance(dbapi_connection, AdaptedConnection):
+            found: tuple[list[Any], Any] = await_(
+                _pipelined_async(dbapi_connection.driver_connection, settings, sql, params)
+            )
+            return found
         if dbapi_connection.autocommit and _pipelines(dbapi_connection):
             with dbapi_connection.pipeline():
                 cursor.execute(settings_sql(settings))
                 cursor.execute(sql, params)
-                return list(cursor.fetchall())
+                return list(cursor.fetchall()), cursor.description
         cursor.execute(settings_sql(settings))
     cursor.execute(sql, params)
-    return list(cursor.fetchall())
+    return list(cursor.fetchall()), cursor.description
+
+
+async def _pipelined_async(
+    connection: Any, settings: Mapping[str, str], sql: str, params: dict[str, Any]
+) -> tuple[list[Any], Any]:
+    async with connection.pipeline(), connection.cursor() as cursor:
+        await cursor.execute(settings_sql(settings))
+        await cursor.execute(sql, params)
+        return list(await cursor.fetchall()), cursor.description
 
 
 def prepared_for(
@@ -387,10 +403,10 @@ def run_raw(
             entry, params = found
             params[VECTOR_PARAM] = vector_text
             sql = entry.sql
-            rows = _execute_raw(dbapi_connection, cursor, dialect.driver, step.settings, sql,
-                                params)  # fmt: skip
+            rows, description = _execute_raw(dbapi_connection, cursor, dialect.driver,
+                                             step.settings, sql, params)  # fmt: skip
             if entry.results is None:
-                entry.results = _result_processors(entry, dialect, cursor.description)
+                entry.results = _result_processors(entry, dialect, description)
             return _processed_rows(entry, rows)
 
         done = with_fallback(plan, execute)
