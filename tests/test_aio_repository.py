@@ -197,8 +197,8 @@ async def test_nearest_matches_the_sync_repository(
     assert report.points[0].recall == 1.0
 
 
-async def test_psycopg_async_takes_the_raw_path_and_asyncpg_cores(
-    standalone_repo: ARepo, async_engine: AsyncEngine, raw_calls: list[str]
+async def test_both_async_drivers_take_the_raw_path(
+    standalone_repo: ARepo, raw_calls: list[str]
 ) -> None:
     await standalone_repo.bulk_add(
         np.stack([_vec(i) for i in range(50)]), texts=[f"d{i}" for i in range(50)]
@@ -208,11 +208,12 @@ async def test_psycopg_async_takes_the_raw_path_and_asyncpg_cores(
         found = await standalone_repo.nearest(_vec(3), k=3, strategy="index", ef_search=77)
         assert found[0].document.text == "d3"
         assert found.settings["hnsw.ef_search"] == "77"
-    # psycopg 3 async: pipelined settings + query on the driver connection; asyncpg: Core's path.
-    if async_engine.dialect.driver == "psycopg":
-        assert raw_calls == ["index", "index"]
-    else:
-        assert raw_calls == []
+        filtered = await standalone_repo.nearest(_vec(3), k=3, filter={"missing": 1})
+        assert list(filtered) == []
+    # The first call plans on the database; the next ones run from the caches on the
+    # DB-API cursor: psycopg 3 async pipelined, asyncpg in its adapter's transaction.
+    assert raw_calls.count("index") == 2
+    assert "exact" in raw_calls  # the filtered calls too
 
 
 async def test_search_settings_and_nearest_query(async_repo: ARepo) -> None:

@@ -285,14 +285,17 @@ def _processed_params(entry: Any, extracted: Any) -> dict[str, Any]:
     }
 
 
+#: Drivers (and their paramstyles) the raw path speaks; asyncpg through SQLAlchemy's adapter.
+_RAW_DRIVERS = {("psycopg2", "pyformat"), ("psycopg", "pyformat"), ("asyncpg", "numeric_dollar")}
+
+
 def eligible(engine: Any) -> bool:
     """SQLAlchemy's path for engines with cursor hooks (tracing, logging) or options."""
     dispatch = engine.dispatch
     return not (
         dispatch.before_cursor_execute or dispatch.after_cursor_execute
         or engine.dialect.dispatch.handle_error or engine.echo or engine._execution_options
-        or engine.dialect.driver not in ("psycopg2", "psycopg")
-        or engine.dialect.paramstyle != "pyformat"
+        or (engine.dialect.driver, engine.dialect.paramstyle) not in _RAW_DRIVERS
     )  # fmt: skip
 
 
@@ -315,7 +318,7 @@ def _execute_raw(
     driver: str,
     settings: Mapping[str, str],
     sql: str,
-    params: dict[str, Any],
+    params: Any,
 ) -> tuple[list[Any], Any]:
     """Settings and query in one round trip, in one implicit transaction: (rows, description).
 
@@ -330,6 +333,13 @@ def _execute_raw(
     connection (inside the greenlet bridge of :mod:`vectorstore.aio`, behind
     SQLAlchemy's adapter) is pipelined the same way, on the driver connection.
     """
+    if driver == "asyncpg":
+        # No pipeline mode: settings and query run in the transaction the adapter
+        # opened (see run_raw); the pool's reset-on-return ends it.
+        if settings:
+            cursor.execute(settings_sql(settings))
+        cursor.execute(sql, params)
+        return list(cursor.fetchall()), cursor.description
     if settings:
         if driver == "psycopg2":
             cursor.execute(settings_sql(settings) + "; " + sql, params)
@@ -385,10 +395,12 @@ def run_raw(
     # exchange, with no BEGIN or COMMIT round trip.  SQLAlchemy's pre-ping
     # toggles autocommit the same way; the pool gets the connection back as it was.
     restore = False
+    # asyncpg (positional $n parameters, no pipeline) keeps its transaction.
+    positional = dialect.paramstyle == "numeric_dollar"
     try:
         raw = engine.raw_connection()
         dbapi_connection = raw.dbapi_connection
-        if not dbapi_connection.autocommit:
+        if not positional and not dbapi_connection.autocommit:
             dbapi_connection.autocommit = restore = True
         cursor = raw.cursor()
 
@@ -403,14 +415,17 @@ def run_raw(
             entry, params = found
             params[VECTOR_PARAM] = vector_text
             sql = entry.sql
+            args = [params[n] for n in entry.compiled.positiontup] if positional else params
             rows, description = _execute_raw(dbapi_connection, cursor, dialect.driver,
-                                             step.settings, sql, params)  # fmt: skip
+                                             step.settings, sql, args)  # fmt: skip
             if entry.results is None:
                 entry.results = _result_processors(entry, dialect, description)
             return _processed_rows(entry, rows)
 
         done = with_fallback(plan, execute)
         cursor.close()
+        if positional:
+            dbapi_connection.rollback()  # end the read's transaction (and its settings) now
     except dbapi_error as exc:
         invalidated = bool(dialect.is_disconnect(
             exc, raw.dbapi_connection if raw is not None else None, cursor))  # fmt: skip
@@ -520,7 +535,7 @@ INTERNALS = {
     "ClauseElement": ("_generate_cache_key",),
     "CacheKey": ("key", "bindparams"),
     "SQLCompiler": ("_bind_processors", "construct_params", "post_compile_params",
-                    "literal_execute_params", "string", "statement"),
+                    "literal_execute_params", "string", "statement", "positiontup"),
     "TypeEngine": ("_cached_result_processor",),
     "Mapper": ("_identity_class", "class_manager", "primary_key", "get_property_by_column"),
     "ClassManager": ("new_instance", "dispatch"),
