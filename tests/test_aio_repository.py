@@ -277,3 +277,20 @@ async def test_psycopg2_urls_are_refused_for_async(postgresql: Any) -> None:
     bare = vs.make_async_engine("postgresql://u@localhost/db")
     assert bare.dialect.driver == "asyncpg"
     await bare.dispose()
+
+
+def test_import_works_without_greenlet_and_the_async_api_names_the_extra() -> None:
+    import subprocess
+    import sys
+
+    code = (
+        "import sys; sys.modules['greenlet'] = None; sys.modules['asyncpg'] = None\n"
+        "import vectorstore as vs\n"
+        "try:\n"
+        "    vs.AsyncDocumentRepository.standalone('postgresql+asyncpg://u@h/d')\n"
+        "except vs.MissingDependencyError as exc:\n"
+        "    print('refused:', exc)\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    assert "vectorstore[async]" in done.stdout

@@ -9,20 +9,39 @@ explicitly is refused: it has no asyncio mode.
 
 from __future__ import annotations
 
-from typing import Any
+from types import ModuleType
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import URL, make_url
 from sqlalchemy.exc import ArgumentError
-from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
 from vectorstore.config import normalize_url, resolve_url
-from vectorstore.errors import ConfigurationError
+from vectorstore.errors import ConfigurationError, MissingDependencyError
 
-__all__ = ["ASYNC_DRIVERS", "make_async_engine", "normalize_async_url"]
+if TYPE_CHECKING:
+    from sqlalchemy.ext.asyncio import AsyncEngine
+
+__all__ = ["ASYNC_DRIVERS", "make_async_engine", "normalize_async_url", "sqlalchemy_asyncio"]
 
 #: Async drivers the async API supports, the default first.
 ASYNC_DRIVERS = ("asyncpg", "psycopg")
 _ALIASES = {"psycopg_async": "psycopg"}
+
+
+def sqlalchemy_asyncio() -> ModuleType:
+    """``sqlalchemy.ext.asyncio``, imported on first use (it needs greenlet).
+
+    ``import vectorstore`` works without greenlet; the async API then says
+    which extra to install.
+    """
+    try:
+        import sqlalchemy.ext.asyncio as module
+    except ImportError as exc:
+        raise MissingDependencyError(
+            "the async API needs SQLAlchemy's asyncio support (greenlet) and an async "
+            "driver: pip install 'vectorstore[async]'"
+        ) from exc
+    return module
 
 
 def normalize_async_url(url: str | URL) -> URL:
@@ -71,7 +90,8 @@ def make_async_engine(url: str | URL | None = None, **kwargs: Any) -> AsyncEngin
     kwargs.setdefault("pool_pre_ping", True)
     resolved = _resolve(url)
     try:
-        return create_async_engine(resolved, **kwargs)
+        engine: AsyncEngine = sqlalchemy_asyncio().create_async_engine(resolved, **kwargs)
+        return engine
     except ArgumentError as exc:
         message = str(exc)
         if resolved.password:

@@ -27,10 +27,9 @@ from __future__ import annotations
 from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from contextlib import asynccontextmanager
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Generic, Literal, TypeVar
+from typing import TYPE_CHECKING, Any, Generic, Literal, TypeVar, cast
 
 from sqlalchemy import URL, Select
-from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 
 from vectorstore._async import greenlet_spawn
 from vectorstore.embedders import Embedder
@@ -47,10 +46,11 @@ from vectorstore.write.batch import DEFAULT_CHUNK_ROWS
 from vectorstore.write.load import ConflictPolicy, check_policy
 
 from .embedding import off_loop
-from .engine import make_async_engine
+from .engine import make_async_engine, sqlalchemy_asyncio
 
 if TYPE_CHECKING:
     import numpy as np
+    from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
     from typing_extensions import Unpack
 
     from vectorstore.query.options import NearestOptions, QueryShape
@@ -119,14 +119,19 @@ class AsyncDocumentRepository(Generic[DocT]):
                 ``postgresql+psycopg://``; default: environment, then embedded).
             **kwargs: as for the constructor (collection, embedder, model, ...).
         """
-        engine = bind if isinstance(bind, AsyncEngine) else make_async_engine(bind)
+        owned = not isinstance(bind, sqlalchemy_asyncio().AsyncEngine)
+        engine = (
+            make_async_engine(cast("str | URL | None", bind))
+            if owned
+            else cast("AsyncEngine", bind)
+        )
         repo: AsyncDocumentRepository[DocT] = cls(None, **kwargs)
         sync_kwargs = dict(repo._options)
         repo._sync = DocumentRepository.standalone(
             engine.sync_engine, embedder=off_loop(repo.embedder), **sync_kwargs
         )
         repo._engine = engine
-        repo._owned_engine = not isinstance(bind, AsyncEngine)
+        repo._owned_engine = owned
         return repo
 
     async def close(self) -> None:
@@ -224,7 +229,10 @@ class AsyncDocumentRepository(Generic[DocT]):
             bind = self._session.bind
             if bind is None:
                 raise ConfigurationError("writer() needs an AsyncSession bound to an engine")
-            engine = bind if isinstance(bind, AsyncEngine) else bind.engine
+            engine = cast(
+                "AsyncEngine",
+                bind if isinstance(bind, sqlalchemy_asyncio().AsyncEngine) else bind.engine,
+            )
         clone: AsyncDocumentRepository[DocT] = type(self).standalone(
             engine, embedder=self.embedder, **self._options_async()
         )
@@ -311,7 +319,8 @@ class AsyncDocumentRepository(Generic[DocT]):
         session = self._session
         if session is None:
             assert self._engine is not None
-            async with AsyncSession(self._engine, expire_on_commit=False) as own:
+            session_type = sqlalchemy_asyncio().AsyncSession
+            async with session_type(self._engine, expire_on_commit=False) as own:
                 options = self._options_async()
                 bound = AsyncDocumentRepository(own, embedder=self.embedder, **options)
                 async with bound.search_settings(
