@@ -11,6 +11,13 @@ and torch is not imported until a SentenceTransformerEmbedder is first used.
 from __future__ import annotations
 
 from ._metrics import Metric
+from .aio import (
+    AsyncBufferedWriter,
+    AsyncDocumentRepository,
+    export_parquet_async,
+    ingest_async,
+    make_async_engine,
+)
 from .config import make_engine, normalize_url, resolve_url
 from .embedders import Embedder, HashingTestEmbedder, SentenceTransformerEmbedder
 from .errors import (
@@ -66,6 +73,8 @@ __all__ = [
     "DEFAULT_MODEL_NAME",
     "MAX_METADATA_DEPTH",
     "AnnIndex",
+    "AsyncBufferedWriter",
+    "AsyncDocumentRepository",
     "Base",
     "BufferedWriter",
     "BulkResult",
@@ -120,7 +129,10 @@ __all__ = [
     "current_revision",
     "downgrade",
     "export_parquet",
+    "export_parquet_async",
     "ingest",
+    "ingest_async",
+    "make_async_engine",
     "make_engine",
     "migrate",
     "normalize_url",

@@ -15,6 +15,8 @@ import threading
 from collections.abc import Iterator
 from typing import Any, Generic, TypeVar
 
+from ._async import blocking
+
 __all__ = ["Prefetch"]
 
 T = TypeVar("T")
@@ -52,12 +54,22 @@ class Prefetch(Generic[T]):
 
     def __iter__(self) -> Iterator[T]:
         while True:
-            item = self._queue.get()
+            # Inside the async bridge the wait runs in a worker; the loop runs on.
+            item = blocking(self._get)
             if item is self._DONE:
                 if self._error is not None:
                     raise self._error
                 return
             yield item
+
+    def _get(self) -> Any:
+        """The next item; the end once ``close()`` was called (a waiter is never stranded)."""
+        while True:
+            try:
+                return self._queue.get(timeout=0.1)
+            except queue.Empty:
+                if self._stop.is_set():
+                    return self._DONE
 
     @property
     def error(self) -> BaseException | None:

@@ -324,6 +324,9 @@ def _driver_message(exc: BaseException) -> str:
     lines = str(orig).strip().splitlines()
     message = primary or (lines[0] if lines else type(orig).__name__)
     detail = getattr(diag, "message_detail", None)
+    if detail is None:
+        found = getattr(orig, "detail", None)  # asyncpg keeps DETAIL on the exception
+        detail = found if isinstance(found, str) else None
     if detail:
         message += f"; {detail}"
     # The server's text may quote the offending value verbatim.

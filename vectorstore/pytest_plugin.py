@@ -90,6 +90,22 @@ ENV_TEST_URL = "VECTORSTORE_TEST_DATABASE_URL"
 #: or an alembic config (a path to its ``.ini`` file, or an ``alembic.config.Config``).
 Loader = Any
 
+# -- async fixtures (async_vectorstore_repo, ...): their own module, see its docstring --
+from .pytest_async import (  # noqa: E402
+    async_vectorstore_engine,
+    async_vectorstore_repo,
+    async_vectorstore_session,
+    vectorstore_async_driver,
+)
+
+__all__ += [
+    "async_vectorstore_engine",
+    "async_vectorstore_repo",
+    "async_vectorstore_session",
+    "vectorstore_async_driver",
+]
+# -- end of the async fixtures -----------------------------------------------------------
+
 
 def pytest_addoption(parser: pytest.Parser) -> None:
     group = parser.getgroup("vectorstore")

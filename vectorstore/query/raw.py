@@ -30,7 +30,9 @@ from typing import Any
 from sqlalchemy import Select, bindparam
 from sqlalchemy import exc as sa_exc
 from sqlalchemy.dialects.postgresql import JSONB
+from sqlalchemy.engine import AdaptedConnection
 
+from vectorstore._async import await_
 from vectorstore._target import Target
 from vectorstore._vector import query_param
 
@@ -283,14 +285,17 @@ def _processed_params(entry: Any, extracted: Any) -> dict[str, Any]:
     }
 
 
+#: Drivers (and their paramstyles) the raw path speaks; asyncpg through SQLAlchemy's adapter.
+_RAW_DRIVERS = {("psycopg2", "pyformat"), ("psycopg", "pyformat"), ("asyncpg", "numeric_dollar")}
+
+
 def eligible(engine: Any) -> bool:
     """SQLAlchemy's path for engines with cursor hooks (tracing, logging) or options."""
     dispatch = engine.dispatch
     return not (
         dispatch.before_cursor_execute or dispatch.after_cursor_execute
         or engine.dialect.dispatch.handle_error or engine.echo or engine._execution_options
-        or engine.dialect.driver not in ("psycopg2", "psycopg")
-        or engine.dialect.paramstyle != "pyformat"
+        or (engine.dialect.driver, engine.dialect.paramstyle) not in _RAW_DRIVERS
     )  # fmt: skip
 
 
@@ -313,9 +318,9 @@ def _execute_raw(
     driver: str,
     settings: Mapping[str, str],
     sql: str,
-    params: dict[str, Any],
-) -> list[Any]:
-    """Settings and query in one round trip, in one implicit transaction.
+    params: Any,
+) -> tuple[list[Any], Any]:
+    """Settings and query in one round trip, in one implicit transaction: (rows, description).
 
     The connection is in autocommit mode here (see :func:`run_raw`), so the
     server's implicit transaction scopes the ``set_config(..., true)``
@@ -324,20 +329,43 @@ def _execute_raw(
     message (one implicit transaction), and the cursor holds the last
     statement's rows.  psycopg 3 binds server-side and refuses several
     statements in one execute, so the two are pipelined: both are sent before
-    the one Sync that ends their implicit transaction.
+    the one Sync that ends their implicit transaction.  psycopg 3's async
+    connection (inside the greenlet bridge of :mod:`vectorstore.aio`, behind
+    SQLAlchemy's adapter) is pipelined the same way, on the driver connection.
     """
+    if driver == "asyncpg":
+        # No pipeline mode: settings and query run in the transaction the adapter
+        # opened (see run_raw); the pool's reset-on-return ends it.
+        if settings:
+            cursor.execute(settings_sql(settings))
+        cursor.execute(sql, params)
+        return list(cursor.fetchall()), cursor.description
     if settings:
         if driver == "psycopg2":
             cursor.execute(settings_sql(settings) + "; " + sql, params)
-            return list(cursor.fetchall())
+            return list(cursor.fetchall()), cursor.description
+        if isinstance(dbapi_connection, AdaptedConnection):
+            found: tuple[list[Any], Any] = await_(
+                _pipelined_async(dbapi_connection.driver_connection, settings, sql, params)
+            )
+            return found
         if dbapi_connection.autocommit and _pipelines(dbapi_connection):
             with dbapi_connection.pipeline():
                 cursor.execute(settings_sql(settings))
                 cursor.execute(sql, params)
-                return list(cursor.fetchall())
+                return list(cursor.fetchall()), cursor.description
         cursor.execute(settings_sql(settings))
     cursor.execute(sql, params)
-    return list(cursor.fetchall())
+    return list(cursor.fetchall()), cursor.description
+
+
+async def _pipelined_async(
+    connection: Any, settings: Mapping[str, str], sql: str, params: dict[str, Any]
+) -> tuple[list[Any], Any]:
+    async with connection.pipeline(), connection.cursor() as cursor:
+        await cursor.execute(settings_sql(settings))
+        await cursor.execute(sql, params)
+        return list(await cursor.fetchall()), cursor.description
 
 
 def prepared_for(
@@ -367,10 +395,12 @@ def run_raw(
     # exchange, with no BEGIN or COMMIT round trip.  SQLAlchemy's pre-ping
     # toggles autocommit the same way; the pool gets the connection back as it was.
     restore = False
+    # asyncpg (positional $n parameters, no pipeline) keeps its transaction.
+    positional = dialect.paramstyle == "numeric_dollar"
     try:
         raw = engine.raw_connection()
         dbapi_connection = raw.dbapi_connection
-        if not dbapi_connection.autocommit:
+        if not positional and not dbapi_connection.autocommit:
             dbapi_connection.autocommit = restore = True
         cursor = raw.cursor()
 
@@ -385,14 +415,17 @@ def run_raw(
             entry, params = found
             params[VECTOR_PARAM] = vector_text
             sql = entry.sql
-            rows = _execute_raw(dbapi_connection, cursor, dialect.driver, step.settings, sql,
-                                params)  # fmt: skip
+            args = [params[n] for n in entry.compiled.positiontup] if positional else params
+            rows, description = _execute_raw(dbapi_connection, cursor, dialect.driver,
+                                             step.settings, sql, args)  # fmt: skip
             if entry.results is None:
-                entry.results = _result_processors(entry, dialect, cursor.description)
+                entry.results = _result_processors(entry, dialect, description)
             return _processed_rows(entry, rows)
 
         done = with_fallback(plan, execute)
         cursor.close()
+        if positional:
+            dbapi_connection.rollback()  # end the read's transaction (and its settings) now
     except dbapi_error as exc:
         invalidated = bool(dialect.is_disconnect(
             exc, raw.dbapi_connection if raw is not None else None, cursor))  # fmt: skip
@@ -502,7 +535,7 @@ INTERNALS = {
     "ClauseElement": ("_generate_cache_key",),
     "CacheKey": ("key", "bindparams"),
     "SQLCompiler": ("_bind_processors", "construct_params", "post_compile_params",
-                    "literal_execute_params", "string", "statement"),
+                    "literal_execute_params", "string", "statement", "positiontup"),
     "TypeEngine": ("_cached_result_processor",),
     "Mapper": ("_identity_class", "class_manager", "primary_key", "get_property_by_column"),
     "ClassManager": ("new_instance", "dispatch"),

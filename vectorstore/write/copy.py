@@ -1,4 +1,4 @@
-"""Binary COPY: the encoder and the psycopg2 / psycopg 3 writers.
+"""Binary COPY: the encoder and the psycopg2 / psycopg 3 writers (async ones: :mod:`.copy_async`).
 
 The stream is PostgreSQL's binary COPY format (manual: "COPY", section "Binary
 Format"): an 11-byte signature, two int32 words, then one tuple per row (int16
@@ -33,14 +33,17 @@ from types import TracebackType
 from typing import Any
 
 import numpy as np
+from sqlalchemy.engine import AdaptedConnection
 
 from vectorstore._prefetch import Prefetch
 
 from .batch import Batch
+from .copy_async import CopyInto, write_copy_async
 
 __all__ = [
     "COPY_COLUMNS",
     "SIGNATURE",
+    "CopyInto",
     "copy_sql",
     "decode_vectors",
     "encode_batch",
@@ -271,8 +274,15 @@ def copy_sql(table: str, columns: Sequence[str]) -> str:
     return f"COPY {table} ({', '.join(columns)}) FROM STDIN (FORMAT BINARY)"
 
 
-def write_copy(dbapi_connection: Any, sql: str, chunks: Iterator[bytes]) -> None:
+def write_copy(
+    dbapi_connection: Any, sql: str, chunks: Iterator[bytes], into: CopyInto | None = None
+) -> None:
     """Send ``chunks`` through COPY on a raw psycopg2 or psycopg 3 connection.
+
+    SQLAlchemy's adapter of an async driver (the connection inside the greenlet
+    bridge of :mod:`vectorstore.aio`) is handed to
+    :func:`~vectorstore.write.copy_async.write_copy_async`; ``into`` names the
+    table for asyncpg, which builds the statement itself.
 
     Encoding (the ``chunks`` iterator) runs in a producer thread; an exception
     raised while producing aborts the COPY and is re-raised here, so the
@@ -281,6 +291,9 @@ def write_copy(dbapi_connection: Any, sql: str, chunks: Iterator[bytes]) -> None
     :func:`_psycopg2_printed_errors`), the server's error is raised: it has the
     reason, the SQLSTATE and the COPY line.
     """
+    if isinstance(dbapi_connection, AdaptedConnection):
+        write_copy_async(dbapi_connection, sql, chunks, into)
+        return
     producer: Prefetch[bytes] = Prefetch(
         chunks, depth=_QUEUE_DEPTH, name="vectorstore-copy-encoder"
     )

@@ -30,6 +30,7 @@ import numpy as np
 from sqlalchemy import bindparam, select, text
 from sqlalchemy.dialects.postgresql import ARRAY, BYTEA
 
+from vectorstore._async import wait_future
 from vectorstore._prefetch import Prefetch
 from vectorstore._target import Target
 from vectorstore.errors import ValidationError
@@ -104,7 +105,7 @@ def ingest(
         pending: Future[Batch] | None = None
 
         def write(done: Future[Batch]) -> None:
-            batch = done.result()
+            batch = wait_future(done)  # inside the async bridge the loop runs on meanwhile
             loader.load([batch])
             bar.update(len(batch))
 

@@ -55,7 +55,7 @@ from vectorstore.schema.collections import create_or_find
 from vectorstore.schema.maintenance import drop_ann_indexes, rebuild_after_load
 
 from .batch import Batch
-from .copy import COPY_COLUMNS, copy_sql, encoded_stream, write_copy
+from .copy import COPY_COLUMNS, CopyInto, copy_sql, encoded_stream, write_copy
 
 __all__ = [
     "POLICIES",
@@ -168,6 +168,7 @@ class Loader:
         action: str,
     ) -> None:
         self.session = session
+        self._table = target.table
         self.table = qualified_table(session, target.table)
         self.dimension = target.dimension
         self.collection = collection
@@ -196,7 +197,12 @@ class Loader:
                 stream.add(batch)
                 yield batch
 
-        target = self.table if self.policy == "error" else self._staging()
+        if self.policy == "error":
+            target = self.table
+            into = CopyInto(self._table.name, self._table.schema, COPY_COLUMNS)
+        else:
+            target = self._staging()
+            into = CopyInto(target, None, COPY_COLUMNS)
         before = stream.sent
         with db_errors(self.action):
             try:
@@ -204,6 +210,7 @@ class Loader:
                     self._dbapi,
                     copy_sql(target, self._columns),
                     encoded_stream(tracked(), self.collection_id),
+                    into,
                 )
             except VectorStoreError:
                 raise
@@ -227,7 +234,12 @@ class Loader:
 
     def _row_error(self, exc: BaseException, stream: _StreamMap) -> BaseException:
         """A driver error from the COPY, classified with the input row it happened on."""
-        context = getattr(getattr(driver_error(exc), "diag", None), "context", None) or ""
+        orig = driver_error(exc)
+        # psycopg keeps the server's CONTEXT in diag, asyncpg on the exception itself.
+        context = getattr(getattr(orig, "diag", None), "context", None) or ""
+        if not context:
+            found = getattr(orig, "context", None)
+            context = found if isinstance(found, str) else ""
         match = _CONTEXT_LINE.search(context)
         where = stream.locate(int(match.group(1))) if match else None
         if where is None:

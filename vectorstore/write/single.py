@@ -31,20 +31,23 @@ from .batch import Batch
 
 __all__ = ["insert_one"]
 
-_SQL_CACHE: dict[tuple[int, str], str] = {}
+_SQL_CACHE: dict[tuple[int, str], str] = {}  # (table, dialect:paramstyle) -> SQL
 
 
 def _insert_sql(engine: Engine, table: Any) -> str:
-    key = (id(table), engine.dialect.name)
+    style = engine.dialect.paramstyle
+    key = (id(table), f"{engine.dialect.name}:{style}")
     sql = _SQL_CACHE.get(key)
     if sql is None:
         preparer = engine.dialect.identifier_preparer
         q = preparer.quote
+        # psycopg2 / psycopg take %s; asyncpg (through SQLAlchemy) takes $1, $2, ...
+        p = [f"${i}" for i in range(1, 7)] if style == "numeric_dollar" else ["%s"] * 6
         sql = (
             f"INSERT INTO {preparer.format_table(table)} "
             f"({q('collection_id')}, {q('external_id')}, {q('text')}, {q('content_hash')}, "
             f"{q('metadata')}, {q('embedding')}) "
-            "VALUES (%s, %s, %s, %s, %s::jsonb, %s::vector) "
+            f"VALUES ({p[0]}, {p[1]}, {p[2]}, {p[3]}, {p[4]}::jsonb, {p[5]}::vector) "
             f"RETURNING {q('id')}, {q('created_at')}"
         )
         _SQL_CACHE[key] = sql
