@@ -267,6 +267,27 @@ def test_the_server_runs_the_query_under_its_settings(
         assert conn.execute(text("SELECT current_setting('hnsw.ef_search')")).scalar() != "321"
 
 
+def test_without_pipeline_mode_the_settings_still_reach_the_query(
+    loaded: tuple[Engine, np.ndarray[Any, Any]], raw_calls: list[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A psycopg 3 whose libpq has no pipeline mode runs the settings and the query in
+    one explicit transaction: otherwise each would be its own and the query would run
+    without the settings (psycopg2 sends one message and is unaffected)."""
+    monkeypatch.setattr(search_raw, "_pipelines", lambda _connection: False)
+    engine, vectors = loaded
+    repo: Repo = vs.DocumentRepository.standalone(engine, collection="raw")
+    repo.nearest(vectors[0])  # caches warm
+    applied = func.current_setting("hnsw.ef_search") == "322"
+    raw_calls.clear()
+    hits = repo.nearest(vectors[3], k=5, strategy="iterative", ef_search=322, filter=applied)
+    assert raw_calls == ["iterative"]
+    assert hits.returned == 5
+    assert hits[0].document.external_id == "3"
+    with engine.connect() as conn:  # and the transaction ended with the query
+        assert conn.execute(text("SELECT current_setting('hnsw.ef_search')")).scalar() != "322"
+
+
 def test_metadata_equalities_of_any_keys_share_one_statement(
     loaded: tuple[Engine, np.ndarray[Any, Any]], raw_calls: list[str]
 ) -> None:

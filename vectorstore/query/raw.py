@@ -349,8 +349,13 @@ def _execute_raw(
                 _pipelined_async(dbapi_connection.driver_connection, settings, sql, params)
             )
             return found
-        if dbapi_connection.autocommit and _pipelines(dbapi_connection):
-            with dbapi_connection.pipeline():
+        if dbapi_connection.autocommit:
+            # Without pipeline mode (a libpq older than 14) each statement would be
+            # a transaction of its own and the settings would end before the query:
+            # then the two share an explicit BEGIN ... COMMIT instead.
+            scope = (dbapi_connection.pipeline() if _pipelines(dbapi_connection)
+                     else dbapi_connection.transaction())  # fmt: skip
+            with scope:
                 cursor.execute(settings_sql(settings))
                 cursor.execute(sql, params)
                 return list(cursor.fetchall()), cursor.description
