@@ -35,6 +35,7 @@ __all__ = ["build_parser", "main"]
 
 def build_parser() -> argparse.ArgumentParser:
     """The argparse parser of the ``vectorstore`` command (one subparser per command)."""
+    from .collections import add_collection_commands
     from .db import add_db_commands
     from .ingest import add_pipeline_commands
     from .search import add_search_command
@@ -56,6 +57,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_db_commands(commands)
     add_search_command(commands)
     add_stats_command(commands)
+    add_collection_commands(commands)
 
     add_pipeline_commands(commands)
     return parser

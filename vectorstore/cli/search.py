@@ -12,9 +12,12 @@ from typing import TYPE_CHECKING, Any
 
 from ._common import (
     EXIT_OK,
+    add_document_model_argument,
+    add_embedder_argument,
+    checked_filter,
     collection_model,
+    document_model,
     engine_for,
-    filter_from,
     make_embedder,
     out,
     positive_int,
@@ -39,6 +42,7 @@ def run_search(
     k: int,
     filter: dict[str, Any] | None = None,
     hybrid: bool = False,
+    model: Any = None,
 ) -> list[dict[str, Any]]:
     """Search ``collection`` for ``query``; one dictionary per hit, best first."""
     from sqlalchemy.orm import Session
@@ -47,8 +51,9 @@ def run_search(
 
     with Session(engine) as session:
         repo: DocumentRepository[Any] = DocumentRepository(
-            session, collection=collection, embedder=embedder, create=False
-        )
+            session, collection=collection, embedder=embedder, create=False,
+            **({} if model is None else {"model": model}),
+        )  # fmt: skip
         hits = (
             repo.hybrid(query, k=k, filter=filter)
             if hybrid
@@ -68,18 +73,22 @@ def run_search(
 
 
 def cmd_search(args: argparse.Namespace) -> int:
+    # Everything the command line says is checked before the server or a model is touched.
+    model = document_model(args.model)
+    spec = checked_filter(args, model)
     engine = engine_for(args)
     try:
-        model = collection_model(engine, args.collection)
-        embedder = make_embedder(model, device=args.device)
+        name = args.embedder or collection_model(engine, args.collection)
+        embedder = make_embedder(name, device=args.device)
         hits = run_search(
             engine,
             args.text,
             collection=args.collection,
             embedder=embedder,
             k=args.k,
-            filter=filter_from(args),
+            filter=spec,
             hybrid=args.hybrid,
+            model=model,
         )
     finally:
         engine.dispose()
@@ -126,5 +135,7 @@ def add_search_command(commands: Any) -> None:
         help="rank by vector and full-text search together (reciprocal rank fusion)",
     )
     search.add_argument("--device", default=None, help="embedding device: cpu, cuda, mps")
+    add_embedder_argument(search, default_help="default: the one the collection records")
+    add_document_model_argument(search)
     search.add_argument("--json", action="store_true", help="print JSON instead of a table")
     search.set_defaults(func=cmd_search)
