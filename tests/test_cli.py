@@ -350,7 +350,8 @@ def test_export_then_ingest_the_parquet_keeps_vectors(db_url: URL, tmp_path: Pat
     source = tmp_path / "docs.jsonl"
     source.write_text("\n".join(json.dumps({"text": f"document {i}", "external_id": f"d{i}",
                                             "metadata": {"n": i}}) for i in range(5)))  # fmt: skip
-    assert run("ingest", str(source), "-c", "a", "--embedder", "hashing", url=db_url).returncode == 0
+    done = run("ingest", str(source), "-c", "a", "--embedder", "hashing", url=db_url)
+    assert done.returncode == 0
 
     out = tmp_path / "a.parquet"
     done = run("export", str(out), "-c", "a", url=db_url)
@@ -398,7 +399,8 @@ def test_ingest_mistakes_are_one_line(
 def test_ingest_refuses_a_different_model(db_url: URL, tmp_path: Path) -> None:
     source = tmp_path / "n.csv"
     source.write_text("text\nhello\n")
-    assert run("ingest", str(source), "-c", "m", "--embedder", "hashing", url=db_url).returncode == 0
+    first = run("ingest", str(source), "-c", "m", "--embedder", "hashing", url=db_url)
+    assert first.returncode == 0
     done = run("ingest", str(source), "-c", "m", "--embedder",
                "sentence-transformers/all-MiniLM-L6-v2", url=db_url)  # fmt: skip
     assert_user_error(done, "refusing to mix")

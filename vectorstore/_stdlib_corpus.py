@@ -16,9 +16,10 @@ What is collected, in a deterministic order:
 Modules with side effects on import (``antigravity`` opens a browser, ``this``
 prints) and GUI or interactive ones are never imported.  Import warnings
 (deprecated modules) are silenced while collecting.  Texts are cut to
-:data:`MAX_CHARS` at a paragraph or sentence boundary: all-MiniLM-L6-v2 reads
-only its first 256 word pieces anyway, and short texts keep the demo within a
-few minutes on two CPU cores.
+their summary (the first paragraph, reST markup removed, at most
+:data:`MAX_CHARS`; see :func:`_clip` for why): all-MiniLM-L6-v2 reads only its
+first 256 word pieces anyway, and short texts keep the demo within a few
+minutes on two CPU cores.
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ from __future__ import annotations
 import importlib
 import inspect
 import io
+import re
 import sys
 import warnings
 from contextlib import redirect_stderr, redirect_stdout
@@ -90,11 +92,36 @@ class ModuleInfo:
     texts: list[DocText] = field(default_factory=list)
 
 
+# reST markup that carries no meaning for a sentence model: :role:`target`, ``literal``, <url>.
+_ROLE = re.compile(r":[\w.]+(?::[\w.]+)?:`[~!]?([^`<]+?)(?:\s*<[^>]+>)?`")
+_LITERAL = re.compile(r"``([^`]+)``")
+_LINK = re.compile(r"\s*<https?://[^>]+>")
+
+
+def _plain(text: str) -> str:
+    """``:mod:`json``` -> ``json``, ````s```` -> ``s``, links dropped."""
+    return _LINK.sub("", _LITERAL.sub(r"\1", _ROLE.sub(r"\1", text)))
+
+
 def _clip(doc: str | None) -> str | None:
-    """The docstring cleaned and cut to MAX_CHARS at a paragraph or sentence end."""
+    """The docstring's summary: markup removed, its first paragraph(s), at most MAX_CHARS.
+
+    The summary is what a docstring says a thing *is*; the paragraphs after
+    it describe options and edge cases.  Embedded whole, those dilute the
+    summary: ``json.loads`` ("Deserialize s ... to a Python object", then a
+    paragraph each on ``object_hook``, ``parse_float``...) ranked below
+    one-line docstrings that merely share words with a question.  Paragraphs
+    are added only until the text reaches MIN_CHARS; a summary longer than
+    MAX_CHARS is cut at a sentence end.
+    """
     if not doc:
         return None
-    text = inspect.cleandoc(doc).strip()
+    paragraphs = [p.strip() for p in re.split(r"\n\s*\n", _plain(inspect.cleandoc(doc)))]
+    text = ""
+    for paragraph in filter(None, paragraphs):
+        text = f"{text}\n\n{paragraph}" if text else paragraph
+        if len(text) >= MIN_CHARS:
+            break
     if len(text) > MAX_CHARS:
         cut = text[:MAX_CHARS]
         for mark in ("\n\n", ". ", ".\n"):
@@ -102,7 +129,8 @@ def _clip(doc: str | None) -> str | None:
             if at >= MAX_CHARS // 3:
                 cut = cut[: at + 1]
                 break
-        text = cut.rstrip()
+        text = cut
+    text = " ".join(text.split()) if "\n\n" not in text else text.strip()
     return text if len(text) >= MIN_CHARS else None
 
 

@@ -40,6 +40,7 @@ def build_parser() -> argparse.ArgumentParser:
     from .ingest import add_pipeline_commands
     from .search import add_search_command
     from .stats import add_stats_command
+    from .tune import add_tune_command
 
     parser = argparse.ArgumentParser(
         prog="vectorstore",
@@ -58,6 +59,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_search_command(commands)
     add_stats_command(commands)
     add_collection_commands(commands)
+    add_tune_command(commands)
 
     add_pipeline_commands(commands)
     return parser
