@@ -103,34 +103,56 @@ def _plain(text: str) -> str:
     return _LINK.sub("", _LITERAL.sub(r"\1", _ROLE.sub(r"\1", text)))
 
 
-def _clip(doc: str | None) -> str | None:
-    """The docstring's summary: markup removed, its first paragraph(s), at most MAX_CHARS.
+def _prose(text: str) -> str:
+    """The text without its code: doctest lines and the indented literal blocks after ``::``."""
+    kept: list[str] = []
+    literal = False
+    for line in text.splitlines():
+        stripped = line.strip()
+        if literal:
+            if not stripped or line[:1].isspace():
+                continue  # inside the literal block
+            literal = False
+        if stripped.startswith((">>>", "... ")) or stripped == "...":
+            continue
+        if stripped.endswith("::"):
+            literal = True
+            line = line.rstrip()[:-1]  # "Usage::" reads "Usage:"
+        kept.append(line)
+    return "\n".join(kept)
 
-    The summary is what a docstring says a thing *is*; the paragraphs after
-    it describe options and edge cases.  Embedded whole, those dilute the
-    summary: ``json.loads`` ("Deserialize s ... to a Python object", then a
-    paragraph each on ``object_hook``, ``parse_float``...) ranked below
-    one-line docstrings that merely share words with a question.  Paragraphs
-    are added only until the text reaches MIN_CHARS; a summary longer than
-    MAX_CHARS is cut at a sentence end.
+
+def _clip(doc: str | None, *, summary: bool = False) -> str | None:
+    """The docstring as prose to embed: markup and code removed, at most MAX_CHARS.
+
+    With ``summary`` (functions and classes), only the summary paragraph(s)
+    until MIN_CHARS is reached: by PEP 257 the first paragraph says what a
+    thing does and the rest documents its arguments.  Embedded whole, those
+    details dilute the summary: ``json.loads`` ("Deserialize s ... to a Python
+    object", then a paragraph each on ``object_hook``, ``parse_float``...)
+    ranked below one-line docstrings that merely share words with a question.
+    A module's or topic's docstring is an overview: its paragraphs are kept
+    up to MAX_CHARS, without the code examples.  A text longer than MAX_CHARS
+    is cut at a paragraph or sentence end.
     """
     if not doc:
         return None
-    paragraphs = [p.strip() for p in re.split(r"\n\s*\n", _plain(inspect.cleandoc(doc)))]
+    cleaned = _prose(_plain(inspect.cleandoc(doc)))
+    paragraphs = [" ".join(p.split()) for p in re.split(r"\n\s*\n", cleaned)]
     text = ""
     for paragraph in filter(None, paragraphs):
         text = f"{text}\n\n{paragraph}" if text else paragraph
-        if len(text) >= MIN_CHARS:
+        if (summary and len(text) >= MIN_CHARS) or len(text) > MAX_CHARS:
             break
     if len(text) > MAX_CHARS:
         cut = text[:MAX_CHARS]
-        for mark in ("\n\n", ". ", ".\n"):
+        for mark in ("\n\n", ". "):
             at = cut.rfind(mark)
             if at >= MAX_CHARS // 3:
                 cut = cut[: at + 1]
                 break
         text = cut
-    text = " ".join(text.split()) if "\n\n" not in text else text.strip()
+    text = text.strip()
     return text if len(text) >= MIN_CHARS else None
 
 
@@ -236,7 +258,7 @@ def extract_corpus(limit: int | None = None) -> tuple[list[ModuleInfo], list[Doc
         members = _members(module)
         info.public_names = len(members)
         for member, kind, obj in members:
-            body = _clip(getattr(obj, "__doc__", None))
+            body = _clip(getattr(obj, "__doc__", None), summary=True)
             if body is None:
                 continue
             qualname = f"{name}.{member}"
