@@ -56,7 +56,7 @@ pytest: $(STAMP)
 
 # The documentation site (mkdocs.yml): every page and API reference builds, no warnings.
 docs: $(STAMP)
-	$(VENV)/bin/mkdocs build --strict --quiet --site-dir build/site
+	NO_MKDOCS_2_WARNING=1 $(VENV)/bin/mkdocs build --strict --quiet --site-dir build/site
 
 test: lint typecheck contracts docs pytest
 

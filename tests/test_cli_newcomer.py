@@ -246,6 +246,10 @@ def test_model_option_reaches_an_apps_own_table(any_driver_url: URL, tmp_path: P
     assert len(json.loads(hits.stdout)) == 3
     # without --model the default table is searched: no rows there, and it says so
     assert cli("search", "cats", "-c", "notes", "--json").stdout.strip() == "[]"
+    plain = cli("search", "cats", "-c", "notes")
+    assert plain.stdout.strip() == "no results"
+    assert "has no documents in vectorstore_documents" in plain.stderr
+    assert "--model pkg.module:Class" in plain.stderr
     dropped = cli("collection", "drop", "notes", "--yes", *model)
     assert dropped.returncode == 0, dropped.stderr
     assert table_count(engine, "app_note_docs") == 0

@@ -92,7 +92,7 @@ QUESTIONS: list[tuple[str, dict[str, Any], str]] = [
     ("How do I parse a JSON string into a Python object?", {}, "nearest"),
     ("run a shell command and capture its output", {"filter": {"kind": "function"}},
      "nearest, filter kind=function"),
-    ("compress data with gzip", {"hybrid": True},
+    ("create a temporary directory", {"hybrid": True},
      "hybrid: full text + vector, ranked by both"),
     ("what happens when an exception is raised inside a with block", {"filter": {"kind": "topic"}},
      "nearest, filter kind=topic"),

@@ -19,6 +19,7 @@ from ._common import (
     document_model,
     engine_for,
     make_embedder,
+    note,
     out,
     positive_int,
     short,
@@ -97,6 +98,7 @@ def cmd_search(args: argparse.Namespace) -> int:
         return EXIT_OK
     if not hits:
         out("no results")
+        _explain_empty(args, model)
         return EXIT_OK
     rows = [
         (
@@ -111,6 +113,22 @@ def cmd_search(args: argparse.Namespace) -> int:
     ]
     out(table(["#", "score", "id", "external_id", "metadata", "text"], rows))
     return EXIT_OK
+
+
+def _explain_empty(args: argparse.Namespace, model: Any) -> None:
+    """Say so when the collection holds nothing in the table searched (another table?)."""
+    from vectorstore.schema.collections import collection_info
+
+    engine = engine_for(args)
+    try:
+        info = collection_info(engine, args.collection, model=model)
+    finally:
+        engine.dispose()
+    if info.rows == 0:
+        note(
+            f"note: collection {info.name!r} has no documents in {info.table}; if your app "
+            "keeps them in its own table, name its model with --model pkg.module:Class"
+        )
 
 
 def add_search_command(commands: Any) -> None:

@@ -28,6 +28,9 @@ from ._common import (
 
 __all__ = ["add_tune_command"]
 
+DEFAULT_EF_VALUES = [40, 100, 200, 400]
+DEFAULT_PROBE_VALUES = [1, 5, 10, 20]
+
 
 def _ints(value: str) -> list[int]:
     try:
@@ -90,8 +93,21 @@ def cmd_tune(args: argparse.Namespace) -> int:
             queries = _sample_vectors(engine, model, repo.collection.id, args.sample)
             if not queries:
                 raise UserError(f"collection {args.collection!r} holds no vectors to sample")
+        ef_search, probes = args.ef_search, args.probes
+        if ef_search is None and probes is None:  # the knob of the index the collection has
+            methods = {ix.method for ix in repo.list_indexes()
+                       if ix.collection_id in (None, repo.collection.id)}  # fmt: skip
+            if not methods:
+                raise UserError(
+                    f"collection {args.collection!r} has no ANN index to tune "
+                    "(see `vectorstore index create`)"
+                )
+            if "hnsw" in methods:
+                ef_search = DEFAULT_EF_VALUES
+            else:
+                probes = DEFAULT_PROBE_VALUES
         report = repo.measure_recall(
-            queries, k=args.k, ef_search=args.ef_search, probes=args.probes or ()
+            queries, k=args.k, ef_search=ef_search or (), probes=probes or ()
         )
     finally:
         engine.dispose()
@@ -112,12 +128,13 @@ def add_tune_command(commands: Any) -> None:
     tune.add_argument("--collection", "-c", default="default", help="collection name")
     tune.add_argument("-k", type=positive_int, default=10, help="neighbours per query (10)")
     tune.add_argument(
-        "--ef-search", type=_ints, default=[40, 100, 200, 400], metavar="N,N,...",
-        help="HNSW ef_search values (default 40,100,200,400)",
+        "--ef-search", type=_ints, default=None, metavar="N,N,...",
+        help="HNSW ef_search values (default for an HNSW index: 40,100,200,400)",
     )  # fmt: skip
     tune.add_argument(
-        "--probes", type=_ints, default=None, metavar="N,N,...", help="IVFFlat probes values"
-    )
+        "--probes", type=_ints, default=None, metavar="N,N,...",
+        help="IVFFlat probes values (default for an IVFFlat index: 1,5,10,20)",
+    )  # fmt: skip
     tune.add_argument(
         "--sample", type=positive_int, default=50,
         help="stored vectors used as queries when --queries is not given (default 50)",

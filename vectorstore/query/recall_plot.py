@@ -59,7 +59,7 @@ def plot_recall(report: RecallReport, path: str | Path, *, title: str | None = N
         for x, y, value, is_default in points:
             axes.annotate(value, (x, y), textcoords="offset points", xytext=(6, -12), fontsize=8)
             if is_default:
-                axes.plot([x], [y], marker="o", markersize=13, markerfacecolor="none",
+                axes.plot([x], [y], marker="o", markersize=13, markerfacecolor="none", linestyle="none",
                           markeredgecolor=line.get_color(), markeredgewidth=2,
                           label=f"{knob}={value}: vectorstore's default")  # fmt: skip
     axes.axvline(report.exact_p50_ms, linestyle="--", color="grey", linewidth=1,

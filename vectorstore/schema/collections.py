@@ -263,15 +263,21 @@ def create_collection(
     return CollectionInfo(int(created), name, embedding_model, dimension)
 
 
-def drop_collection(bind: Bindable, name: str, *, model: Any = Document) -> int:
+def drop_collection(
+    bind: Bindable, name: str, *, model: Any = Document, missing_ok: bool = False
+) -> int:
     """Delete a collection, its documents in ``model``'s table and its own indexes, at once.
 
     One transaction: the per-collection (partial) ANN indexes are dropped, the
     documents deleted and the collection's row removed, or, on any error,
     nothing is.  Returns the number of documents deleted.
 
+    Args:
+        missing_ok: a collection that does not exist is no error (0 deleted).
+
     Raises:
-        CollectionNotFoundError: there is no collection called ``name``.
+        CollectionNotFoundError: there is no collection called ``name`` (and
+            ``missing_ok`` is False).
     """
     check_collection_name(name)
     table = _document_table(model)
@@ -281,6 +287,8 @@ def drop_collection(bind: Bindable, name: str, *, model: Any = Document) -> int:
                 select(Collection.id).where(Collection.name == name).with_for_update()
             ).scalar_one_or_none()
             if info is None:
+                if missing_ok:
+                    return 0
                 raise CollectionNotFoundError(f"no collection named {name!r}")
             schema = table.schema
             for ix in list_ann_indexes(session, table):
