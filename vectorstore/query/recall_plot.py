@@ -59,8 +59,8 @@ def plot_recall(report: RecallReport, path: str | Path, *, title: str | None = N
         for x, y, value, is_default in points:
             axes.annotate(value, (x, y), textcoords="offset points", xytext=(6, -12), fontsize=8)
             if is_default:
-                axes.plot([x], [y], marker="o", markersize=13, markerfacecolor="none", linestyle="none",
-                          markeredgecolor=line.get_color(), markeredgewidth=2,
+                axes.plot([x], [y], marker="o", markersize=13, markerfacecolor="none",
+                          linestyle="none", markeredgecolor=line.get_color(), markeredgewidth=2,
                           label=f"{knob}={value}: vectorstore's default")  # fmt: skip
     axes.axvline(report.exact_p50_ms, linestyle="--", color="grey", linewidth=1,
                  label=f"exact search: recall 1.0 at {report.exact_p50_ms:.2f} ms")  # fmt: skip
