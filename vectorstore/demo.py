@@ -208,15 +208,15 @@ def ensure_index(
         return name
 
 
-def _how_it_ran(hits: Any) -> str:
+def _how_it_ran(strategy: str, reason: str = "") -> str:
     """The strategy in words: which index served the query, or why none did."""
-    if hits.strategy == "index":
-        return "strategy: HNSW index scan"
-    if hits.strategy == "iterative":
-        return "strategy: HNSW iterative index scan (keeps scanning until k rows pass the filter)"
-    if hits.strategy == "exact":
-        return f"strategy: exact ranking, {hits.reason}"
-    return f"strategy: {hits.strategy}"
+    if strategy == "index":
+        return "HNSW index scan"
+    if strategy == "iterative":
+        return "HNSW iterative index scan (keeps scanning until k rows pass the filter)"
+    if strategy == "exact":
+        return f"exact ranking, {reason}" if reason else "exact ranking"
+    return strategy
 
 
 def answer(
@@ -244,7 +244,11 @@ def answer(
                 )
             hybrid = kwargs.pop("hybrid", False)
             hits = repo.hybrid(question, k=k) if hybrid else repo.nearest(question, k=k, **kwargs)
-            shown = "vector arm: HNSW index scan" if hybrid else _how_it_ran(hits)
+            if hybrid:  # its reason names the vector arm's strategy: "RRF of ... and index ..."
+                arm = hits.reason.rsplit(" and ", 1)[-1].split(" ")[0]
+                shown = f"vector arm: {_how_it_ran(arm)}"
+            else:
+                shown = f"strategy: {_how_it_ran(hits.strategy, hits.reason)}"
             print(f"\n{question!r}  [{how}; {shown}]", file=out)
             if hybrid:
                 print("  rank  (vector rank, full-text rank; '-': not among that arm's best)",
