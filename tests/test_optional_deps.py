@@ -120,3 +120,17 @@ def test_a_missing_driver_names_its_extra_in_python_and_on_the_command_line(
     assert "internal error" not in done.stderr
     assert done.stderr.startswith("error: ")
     assert f"pip install 'vectorstore[{missing}]'" in done.stderr
+
+
+def test_without_any_driver_both_extras_are_named(db_url: URL) -> None:
+    code = """
+    import vectorstore as vs
+    try:
+        vs.make_engine("postgresql://u@localhost/db")
+    except vs.MissingDependencyError as exc:
+        print(exc)
+    """
+    done = run_without(["psycopg2", "psycopg"], code, db_url)
+    assert done.returncode == 0, done.stderr
+    assert "pip install 'vectorstore[psycopg2]'" in done.stdout
+    assert "'vectorstore[psycopg]'" in done.stdout

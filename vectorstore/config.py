@@ -42,7 +42,11 @@ def check_driver(url: URL) -> None:
     if installed(driver):
         return
     others = [d for d in SUPPORTED_DRIVERS if d != driver and installed(d)]
-    hint = f"; or use the installed {others[0]} (a postgresql+{others[0]}:// URL)" if others else ""
+    if others:
+        hint = f"; or use the installed {others[0]} (a postgresql+{others[0]}:// URL)"
+    else:
+        other = next(d for d in SUPPORTED_DRIVERS if d != driver)
+        hint = f" (or 'vectorstore[{DRIVER_EXTRAS[other]}]': vectorstore needs one of the two)"
     raise MissingDependencyError(
         f"the {driver} driver is not installed: pip install 'vectorstore[{DRIVER_EXTRAS[driver]}]'"
         f"{hint}"
