@@ -52,8 +52,14 @@ def adapt(body: str, level: int = 2) -> str:
     return re.sub(r"\]\(docs/", "](", text)
 
 
+REFERENCE = re.compile(r"^\[[^\]]+\]: \S+$", re.MULTILINE)
+
+
 def on_page_markdown(markdown: str, page: Any, config: Any, files: Any) -> str:
-    available = sections(README.read_text(encoding="utf-8"))
+    readme = README.read_text(encoding="utf-8")
+    available = sections(readme)
+    # The README's link reference definitions ([pgvector]: ...) serve every page.
+    references = "\n".join(REFERENCE.findall(readme))
 
     def include(match: re.Match[str]) -> str:
         title = match["title"]
@@ -62,4 +68,5 @@ def on_page_markdown(markdown: str, page: Any, config: Any, files: Any) -> str:
         level = 3 if f"### {title}" in README.read_text(encoding="utf-8") else 2
         return adapt(available[title], level)
 
-    return DIRECTIVE.sub(include, markdown)
+    included = DIRECTIVE.sub(include, markdown)
+    return f"{included}\n\n{references}\n" if included != markdown else included
