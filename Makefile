@@ -1,6 +1,7 @@
 # Set-up and checks. Each target creates the virtual environment it needs.
 #   make demo   - the main job on the embedded PostgreSQL (real model, offline)
-#   make test   - lint, type check, import contracts and the whole test suite (what CI runs)
+#   make test   - lint, type check, import contracts, the docs site and the whole test suite (CI)
+#   make docs   - build the documentation site (mkdocs build --strict) into build/site
 #   make test-fast - the same checks and the suite without fault, load, replication,
 #                    model, slow and browser tests (the developer's loop)
 #   make test-explore - the property tests with random examples, many more of them
@@ -14,15 +15,25 @@ export HF_HUB_OFFLINE ?= 1
 export TRANSFORMERS_OFFLINE ?= 1
 export PIP_DISABLE_PIP_VERSION_CHECK = 1
 
-.PHONY: venv demo test test-fast test-explore lint typecheck contracts pytest bench clean
+.PHONY: venv demo test test-fast test-explore lint typecheck contracts pytest docs bench clean
+
+# torch first, pinned to its CPU build: an unpinned torch on Linux pulls GBs of CUDA wheels.
+# TORCH_INDEX_URL: PyTorch's CPU wheel index (README "Installation"), where pip's own
+# configuration does not already provide the CPU wheel of this version.
+TORCH ?= torch==2.13.0
+TORCH_INDEX_URL ?=
+PIP_PROGRESS := --progress-bar on --no-color
 
 $(STAMP): pyproject.toml
+	@echo "== 1/3 creating $(VENV) and upgrading pip"
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
-	# torch first, pinned: this takes the CPU wheel; an unpinned torch pulls GBs of CUDA wheels.
-	$(PY) -m pip install --quiet torch==2.13.0
-	$(PY) -m pip install --quiet -e ".[all]"
+	@echo "== 2/3 installing $(TORCH) (the CPU build, about 200 MB; the longest step)"
+	$(PY) -m pip install $(PIP_PROGRESS) $(TORCH) $(if $(TORCH_INDEX_URL),--index-url $(TORCH_INDEX_URL))
+	@echo "== 3/3 installing vectorstore and its extras (-e .[all])"
+	$(PY) -m pip install $(PIP_PROGRESS) -e ".[all]"
 	touch $(STAMP)
+	@echo "== the environment is ready: $(VENV)"
 
 venv: $(STAMP)
 
@@ -43,7 +54,11 @@ contracts: $(STAMP)
 pytest: $(STAMP)
 	$(PY) -m pytest
 
-test: lint typecheck contracts pytest
+# The documentation site (mkdocs.yml): every page and API reference builds, no warnings.
+docs: $(STAMP)
+	NO_MKDOCS_2_WARNING=1 $(VENV)/bin/mkdocs build --strict --quiet --site-dir build/site
+
+test: lint typecheck contracts docs pytest
 
 FAST_MARKERS = not faults and not load and not replication and not model and not slow and not browser
 test-fast: lint typecheck contracts

@@ -328,7 +328,7 @@ def test_search_filters_and_hybrid(loaded: URL) -> None:
 def test_ingest_csv_then_rerun_embeds_nothing(db_url: URL, tmp_path: Path) -> None:
     source = tmp_path / "notes.csv"
     source.write_text("id,body,lang\nn1,the cat sleeps,en\nn2,le chat dort,fr\nn3,dogs bark,en\n")
-    args = ["ingest", str(source), "-c", "notes", "--model", "hashing", "--text-column", "body",
+    args = ["ingest", str(source), "-c", "notes", "--embedder", "hashing", "--text-column", "body",
             "--id-column", "id", "--metadata-columns", "lang"]  # fmt: skip
     done = run(*args, url=db_url)
     assert done.returncode == 0, done.stderr
@@ -350,7 +350,8 @@ def test_export_then_ingest_the_parquet_keeps_vectors(db_url: URL, tmp_path: Pat
     source = tmp_path / "docs.jsonl"
     source.write_text("\n".join(json.dumps({"text": f"document {i}", "external_id": f"d{i}",
                                             "metadata": {"n": i}}) for i in range(5)))  # fmt: skip
-    assert run("ingest", str(source), "-c", "a", "--model", "hashing", url=db_url).returncode == 0
+    done = run("ingest", str(source), "-c", "a", "--embedder", "hashing", url=db_url)
+    assert done.returncode == 0
 
     out = tmp_path / "a.parquet"
     done = run("export", str(out), "-c", "a", url=db_url)
@@ -363,7 +364,7 @@ def test_export_then_ingest_the_parquet_keeps_vectors(db_url: URL, tmp_path: Pat
     assert sorted(table.column("text").to_pylist()) == [f"document {i}" for i in range(5)]
 
     # The exported vectors come back as they are: nothing is embedded.
-    done = run("ingest", str(out), "-c", "b", "--model", "hashing", url=db_url)
+    done = run("ingest", str(out), "-c", "b", "--embedder", "hashing", url=db_url)
     assert done.returncode == 0, done.stderr
     assert "5 inserted" in done.stdout
     assert "embedded 0" in done.stdout
@@ -386,7 +387,7 @@ def test_ingest_mistakes_are_one_line(
     if make:
         (tmp_path / make).write_text("text\nsame text\nsame text\n")
     done = run("ingest", *[str(tmp_path / a) if a == args[0] else a for a in args],
-               "--model", "hashing", url=db_url)  # fmt: skip
+               "--embedder", "hashing", url=db_url)  # fmt: skip
     if needle is None:  # a duplicate external id within the file, policy "error"
         assert done.returncode == 1, done.stdout
         assert "Traceback" not in done.stderr
@@ -398,8 +399,9 @@ def test_ingest_mistakes_are_one_line(
 def test_ingest_refuses_a_different_model(db_url: URL, tmp_path: Path) -> None:
     source = tmp_path / "n.csv"
     source.write_text("text\nhello\n")
-    assert run("ingest", str(source), "-c", "m", "--model", "hashing", url=db_url).returncode == 0
-    done = run("ingest", str(source), "-c", "m", "--model",
+    first = run("ingest", str(source), "-c", "m", "--embedder", "hashing", url=db_url)
+    assert first.returncode == 0
+    done = run("ingest", str(source), "-c", "m", "--embedder",
                "sentence-transformers/all-MiniLM-L6-v2", url=db_url)  # fmt: skip
     assert_user_error(done, "refusing to mix")
 
@@ -415,10 +417,12 @@ def test_export_mistakes_are_one_line(db_url: URL, tmp_path: Path) -> None:
 def test_ingest_progress_bar(db_url: URL, tmp_path: Path) -> None:
     source = tmp_path / "n.jsonl"
     source.write_text("\n".join(json.dumps({"text": f"line {i}"}) for i in range(7)))
-    shown = run("ingest", str(source), "--model", "hashing", "--progress", url=db_url)
+    shown = run("ingest", str(source), "--embedder", "hashing", "--progress", url=db_url)
     assert shown.returncode == 0, shown.stderr
-    # tqdm's bar (by default shown only on a terminal); a JSONL file has no known length.
-    assert "ingest: 7rows" in shown.stderr
-    quiet = run("ingest", str(source), "-c", "q", "--model", "hashing", url=db_url)
+    # tqdm's bar (by default shown only on a terminal), with the file's line count as
+    # its total and the phases named.
+    assert "ingest [writing]: 100%" in shown.stderr
+    assert "7/7" in shown.stderr
+    quiet = run("ingest", str(source), "-c", "q", "--embedder", "hashing", url=db_url)
     assert quiet.returncode == 0
     assert quiet.stderr == ""

@@ -217,7 +217,7 @@ def test_ingest_of_a_malformed_file_is_one_line(
 
 def test_a_sql_laden_collection_name_is_stored_as_data(loaded: URL, jsonl: Path) -> None:
     name = "x'); DROP TABLE vectorstore_documents; --"
-    done = cli(loaded, "ingest", str(jsonl), "-c", name, "--model", "hashing")
+    done = cli(loaded, "ingest", str(jsonl), "-c", name, "--embedder", "hashing")
     try:
         assert done.returncode == 0, done.stderr
         engine = create_engine(loaded, poolclass=NullPool)

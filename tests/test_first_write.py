@@ -130,7 +130,7 @@ def test_a_cli_ingest_of_an_unreadable_file_creates_no_collection(
     broken.write_bytes(b"not a parquet file at all")
     url = engine.url.render_as_string(hide_password=False)
     done = subprocess.run(
-        [str(SCRIPT), "--database-url", url, "ingest", str(broken), "--model", "hashing"],
+        [str(SCRIPT), "--database-url", url, "ingest", str(broken), "--embedder", "hashing"],
         capture_output=True, text=True, timeout=300,
     )  # fmt: skip
     assert done.returncode == 1, done.stderr

@@ -8,6 +8,9 @@ import vectorstore as vs
 
 
 def test_all_lists_every_public_name() -> None:
+    # Names load on first use (PEP 562); load them all, then nothing else may be public.
+    for name in vs.__all__:
+        getattr(vs, name)
     public = {
         name
         for name, value in vars(vs).items()
@@ -55,3 +58,23 @@ def test_the_typed_vocabulary_is_exported() -> None:
         "explain": "ExplainReport", "measure_recall": "RecallReport",
         "list_indexes": "list[AnnIndex]",
     }  # fmt: skip
+
+
+def test_names_load_lazily_and_unknown_names_fail() -> None:
+    import subprocess
+    import sys
+
+    import pytest
+
+    assert set(vs.__all__) <= set(dir(vs))
+    with pytest.raises(AttributeError, match="no_such_name"):
+        vs.no_such_name  # noqa: B018
+    code = (
+        "import sys, vectorstore as vs\n"
+        "heavy = {'sqlalchemy', 'numpy', 'torch', 'pandas', 'pyarrow'}\n"
+        "assert not heavy & {m.split('.')[0] for m in sys.modules}, sorted(sys.modules)\n"
+        "vs.DocumentRepository\n"
+        "assert 'sqlalchemy' in sys.modules\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr

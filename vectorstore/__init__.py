@@ -5,68 +5,168 @@ API.  The modules inside (``write``, ``query``, ``schema``, ...) are the
 implementation and may change between releases.
 
 Importing this package is cheap: no engine, no server and no model is created,
-and torch is not imported until a SentenceTransformerEmbedder is first used.
+and nothing heavy is imported at all.  Each public name is loaded from its
+module on first use (PEP 562 ``__getattr__``), so ``import vectorstore`` (and
+the ``vectorstore --help`` of the command line) imports neither SQLAlchemy nor
+numpy nor torch; ``vs.DocumentRepository`` imports what it needs then.
 """
 
 from __future__ import annotations
 
-from ._metrics import Metric
-from .aio import (
-    AsyncBufferedWriter,
-    AsyncDocumentRepository,
-    export_parquet_async,
-    ingest_async,
-    make_async_engine,
-)
-from .config import make_engine, normalize_url, resolve_url
-from .embedders import Embedder, HashingTestEmbedder, SentenceTransformerEmbedder
-from .errors import (
-    CollectionNotFoundError,
-    ConcurrencyError,
-    ConfigurationError,
-    ConflictError,
-    ConnectionLostError,
-    DatabaseError,
-    DimensionMismatchError,
-    DocumentNotFoundError,
-    EmbedderError,
-    EmbeddingModelMismatchError,
-    ExtensionMissingError,
-    FilterError,
-    IndexBuildError,
-    MissingDependencyError,
-    QueryTimeoutError,
-    ReadOnlyError,
-    SchemaError,
-    ServerError,
-    StorageFullError,
-    ValidationError,
-    VectorStoreError,
-    WriteError,
-)
-from .models import (
-    DEFAULT_DIMENSION,
-    DEFAULT_MODEL_NAME,
-    Base,
-    Collection,
-    Document,
-    DocumentMixin,
-)
-from .query.diagnostics import ExplainReport, RecallPoint, RecallReport
-from .query.filters import FilterLike, compile_filter
-from .query.options import NearestOptions, QueryShape, Strategy
-from .repository import DocumentRepository, export_parquet, ingest
-from .results import BulkResult, CollectionInfo, IngestResult, ResultSet, SearchResult
-from .schema.catalog import AnnIndex
-from .schema.indexes import IndexSpec
-from .schema.maintenance import rebuild_ann_indexes
-from .schema.migrate import check_schema, current_revision, downgrade, migrate
-from .server import EmbeddedServer
-from .write.batch import MAX_METADATA_DEPTH, Record
-from .write.load import ConflictPolicy
-from .write.writer import BufferedWriter
+import importlib as _importlib
+import typing as _typing
+
+if _typing.TYPE_CHECKING:  # what type checkers and IDEs see; at run time, __getattr__ below
+    from ._metrics import Metric
+    from .aio import (
+        AsyncBufferedWriter,
+        AsyncDocumentRepository,
+        export_parquet_async,
+        ingest_async,
+        make_async_engine,
+    )
+    from .config import make_engine, normalize_url, resolve_url
+    from .embedders import Embedder, HashingTestEmbedder, SentenceTransformerEmbedder
+    from .errors import (
+        CollectionNotFoundError,
+        ConcurrencyError,
+        ConfigurationError,
+        ConflictError,
+        ConnectionLostError,
+        DatabaseError,
+        DimensionMismatchError,
+        DocumentNotFoundError,
+        EmbedderError,
+        EmbeddingModelMismatchError,
+        ExtensionMissingError,
+        FilterError,
+        IndexBuildError,
+        MissingDependencyError,
+        QueryTimeoutError,
+        ReadOnlyError,
+        SchemaError,
+        ServerError,
+        StorageFullError,
+        ValidationError,
+        VectorStoreError,
+        WriteError,
+    )
+    from .models import (
+        DEFAULT_DIMENSION,
+        DEFAULT_MODEL_NAME,
+        Base,
+        Collection,
+        Document,
+        DocumentMixin,
+    )
+    from .query.diagnostics import ExplainReport, RecallPoint, RecallReport
+    from .query.filters import FilterLike, compile_filter
+    from .query.options import NearestOptions, QueryShape, Strategy
+    from .repository import DocumentRepository, export_parquet, ingest
+    from .results import (
+        BulkResult,
+        CollectionInfo,
+        CollectionSummary,
+        IngestResult,
+        ResultSet,
+        SearchResult,
+    )
+    from .schema.catalog import AnnIndex
+    from .schema.collections import (
+        collection_info,
+        create_collection,
+        drop_collection,
+        list_collections,
+        rename_collection,
+    )
+    from .schema.indexes import IndexSpec
+    from .schema.maintenance import rebuild_ann_indexes
+    from .schema.migrate import check_schema, current_revision, downgrade, migrate
+    from .server import EmbeddedServer
+    from .write.batch import MAX_METADATA_DEPTH, Record
+    from .write.load import ConflictPolicy
+    from .write.writer import BufferedWriter
 
 __version__ = "0.1.0"
+
+# Each public name and the module that defines it.
+_LAZY: dict[str, str] = {
+    "Metric": "vectorstore._metrics",
+    "AsyncBufferedWriter": "vectorstore.aio",
+    "AsyncDocumentRepository": "vectorstore.aio",
+    "export_parquet_async": "vectorstore.aio",
+    "ingest_async": "vectorstore.aio",
+    "make_async_engine": "vectorstore.aio",
+    "make_engine": "vectorstore.config",
+    "normalize_url": "vectorstore.config",
+    "resolve_url": "vectorstore.config",
+    "Embedder": "vectorstore.embedders",
+    "HashingTestEmbedder": "vectorstore.embedders",
+    "SentenceTransformerEmbedder": "vectorstore.embedders",
+    "CollectionNotFoundError": "vectorstore.errors",
+    "ConcurrencyError": "vectorstore.errors",
+    "ConfigurationError": "vectorstore.errors",
+    "ConflictError": "vectorstore.errors",
+    "ConnectionLostError": "vectorstore.errors",
+    "DatabaseError": "vectorstore.errors",
+    "DimensionMismatchError": "vectorstore.errors",
+    "DocumentNotFoundError": "vectorstore.errors",
+    "EmbedderError": "vectorstore.errors",
+    "EmbeddingModelMismatchError": "vectorstore.errors",
+    "ExtensionMissingError": "vectorstore.errors",
+    "FilterError": "vectorstore.errors",
+    "IndexBuildError": "vectorstore.errors",
+    "MissingDependencyError": "vectorstore.errors",
+    "QueryTimeoutError": "vectorstore.errors",
+    "ReadOnlyError": "vectorstore.errors",
+    "SchemaError": "vectorstore.errors",
+    "ServerError": "vectorstore.errors",
+    "StorageFullError": "vectorstore.errors",
+    "ValidationError": "vectorstore.errors",
+    "VectorStoreError": "vectorstore.errors",
+    "WriteError": "vectorstore.errors",
+    "DEFAULT_DIMENSION": "vectorstore.models",
+    "DEFAULT_MODEL_NAME": "vectorstore.models",
+    "Base": "vectorstore.models",
+    "Collection": "vectorstore.models",
+    "Document": "vectorstore.models",
+    "DocumentMixin": "vectorstore.models",
+    "ExplainReport": "vectorstore.query.diagnostics",
+    "RecallPoint": "vectorstore.query.diagnostics",
+    "RecallReport": "vectorstore.query.diagnostics",
+    "FilterLike": "vectorstore.query.filters",
+    "compile_filter": "vectorstore.query.filters",
+    "NearestOptions": "vectorstore.query.options",
+    "QueryShape": "vectorstore.query.options",
+    "Strategy": "vectorstore.query.options",
+    "DocumentRepository": "vectorstore.repository",
+    "export_parquet": "vectorstore.repository",
+    "ingest": "vectorstore.repository",
+    "BulkResult": "vectorstore.results",
+    "CollectionInfo": "vectorstore.results",
+    "IngestResult": "vectorstore.results",
+    "ResultSet": "vectorstore.results",
+    "SearchResult": "vectorstore.results",
+    "AnnIndex": "vectorstore.schema.catalog",
+    "CollectionSummary": "vectorstore.results",
+    "collection_info": "vectorstore.schema.collections",
+    "create_collection": "vectorstore.schema.collections",
+    "drop_collection": "vectorstore.schema.collections",
+    "list_collections": "vectorstore.schema.collections",
+    "rename_collection": "vectorstore.schema.collections",
+    "IndexSpec": "vectorstore.schema.indexes",
+    "rebuild_ann_indexes": "vectorstore.schema.maintenance",
+    "check_schema": "vectorstore.schema.migrate",
+    "current_revision": "vectorstore.schema.migrate",
+    "downgrade": "vectorstore.schema.migrate",
+    "migrate": "vectorstore.schema.migrate",
+    "EmbeddedServer": "vectorstore.server",
+    "MAX_METADATA_DEPTH": "vectorstore.write.batch",
+    "Record": "vectorstore.write.batch",
+    "ConflictPolicy": "vectorstore.write.load",
+    "BufferedWriter": "vectorstore.write.writer",
+}
+
 
 __all__ = [
     "DEFAULT_DIMENSION",
@@ -81,6 +181,7 @@ __all__ = [
     "Collection",
     "CollectionInfo",
     "CollectionNotFoundError",
+    "CollectionSummary",
     "ConcurrencyError",
     "ConfigurationError",
     "ConflictError",
@@ -125,17 +226,36 @@ __all__ = [
     "WriteError",
     "__version__",
     "check_schema",
+    "collection_info",
     "compile_filter",
+    "create_collection",
     "current_revision",
     "downgrade",
+    "drop_collection",
     "export_parquet",
     "export_parquet_async",
     "ingest",
     "ingest_async",
+    "list_collections",
     "make_async_engine",
     "make_engine",
     "migrate",
     "normalize_url",
     "rebuild_ann_indexes",
+    "rename_collection",
     "resolve_url",
 ]
+
+
+def __getattr__(name: str) -> _typing.Any:
+    """Load a public name from its module on first use (PEP 562)."""
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'vectorstore' has no attribute {name!r}")
+    value = getattr(_importlib.import_module(module), name)
+    globals()[name] = value  # later lookups are plain attribute reads
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(__all__))

@@ -16,9 +16,10 @@ What is collected, in a deterministic order:
 Modules with side effects on import (``antigravity`` opens a browser, ``this``
 prints) and GUI or interactive ones are never imported.  Import warnings
 (deprecated modules) are silenced while collecting.  Texts are cut to
-:data:`MAX_CHARS` at a paragraph or sentence boundary: all-MiniLM-L6-v2 reads
-only its first 256 word pieces anyway, and short texts keep the demo within a
-few minutes on two CPU cores.
+their summary (the first paragraph, reST markup removed, at most
+:data:`MAX_CHARS`; see :func:`_clip` for why): all-MiniLM-L6-v2 reads only its
+first 256 word pieces anyway, and short texts keep the demo within a few
+minutes on two CPU cores.
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ from __future__ import annotations
 import importlib
 import inspect
 import io
+import re
 import sys
 import warnings
 from contextlib import redirect_stderr, redirect_stdout
@@ -90,19 +92,67 @@ class ModuleInfo:
     texts: list[DocText] = field(default_factory=list)
 
 
-def _clip(doc: str | None) -> str | None:
-    """The docstring cleaned and cut to MAX_CHARS at a paragraph or sentence end."""
+# reST markup that carries no meaning for a sentence model: :role:`target`, ``literal``, <url>.
+_ROLE = re.compile(r":[\w.]+(?::[\w.]+)?:`[~!]?([^`<]+?)(?:\s*<[^>]+>)?`")
+_LITERAL = re.compile(r"``([^`]+)``")
+_LINK = re.compile(r"\s*<https?://[^>]+>")
+
+
+def _plain(text: str) -> str:
+    """``:mod:`json``` -> ``json``, ````s```` -> ``s``, links dropped."""
+    return _LINK.sub("", _LITERAL.sub(r"\1", _ROLE.sub(r"\1", text)))
+
+
+def _prose(text: str) -> str:
+    """The text without its code: doctest lines and the indented literal blocks after ``::``."""
+    kept: list[str] = []
+    literal = False
+    for line in text.splitlines():
+        stripped = line.strip()
+        if literal:
+            if not stripped or line[:1].isspace():
+                continue  # inside the literal block
+            literal = False
+        if stripped.startswith((">>>", "... ")) or stripped == "...":
+            continue
+        if stripped.endswith("::"):
+            literal = True
+            line = line.rstrip()[:-1]  # "Usage::" reads "Usage:"
+        kept.append(line)
+    return "\n".join(kept)
+
+
+def _clip(doc: str | None, *, summary: bool = False) -> str | None:
+    """The docstring as prose to embed: markup and code removed, at most MAX_CHARS.
+
+    With ``summary`` (functions and classes), only the summary paragraph(s)
+    until MIN_CHARS is reached: by PEP 257 the first paragraph says what a
+    thing does and the rest documents its arguments.  Embedded whole, those
+    details dilute the summary: ``json.loads`` ("Deserialize s ... to a Python
+    object", then a paragraph each on ``object_hook``, ``parse_float``...)
+    ranked below one-line docstrings that merely share words with a question.
+    A module's or topic's docstring is an overview: its paragraphs are kept
+    up to MAX_CHARS, without the code examples.  A text longer than MAX_CHARS
+    is cut at a paragraph or sentence end.
+    """
     if not doc:
         return None
-    text = inspect.cleandoc(doc).strip()
+    cleaned = _prose(_plain(inspect.cleandoc(doc)))
+    paragraphs = [" ".join(p.split()) for p in re.split(r"\n\s*\n", cleaned)]
+    text = ""
+    for paragraph in filter(None, paragraphs):
+        text = f"{text}\n\n{paragraph}" if text else paragraph
+        if (summary and len(text) >= MIN_CHARS) or len(text) > MAX_CHARS:
+            break
     if len(text) > MAX_CHARS:
         cut = text[:MAX_CHARS]
-        for mark in ("\n\n", ". ", ".\n"):
+        for mark in ("\n\n", ". "):
             at = cut.rfind(mark)
             if at >= MAX_CHARS // 3:
                 cut = cut[: at + 1]
                 break
-        text = cut.rstrip()
+        text = cut
+    text = text.strip()
     return text if len(text) >= MIN_CHARS else None
 
 
@@ -208,7 +258,7 @@ def extract_corpus(limit: int | None = None) -> tuple[list[ModuleInfo], list[Doc
         members = _members(module)
         info.public_names = len(members)
         for member, kind, obj in members:
-            body = _clip(getattr(obj, "__doc__", None))
+            body = _clip(getattr(obj, "__doc__", None), summary=True)
             if body is None:
                 continue
             qualname = f"{name}.{member}"

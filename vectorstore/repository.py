@@ -370,9 +370,9 @@ class DocumentRepository(Generic[DocT]):
                 how to rebuild with one call.
             index_options: ``maintenance_work_mem``, ``parallel_workers`` and
                 ``progress`` for the rebuild.
-            text_column, embedding_column, metadata_column, id_column,
-                metadata_columns: DataFrame column names (``metadata_columns``
-                are plain columns folded into the metadata).
+            text_column: the DataFrame column holding the texts; likewise
+                ``embedding_column``, ``metadata_column``, ``id_column`` and
+                ``metadata_columns`` (plain columns folded into the metadata).
 
         Raises:
             ValidationError: a bad row (the message names it); nothing written.

@@ -6,7 +6,14 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Generic, TypeVar, overload
 
-__all__ = ["BulkResult", "CollectionInfo", "IngestResult", "ResultSet", "SearchResult"]
+__all__ = [
+    "BulkResult",
+    "CollectionInfo",
+    "CollectionSummary",
+    "IngestResult",
+    "ResultSet",
+    "SearchResult",
+]
 
 DocT = TypeVar("DocT")
 
@@ -19,6 +26,27 @@ class CollectionInfo:
     name: str
     embedding_model: str
     dimension: int
+
+
+@dataclass(frozen=True)
+class CollectionSummary:
+    """A collection with its size, as :func:`vectorstore.list_collections` reports it.
+
+    Attributes:
+        id, name, embedding_model, dimension: as recorded in ``vectorstore_collections``.
+        rows: its documents in ``table``.
+        table: the (schema-qualified) document table that was counted.
+        indexes: the names of the collection's own (per-collection, partial)
+            ANN indexes on that table; indexes over the whole table are not listed.
+    """
+
+    id: int
+    name: str
+    embedding_model: str
+    dimension: int
+    rows: int
+    table: str
+    indexes: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -133,8 +161,9 @@ class ResultSet(Sequence[SearchResult[DocT]]):
         Columns: ``id``, ``external_id``, ``text``, ``metadata``, ``distance``,
         ``score``, ``rank``, and ``extra`` when a joined row or ranks are attached.
         """
-        import pandas as pd
+        from ._optional import require
 
+        pd = require("pandas", extra="io", feature="ResultSet.to_dataframe()")
         rows = []
         for rank, hit in enumerate(self.results, start=1):
             doc: Any = hit.document

@@ -41,6 +41,7 @@ from pathlib import Path
 
 from sqlalchemy import URL
 
+from ._optional import default_driver
 from .errors import MissingDependencyError, ServerError
 
 __all__ = ["ENV_DATA_DIR", "EmbeddedServer", "ServerStatus", "default_data_dir"]
@@ -137,9 +138,9 @@ class EmbeddedServer:
         return self.data_dir / "server.log"
 
     def url(self, database: str = DATABASE) -> URL:
-        """The SQLAlchemy URL of this server (psycopg2 driver, unix socket)."""
+        """The SQLAlchemy URL of this server (the installed driver, unix socket)."""
         return URL.create(
-            "postgresql+psycopg2",
+            f"postgresql+{default_driver()}",
             username="postgres",
             database=database,
             query={"host": str(self.socket_dir)},

@@ -35,10 +35,12 @@ __all__ = ["build_parser", "main"]
 
 def build_parser() -> argparse.ArgumentParser:
     """The argparse parser of the ``vectorstore`` command (one subparser per command)."""
+    from .collections import add_collection_commands
     from .db import add_db_commands
     from .ingest import add_pipeline_commands
     from .search import add_search_command
     from .stats import add_stats_command
+    from .tune import add_tune_command
 
     parser = argparse.ArgumentParser(
         prog="vectorstore",
@@ -56,6 +58,8 @@ def build_parser() -> argparse.ArgumentParser:
     add_db_commands(commands)
     add_search_command(commands)
     add_stats_command(commands)
+    add_collection_commands(commands)
+    add_tune_command(commands)
 
     add_pipeline_commands(commands)
     return parser

@@ -20,11 +20,16 @@ if TYPE_CHECKING:
 __all__ = [
     "EXIT_ERROR",
     "EXIT_INTERNAL",
+    "EXIT_INTERRUPTED",
     "EXIT_OK",
     "Handler",
     "UserError",
+    "add_document_model_argument",
+    "add_embedder_argument",
     "add_subcommands",
+    "checked_filter",
     "collection_model",
+    "document_model",
     "engine_for",
     "filter_from",
     "make_embedder",
@@ -41,6 +46,7 @@ __all__ = [
 EXIT_OK = 0
 EXIT_ERROR = 1
 EXIT_INTERNAL = 70
+EXIT_INTERRUPTED = 130  # 128 + SIGINT, as shells report it
 
 Handler = Callable[[argparse.Namespace], int]
 
@@ -79,6 +85,84 @@ def make_embedder(model: str, *, device: str | None = None, dimension: int = 384
     from vectorstore.embedders import embedder_for
 
     return embedder_for(model, device=device, dimension=dimension)
+
+
+# -- the document model (--model) and the embedder (--embedder) --------------------------
+def add_document_model_argument(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--model",
+        metavar="PKG.MODULE:CLASS",
+        default=None,
+        help="your DocumentMixin model, as a dotted path (e.g. myapp.models:ProductDoc); "
+        "default: vectorstore's own table",
+    )
+
+
+def add_embedder_argument(parser: argparse.ArgumentParser, *, default_help: str) -> None:
+    parser.add_argument(
+        "--embedder",
+        metavar="NAME",
+        default=None,
+        help=f"embedding model: a sentence-transformers name or folder ({default_help}); "
+        "'hashing' is a torch-free test embedder (no semantics)",
+    )
+
+
+def document_model(spec: str | None) -> Any:
+    """The document model ``--model`` names (``pkg.module:Class``), else vectorstore's Document.
+
+    The current folder is on the import path for the lookup, as for ``python -m``.
+
+    Raises:
+        UserError: the path is malformed, the module or class cannot be found,
+            or the class is not a mapped ``DocumentMixin`` model.
+    """
+    from vectorstore.models import Document, DocumentMixin
+
+    if spec is None:
+        return Document
+    module_name, sep, attr = spec.partition(":")
+    if not sep or not module_name or not attr:
+        raise UserError(
+            f"--model expects a dotted path PKG.MODULE:CLASS to a DocumentMixin model, got "
+            f"{spec!r}; the embedding model is --embedder NAME"
+        )
+    import importlib
+    import os
+
+    added = os.getcwd() not in sys.path
+    if added:
+        sys.path.insert(0, os.getcwd())
+    try:
+        module = importlib.import_module(module_name)
+    except ImportError as exc:
+        raise UserError(f"--model {spec}: cannot import {module_name!r}: {exc}") from None
+    finally:
+        if added:
+            sys.path.remove(os.getcwd())
+    found: Any = module
+    for part in attr.split("."):
+        found = getattr(found, part, None)
+        if found is None:
+            raise UserError(f"--model {spec}: {module_name!r} has no {attr!r}")
+    if not (
+        isinstance(found, type) and issubclass(found, DocumentMixin) and hasattr(found, "__table__")
+    ):
+        raise UserError(f"--model {spec}: {attr!r} is not a mapped DocumentMixin model")
+    return found
+
+
+def checked_filter(args: argparse.Namespace, model: Any) -> dict[str, Any] | None:
+    """``--filter`` / ``--where`` parsed and compiled against ``model``: every mistake now.
+
+    Compiling needs no database, so a bad operator is reported before the
+    server is reached or a model is loaded.
+    """
+    from vectorstore.query.filters import compile_filter
+
+    spec = filter_from(args)
+    compile_filter(spec, model)
+    return spec
 
 
 def collection_model(engine: Engine, name: str) -> str:

@@ -8,9 +8,21 @@ Each translates its options into one call of the public API
 from __future__ import annotations
 
 import argparse
+import sys
 from typing import Any
 
-from ._common import UserError, collection_model, engine_for, make_embedder, positive_int
+from ._common import (
+    EXIT_INTERRUPTED,
+    UserError,
+    add_document_model_argument,
+    add_embedder_argument,
+    collection_model,
+    document_model,
+    engine_for,
+    make_embedder,
+    note,
+    positive_int,
+)
 
 __all__ = ["add_pipeline_commands"]
 
@@ -20,57 +32,192 @@ def _csv_list(value: str) -> list[str]:
 
 
 _SOURCES = (".parquet", ".csv", ".jsonl", ".ndjson")
+#: An ingest of at least this many rows (and a tenth of the table) into a table with an
+#: ANN index rebuilds the index after the load instead of inserting into it row by row.
+REBUILD_FROM_ROWS = 10_000
 
 
 def _embedder_for(args: argparse.Namespace, engine: Any) -> Any:
-    """``--model`` if given, else the model the collection records, else the default."""
+    """``--embedder`` if given, else the model the collection records, else the default."""
     from vectorstore.errors import CollectionNotFoundError
     from vectorstore.models import DEFAULT_MODEL_NAME
 
-    model = args.model
-    if model is None:
+    name = args.embedder
+    if name is None:
         try:
-            model = collection_model(engine, args.collection)
+            name = collection_model(engine, args.collection)
         except CollectionNotFoundError:
-            model = DEFAULT_MODEL_NAME
-    return make_embedder(model, device=args.device)
+            name = DEFAULT_MODEL_NAME
+    return make_embedder(name, device=args.device)
+
+
+def _should_rebuild(engine: Any, model: Any, rows: int | None) -> tuple[bool, str | None]:
+    """Whether a load of ``rows`` rows should rebuild the table's ANN indexes, and why.
+
+    Each row written into a table with an HNSW index is one index insert (a
+    few hundred rows a second on a small machine); building the index once
+    after the load is faster from about a tenth of the table's size on.
+    """
+    from sqlalchemy import text
+
+    from vectorstore.errors import db_errors
+    from vectorstore.schema.catalog import list_ann_indexes, qualified_table
+
+    if not rows or rows < REBUILD_FROM_ROWS:
+        return False, None
+    with db_errors("read the table's indexes"), engine.connect() as conn:
+        if (
+            conn.execute(
+                text("SELECT to_regclass(:t)"), {"t": qualified_table(conn, model.__table__)}
+            ).scalar_one()
+            is None
+        ):
+            return False, None
+        indexes = [ix for ix in list_ann_indexes(conn, model.__table__) if ix.valid]
+        if not indexes:
+            return False, None
+        table_rows = conn.execute(
+            text("SELECT greatest(reltuples, 0)::bigint FROM pg_class WHERE oid = "
+                 "CAST(:t AS regclass)"), {"t": qualified_table(conn, model.__table__)}
+        ).scalar_one()  # fmt: skip
+    if rows * 10 < int(table_rows or 0):
+        return False, (
+            f"note: {rows:,} rows into a table of about {int(table_rows):,} with ANN index "
+            f"{indexes[0].name}: inserting into the index row by row (--rebuild-index "
+            "rebuilds it after the load instead)"
+        )
+    return True, (
+        f"note: about {rows:,} rows into a table with ANN index {indexes[0].name}: it is "
+        "dropped and rebuilt after the load, which is much faster than inserting row by row "
+        "(the table is locked meanwhile; --no-rebuild-index inserts into the index instead)"
+    )
 
 
 def cmd_ingest(args: argparse.Namespace) -> int:
     from pathlib import Path
-
-    from vectorstore.repository import DocumentRepository, ingest
 
     path = Path(args.path)
     if path.suffix.lower() not in _SOURCES:
         raise UserError(f"{path}: expected a {', '.join(_SOURCES)} file")
     if not path.is_file():
         raise UserError(f"{path}: no such file")
+    model = document_model(args.model)
     columns: dict[str, Any] = {"text_column": args.text_column}
     for option in ("id_column", "metadata_column", "metadata_columns", "embedding_column"):
         value = getattr(args, option)
         if value:
             columns[option] = value
     engine = engine_for(args)
+    cancel = CancelOnInterrupt(engine)
+    try:
+        return cancel.run(lambda: _ingest(args, engine, path, model, columns))
+    finally:
+        engine.dispose()
+
+
+def _ingest(
+    args: argparse.Namespace, engine: Any, path: Any, model: Any, columns: dict[str, Any]
+) -> int:
+    from vectorstore._progress import duration
+    from vectorstore.repository import DocumentRepository, ingest
+    from vectorstore.write.inputs import source_total
+
+    rebuild = args.rebuild_index
+    if rebuild is None:
+        rows, _ = source_total(path)
+        rebuild, why = _should_rebuild(engine, model, rows)
+        if why:
+            note(why)
     embedder = _embedder_for(args, engine)
     repo: DocumentRepository[Any] = DocumentRepository.standalone(
-        engine, collection=args.collection, embedder=embedder
+        engine, collection=args.collection, embedder=embedder, model=model
     )
     options: dict[str, Any] = {}
     if args.batch_size:
         options["chunk_rows"] = args.batch_size
     result = ingest(
         path, repository=repo, on_conflict=args.on_conflict, progress=args.progress,
-        **options, **columns,
+        rebuild_index=rebuild, **options, **columns,
     )  # fmt: skip
     print(
-        f"{result.rows} rows: {result.inserted} inserted, {result.skipped} skipped, "
-        f"{result.updated} updated, {result.known} already stored; embedded {result.embedded} "
-        f"(embed {result.embed_s:.1f}s, write {result.write_s:.1f}s, "
-        f"total {result.elapsed_s:.1f}s, {result.rows_per_s:.0f} rows/s)",
+        f"{result.rows:,} rows: {result.inserted:,} inserted, {result.skipped:,} skipped, "
+        f"{result.updated:,} updated, {result.known:,} already stored; embedded "
+        f"{result.embedded:,} (embedding {duration(result.embed_s)}, writing "
+        f"{duration(result.write_s)}; total {duration(result.elapsed_s)}, "
+        f"{result.rows_per_s:,.0f} rows/s)",
         flush=True,
     )
     return 0
+
+
+class CancelOnInterrupt:
+    """Run a command so that Ctrl-C cancels the statement the server is running.
+
+    Python handles SIGINT between bytecodes of the main thread, so a long COPY
+    (each row an index insert) would ignore Ctrl-C until it ended.  The work
+    therefore runs in a worker thread while the main thread waits; on Ctrl-C
+    the main thread sends the driver's cancel request (``connection.cancel()``
+    of psycopg2 and psycopg 3) for every connection the work holds, the
+    statement fails, and its transaction is rolled back: nothing is written.
+    If the work does not end within :attr:`GRACE_S` (it was embedding, not
+    writing), the process exits anyway: the server rolls back the open
+    transaction of a connection that goes away.
+    """
+
+    GRACE_S = 3.0
+
+    def __init__(self, engine: Any) -> None:
+        from sqlalchemy import event
+
+        self._held: dict[int, Any] = {}
+        event.listen(engine, "checkout", self._checkout)
+        event.listen(engine, "checkin", self._checkin)
+
+    def _checkout(self, dbapi_connection: Any, *_: Any) -> None:
+        self._held[id(dbapi_connection)] = dbapi_connection
+
+    def _checkin(self, dbapi_connection: Any, *_: Any) -> None:
+        self._held.pop(id(dbapi_connection), None)
+
+    def run(self, work: Any) -> int:
+        import threading
+
+        outcome: dict[str, Any] = {}
+
+        def target() -> None:
+            try:
+                outcome["status"] = work()
+            except BaseException as exc:  # re-raised in the main thread
+                outcome["error"] = exc
+
+        worker = threading.Thread(target=target, name="vectorstore-cli-work", daemon=True)
+        worker.start()
+        try:
+            while worker.is_alive():
+                worker.join(0.2)
+        except KeyboardInterrupt:
+            return self._interrupted(worker)
+        if "error" in outcome:
+            raise outcome["error"]
+        return int(outcome["status"])
+
+    def _interrupted(self, worker: Any) -> int:
+        import os
+
+        note("interrupted: cancelling the running statement; nothing is written")
+        for connection in list(self._held.values()):
+            try:
+                connection.cancel()
+            except Exception:  # noqa: S112 - a connection already closed has nothing to cancel
+                continue
+        worker.join(self.GRACE_S)
+        if worker.is_alive():
+            # Still embedding: leave without waiting for the model. The connection
+            # closes with the process, and the server rolls its transaction back.
+            sys.stdout.flush()
+            sys.stderr.flush()
+            os._exit(EXIT_INTERRUPTED)
+        return EXIT_INTERRUPTED
 
 
 def cmd_export(args: argparse.Namespace) -> int:
@@ -91,10 +238,12 @@ def cmd_export(args: argparse.Namespace) -> int:
 def _repo(args: argparse.Namespace) -> Any:
     from vectorstore.repository import DocumentRepository
 
+    model = document_model(args.model)
     # Never creates a collection: an index command on a missing one is an error.
     return DocumentRepository.standalone(
-        engine_for(args), collection=getattr(args, "collection", None) or "default", create=False
-    )
+        engine_for(args), collection=getattr(args, "collection", None) or "default",
+        create=False, model=model,
+    )  # fmt: skip
 
 
 def cmd_index_create(args: argparse.Namespace) -> int:
@@ -150,11 +299,14 @@ def add_pipeline_commands(commands: Any) -> None:
         help="rows read, embedded and written per step (default 10000)",
     )
     ingest.add_argument("--device", default=None, help="embedding device: cpu, cuda, mps")
+    add_embedder_argument(ingest, default_help="default: the collection's, else all-MiniLM-L6-v2")
+    add_document_model_argument(ingest)
     ingest.add_argument(
-        "--model",
+        "--rebuild-index",
+        action=argparse.BooleanOptionalAction,
         default=None,
-        help="embedding model (default: the collection's, else all-MiniLM-L6-v2); "
-        "'hashing' is a torch-free test embedder (no semantics)",
+        help="drop the table's ANN indexes, load, then rebuild them (default: when the file "
+        f"holds at least {REBUILD_FROM_ROWS:,} rows and a tenth of the table)",
     )
     ingest.add_argument(
         "--on-conflict",
@@ -173,6 +325,7 @@ def add_pipeline_commands(commands: Any) -> None:
     export = commands.add_parser("export", help="write a collection to a parquet file")
     export.add_argument("path", help="the .parquet file to write")
     export.add_argument("--collection", "-c", default="default", help="collection name")
+    add_document_model_argument(export)
     export.set_defaults(func=cmd_export)
 
     index = commands.add_parser("index", help="create or drop ANN indexes")
@@ -198,7 +351,9 @@ def add_pipeline_commands(commands: Any) -> None:
     create.add_argument("--collection", "-c", default=None, help="partial index for one collection")
     create.add_argument("--name", default=None, help="index name (default: derived)")
     create.add_argument("--maintenance-work-mem", default=None, help="e.g. 1GB: faster builds")
+    add_document_model_argument(create)
     create.set_defaults(func=cmd_index_create)
     drop = index_sub.add_parser("drop", help="drop an index by name")
     drop.add_argument("name", help="index name (see `vectorstore stats`)")
+    add_document_model_argument(drop)
     drop.set_defaults(func=cmd_index_drop)

@@ -12,10 +12,14 @@ from typing import TYPE_CHECKING, Any
 
 from ._common import (
     EXIT_OK,
+    add_document_model_argument,
+    add_embedder_argument,
+    checked_filter,
     collection_model,
+    document_model,
     engine_for,
-    filter_from,
     make_embedder,
+    note,
     out,
     positive_int,
     short,
@@ -39,6 +43,7 @@ def run_search(
     k: int,
     filter: dict[str, Any] | None = None,
     hybrid: bool = False,
+    model: Any = None,
 ) -> list[dict[str, Any]]:
     """Search ``collection`` for ``query``; one dictionary per hit, best first."""
     from sqlalchemy.orm import Session
@@ -47,8 +52,9 @@ def run_search(
 
     with Session(engine) as session:
         repo: DocumentRepository[Any] = DocumentRepository(
-            session, collection=collection, embedder=embedder, create=False
-        )
+            session, collection=collection, embedder=embedder, create=False,
+            **({} if model is None else {"model": model}),
+        )  # fmt: skip
         hits = (
             repo.hybrid(query, k=k, filter=filter)
             if hybrid
@@ -68,18 +74,22 @@ def run_search(
 
 
 def cmd_search(args: argparse.Namespace) -> int:
+    # Everything the command line says is checked before the server or a model is touched.
+    model = document_model(args.model)
+    spec = checked_filter(args, model)
     engine = engine_for(args)
     try:
-        model = collection_model(engine, args.collection)
-        embedder = make_embedder(model, device=args.device)
+        name = args.embedder or collection_model(engine, args.collection)
+        embedder = make_embedder(name, device=args.device)
         hits = run_search(
             engine,
             args.text,
             collection=args.collection,
             embedder=embedder,
             k=args.k,
-            filter=filter_from(args),
+            filter=spec,
             hybrid=args.hybrid,
+            model=model,
         )
     finally:
         engine.dispose()
@@ -88,6 +98,7 @@ def cmd_search(args: argparse.Namespace) -> int:
         return EXIT_OK
     if not hits:
         out("no results")
+        _explain_empty(args, model)
         return EXIT_OK
     rows = [
         (
@@ -102,6 +113,22 @@ def cmd_search(args: argparse.Namespace) -> int:
     ]
     out(table(["#", "score", "id", "external_id", "metadata", "text"], rows))
     return EXIT_OK
+
+
+def _explain_empty(args: argparse.Namespace, model: Any) -> None:
+    """Say so when the collection holds nothing in the table searched (another table?)."""
+    from vectorstore.schema.collections import collection_info
+
+    engine = engine_for(args)
+    try:
+        info = collection_info(engine, args.collection, model=model)
+    finally:
+        engine.dispose()
+    if info.rows == 0:
+        note(
+            f"note: collection {info.name!r} has no documents in {info.table}; if your app "
+            "keeps them in its own table, name its model with --model pkg.module:Class"
+        )
 
 
 def add_search_command(commands: Any) -> None:
@@ -126,5 +153,7 @@ def add_search_command(commands: Any) -> None:
         help="rank by vector and full-text search together (reciprocal rank fusion)",
     )
     search.add_argument("--device", default=None, help="embedding device: cpu, cuda, mps")
+    add_embedder_argument(search, default_help="default: the one the collection records")
+    add_document_model_argument(search)
     search.add_argument("--json", action="store_true", help="print JSON instead of a table")
     search.set_defaults(func=cmd_search)

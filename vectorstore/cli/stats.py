@@ -10,7 +10,15 @@ import argparse
 import json
 from typing import TYPE_CHECKING, Any
 
-from ._common import EXIT_OK, engine_for, out, size, table
+from ._common import (
+    EXIT_OK,
+    add_document_model_argument,
+    document_model,
+    engine_for,
+    out,
+    size,
+    table,
+)
 
 if TYPE_CHECKING:
     from sqlalchemy import Engine
@@ -88,9 +96,18 @@ def gather_stats(engine: Engine) -> dict[str, Any]:
 
 
 def cmd_stats(args: argparse.Namespace) -> int:
+    model = document_model(args.model) if args.model else None
     engine = engine_for(args)
     try:
         stats = gather_stats(engine)
+        if model is not None:  # the collections' rows in the app's own document table
+            from vectorstore.schema.collections import list_collections
+
+            stats["collections"] = [
+                {"name": c.name, "embedding_model": c.embedding_model, "dimension": c.dimension,
+                 "rows": c.rows}
+                for c in list_collections(engine, model=model)
+            ]  # fmt: skip
     finally:
         engine.dispose()
     if args.json:
@@ -114,4 +131,5 @@ def add_stats_command(commands: Any) -> None:
     """Register ``stats``."""
     stats = commands.add_parser("stats", help="collections, rows, index sizes, pgvector version")
     stats.add_argument("--json", action="store_true", help="print JSON instead of tables")
+    add_document_model_argument(stats)
     stats.set_defaults(func=cmd_stats)

@@ -18,6 +18,7 @@ import statistics
 import time
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field, replace
+from pathlib import Path
 from typing import Any
 
 from sqlalchemy import func, literal, select
@@ -153,6 +154,19 @@ class RecallReport:
 
     def __str__(self) -> str:
         return self.to_markdown()
+
+    def plot(self, path: str | Path, *, title: str | None = None) -> Path:
+        """Draw recall@k against p50 latency per setting, the default marked, to ``path``.
+
+        Needs matplotlib (``pip install 'vectorstore[plot]'``); see
+        :func:`vectorstore.query.recall_plot.plot_recall`.  Returns the path written.
+
+        Raises:
+            MissingDependencyError: matplotlib is not installed.
+        """
+        from .recall_plot import plot_recall
+
+        return plot_recall(self, path, title=title)
 
 
 def percentile(values: Sequence[float], q: float) -> float:

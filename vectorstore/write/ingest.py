@@ -14,7 +14,10 @@ Design decisions:
 * Embedding runs in a worker thread: while chunk *k* is being encoded and
   sent, chunk *k+1* is being embedded, so neither the model nor the database
   waits for the other (a GPU model releases the GIL while it computes).
-* The progress bar is tqdm's, shown on a terminal and silent otherwise.
+* The progress display (:class:`vectorstore._progress.Progress`, shown on a
+  terminal and silent otherwise) has a total whenever the source tells one
+  (parquet metadata, a line count of a CSV / JSONL file, ``len``) and names
+  what the pipeline waits for: ``embedding`` or ``writing``.
 """
 
 from __future__ import annotations
@@ -31,13 +34,15 @@ from sqlalchemy import bindparam, select, text
 from sqlalchemy.dialects.postgresql import ARRAY, BYTEA
 
 from vectorstore._async import wait_future
+from vectorstore._optional import require
 from vectorstore._prefetch import Prefetch
+from vectorstore._progress import Progress
 from vectorstore._target import Target
 from vectorstore.errors import ValidationError
 from vectorstore.results import CollectionInfo, IngestResult
 
 from .batch import DEFAULT_CHUNK_ROWS, Batch
-from .inputs import batches_from, source_length
+from .inputs import batches_from, source_total
 from .load import ConflictPolicy, bulk_load, embed_missing
 
 __all__ = ["IngestResult", "export_parquet", "ingest"]
@@ -68,7 +73,7 @@ def ingest(
     batches = batches_from(
         source, target.dimension, chunk_rows=chunk_rows, files=True, columns=columns
     )
-    total = source_length(source)
+    total, estimated = source_total(source)
     counts = {"rows": 0, "known": 0, "embedded": 0}
     timing = {"embed": 0.0, "lookup": 0.0}
 
@@ -78,10 +83,7 @@ def ingest(
         timing["embed"] += time.perf_counter() - began
         return batch
 
-    from tqdm.auto import tqdm
-
-    bar = tqdm(total=total, unit="rows", desc="ingest", disable=None if progress is None
-               else not progress, dynamic_ncols=True)  # fmt: skip
+    bar = Progress("ingest", total=total, estimated=estimated, enabled=progress)
     with (
         bar,
         ThreadPoolExecutor(1, thread_name_prefix="vectorstore-embed") as pool,
@@ -105,9 +107,13 @@ def ingest(
         pending: Future[Batch] | None = None
 
         def write(done: Future[Batch]) -> None:
+            if not done.done():
+                bar.phase("embedding")
             batch = wait_future(done)  # inside the async bridge the loop runs on meanwhile
+            bar.phase("writing")
             loader.load([batch])
             bar.update(len(batch))
+            bar.note(embedded=counts["embedded"])
 
         reader: Prefetch[Batch] = Prefetch(iter(batches), name="vectorstore-ingest-reader")
         try:
@@ -131,6 +137,7 @@ def ingest(
             reader.close()
         if pending is not None:
             write(pending)
+        bar.close()  # before the index rebuild (if any), which reports on its own
     result = IngestResult(
         rows=counts["rows"], known=counts["known"], embedded=counts["embedded"],
         inserted=loader.counts.inserted, skipped=loader.counts.skipped,
@@ -148,8 +155,8 @@ def export_parquet(
 
     A server-side cursor and one row group per ``chunk_rows`` keep memory flat.
     """
-    import pyarrow as pa
-    import pyarrow.parquet as pq
+    pa = require("pyarrow", extra="io", feature="export_parquet")
+    pq = require("pyarrow.parquet", extra="io", feature="export_parquet")
 
     model = target.model
     dim = target.dimension

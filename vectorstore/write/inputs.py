@@ -22,6 +22,8 @@ from typing import Any
 
 import numpy as np
 
+from vectorstore._optional import require
+from vectorstore._progress import count_lines
 from vectorstore.errors import ValidationError
 
 from .batch import (
@@ -31,7 +33,7 @@ from .batch import (
     batches_from_records,
 )
 
-__all__ = ["FILE_TYPES", "batches_from", "is_dataframe", "source_length"]
+__all__ = ["FILE_TYPES", "batches_from", "is_dataframe", "source_total"]
 
 FILE_TYPES = {".csv": "csv", ".jsonl": "jsonl", ".ndjson": "jsonl", ".parquet": "parquet"}
 
@@ -145,7 +147,7 @@ def _frames_to_batches(frames: Iterable[Any], dimension: int, **columns: Any) ->
 
 def _vector_matrix(column: Any) -> Any:
     """A list column of equal-length number lists as one 2-D numpy array, else None."""
-    import pyarrow as pa
+    pa = require("pyarrow", extra="io", feature="reading parquet files")
 
     if column.null_count or len(column) == 0:
         return None
@@ -163,8 +165,9 @@ def _vector_matrix(column: Any) -> Any:
 
 
 def _parquet_frames(path: Path, chunk_rows: int, embedding_column: str | None) -> Iterator[Any]:
-    import pyarrow as pa
-    import pyarrow.parquet as pq
+    pa = require("pyarrow", extra="io", feature="reading parquet files")
+    pq = require("pyarrow.parquet", extra="io", feature="reading parquet files")
+    require("pandas", extra="io", feature="reading parquet files")
 
     # pre_buffer=False: with pre-buffering, iter_batches caches the column chunks
     # of every row group it has read, so memory grows with the file (measured:
@@ -188,8 +191,7 @@ def _file_frames(path: Path, chunk_rows: int, columns: dict[str, Any]) -> Iterat
         if kind == "parquet":
             frames = _parquet_frames(path, chunk_rows, columns.get("embedding_column", "embedding"))
         else:
-            import pandas as pd
-
+            pd = require("pandas", extra="io", feature=f"reading {kind.upper()} files")
             if kind == "csv":
                 try:
                     frames = pd.read_csv(path, chunksize=chunk_rows)
@@ -205,16 +207,26 @@ def _file_frames(path: Path, chunk_rows: int, columns: dict[str, Any]) -> Iterat
         raise ValidationError(f"cannot read {str(path)!r} as {kind}: {reason}") from exc
 
 
-def source_length(source: Any) -> int | None:
-    """Rows in ``source`` when known without reading it (parquet metadata, ``len``)."""
-    if isinstance(source, (str, Path)) and Path(source).suffix.lower() == ".parquet":
-        import pyarrow.parquet as pq
+def source_total(source: Any) -> tuple[int | None, bool]:
+    """The rows ``source`` holds, and whether that is an estimate, without parsing it.
 
-        try:
-            return int(pq.ParquetFile(source).metadata.num_rows)
-        except (ValueError, OSError):  # not a parquet file: reading it says so
-            return None
+    A parquet file's row count comes from its metadata; a CSV or JSONL file's
+    from a fast count of its lines (an estimate: a quoted field may hold a line
+    break); a sized input's from ``len``.  A path is never measured with
+    ``len`` (that would be the length of the path string).
+    """
+    if isinstance(source, str | Path):
+        kind = FILE_TYPES.get(Path(source).suffix.lower())
+        if kind == "parquet":
+            pq = require("pyarrow.parquet", extra="io", feature="reading parquet files")
+            try:
+                return int(pq.ParquetFile(source).metadata.num_rows), False
+            except (ValueError, OSError):  # not a parquet file: reading it says so
+                return None, False
+        if kind is not None:
+            return count_lines(source, header=kind == "csv"), True
+        return None, False
     try:
-        return len(source)
+        return len(source), False
     except TypeError:
-        return None
+        return None, False
