@@ -129,9 +129,6 @@ def sandbox(db_url: URL) -> Iterator[dict[str, str]]:
         PATH=f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}",
         HF_HUB_OFFLINE="1",
         TRANSFORMERS_OFFLINE="1",
-        # Only for sections that still write scratch files there (the framework
-        # sections); a reader's snippets name their own folders.
-        README_TMP=str(root),
     )
     try:
         yield env

@@ -161,15 +161,17 @@ def test_management_commands(tmp_path: Path) -> None:
 def test_committed_writes_are_real_and_leave_no_connection_behind() -> None:
     with vectorstore.repository() as repo:
         repo.add("committed for real", external_id="real")
-    # Another connection (a standalone repository on the same database) sees the commit.
-    with vs.DocumentRepository.standalone(vectorstore.database_url(), collection="books") as other:
-        assert other.count() == 1
+    # Checked before the standalone repository below opens a connection of its own:
+    # a backend whose client has just closed lingers in pg_stat_activity for a moment.
     with connection.cursor() as cursor:
         cursor.execute(
             "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() "
             "AND pid <> pg_backend_pid()"
         )
         assert cursor.fetchone()[0] == 0  # only Django's own connection is open
+    # Another connection (a standalone repository on the same database) sees the commit.
+    with vs.DocumentRepository.standalone(vectorstore.database_url(), collection="books") as other:
+        assert other.count() == 1
 
 
 @pytest.mark.django_db(transaction=True)
