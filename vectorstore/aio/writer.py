@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING, Any
 
 from vectorstore.errors import ValidationError, WriteError
 from vectorstore.results import BulkResult
-from vectorstore.write.batch import Record, batches_from_records
+from vectorstore.write.batch import Record, checked_record
 from vectorstore.write.load import ConflictPolicy, check_policy
 
 if TYPE_CHECKING:
@@ -87,10 +87,7 @@ class AsyncBufferedWriter:
             ValidationError: the record is invalid; nothing was buffered.
             WriteError: a flush failed; ``unwritten`` holds its records.
         """
-        record = (
-            text if isinstance(text, Record) else Record(text, metadata, external_id, embedding)
-        )
-        next(batches_from_records([record], self._dimension, chunk_rows=1))  # validate
+        record = checked_record(text, embedding, metadata, external_id, self._dimension)
         self._raise_background_errors()
         if self._closed:
             raise WriteError("the writer is closed", unwritten=[record])

@@ -36,6 +36,7 @@ __all__ = [
     "batches_from_arrays",
     "batches_from_dataframe",
     "batches_from_records",
+    "checked_record",
 ]
 
 # Rows per COPY chunk: ~10k rows of 384-d vectors is ~16 MB of stream, big enough
@@ -460,3 +461,20 @@ def _plain(value: Any) -> Any:
     if isinstance(value, float) and math.isnan(value):
         return None
     return value
+
+
+def checked_record(
+    text: str | Record,
+    embedding: Any,
+    metadata: Mapping[str, Any] | None,
+    external_id: str | None,
+    dimension: int,
+) -> Record:
+    """One record for a buffered writer, validated now (so a bad one is never buffered).
+
+    Raises:
+        ValidationError: the record is invalid.
+    """
+    record = text if isinstance(text, Record) else Record(text, metadata, external_id, embedding)
+    next(batches_from_records([record], dimension, chunk_rows=1))
+    return record

@@ -39,7 +39,7 @@ from vectorstore._target import Target
 from vectorstore.errors import ValidationError, WriteError
 from vectorstore.results import BulkResult
 
-from .batch import DEFAULT_CHUNK_ROWS, Record, batches_from_records
+from .batch import DEFAULT_CHUNK_ROWS, Record, batches_from_records, checked_record
 from .load import ConflictPolicy, bulk_add, check_policy
 
 __all__ = ["BufferedWriter"]
@@ -114,10 +114,7 @@ class BufferedWriter:
             ValidationError: the record is invalid; nothing was buffered.
             WriteError: a flush failed; ``unwritten`` holds its records.
         """
-        record = (
-            text if isinstance(text, Record) else Record(text, metadata, external_id, embedding)
-        )
-        next(batches_from_records([record], self._dimension, chunk_rows=1))  # validate
+        record = checked_record(text, embedding, metadata, external_id, self._dimension)
         self._raise_background_errors()
         with self._lock:
             if self._closed:
