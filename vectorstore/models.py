@@ -26,8 +26,14 @@ Why each index exists (names are deterministic via the naming convention):
   filter), which is rarely selective.
 * ``ix_<table>_embedding_hnsw`` (HNSW, ``vector_cosine_ops``): approximate
   nearest neighbours by cosine distance, the default metric.
-* ``ix_<table>_text_search`` (GIN on a generated ``tsvector``): full-text
-  search for hybrid ranking.
+* ``ix_<table>_text_search`` (GIN on the expression
+  ``to_tsvector('english'::regconfig, text)``): full-text search for hybrid
+  ranking.  There is no stored ``tsvector`` column: computing it for every
+  row during a COPY made a load several times slower than into a bare table,
+  and an expression index can be dropped and rebuilt (in parallel) around a
+  big load, which a stored generated column cannot (measured, with the other
+  candidates: ``docs/full-text-search.md``).  Queries use the same
+  expression (:func:`text_search_vector`), so the planner matches the index.
 """
 
 from __future__ import annotations
@@ -38,7 +44,7 @@ from typing import Any, ClassVar
 from pgvector.sqlalchemy import Vector
 from sqlalchemy import (
     BigInteger,
-    Computed,
+    ColumnElement,
     DateTime,
     ForeignKey,
     Identity,
@@ -49,6 +55,7 @@ from sqlalchemy import (
     Text,
     UniqueConstraint,
     func,
+    literal_column,
 )
 from sqlalchemy import (
     text as sql_text,
@@ -65,11 +72,14 @@ __all__ = [
     "Document",
     "DocumentMixin",
     "embedding_dimension",
+    "text_search_vector",
 ]
 
 DEFAULT_DIMENSION = 384
 DEFAULT_MODEL_NAME = "sentence-transformers/all-MiniLM-L6-v2"
 TEXT_SEARCH_CONFIG = "english"
+#: The indexed full-text expression; the hybrid query uses exactly this text.
+TEXT_SEARCH_SQL = f"to_tsvector('{TEXT_SEARCH_CONFIG}'::regconfig, text)"
 
 NAMING_CONVENTION = {
     "ix": "ix_%(table_name)s_%(column_0_N_name)s",
@@ -135,14 +145,6 @@ class DocumentMixin:
     def embedding(cls) -> Mapped[list[float]]:
         return mapped_column(Vector(cls.embedding_dimension), nullable=False)
 
-    @declared_attr
-    def text_search(cls) -> Mapped[Any]:
-        return mapped_column(
-            TSVECTOR,
-            Computed(f"to_tsvector('{TEXT_SEARCH_CONFIG}'::regconfig, text)", persisted=True),
-            deferred=True,
-        )
-
     @declared_attr.directive
     def __table_args__(cls) -> Any:
         table = cls.__tablename__  # type: ignore[attr-defined]
@@ -162,7 +164,7 @@ class DocumentMixin:
                 postgresql_with={"m": 16, "ef_construction": 64},
                 postgresql_ops={"embedding": "vector_cosine_ops"},
             ),
-            Index(f"ix_{table}_text_search", "text_search", postgresql_using="gin"),
+            Index(f"ix_{table}_text_search", sql_text(TEXT_SEARCH_SQL), postgresql_using="gin"),
         )
         if cls.table_schema:
             return (*args, {"schema": cls.table_schema})
@@ -179,6 +181,16 @@ class Document(DocumentMixin, Base):
     """The default document model: ``vectorstore_documents``, ``Vector(384)``."""
 
     __tablename__ = "vectorstore_documents"
+
+
+def text_search_vector(model: Any) -> ColumnElement[Any]:
+    """``to_tsvector('english'::regconfig, text)`` on ``model``'s table: the indexed expression.
+
+    The configuration is a literal in the SQL (not a bound parameter), so a
+    generic plan of a prepared statement still matches the expression index.
+    """
+    config: ColumnElement[Any] = literal_column(f"'{TEXT_SEARCH_CONFIG}'::regconfig")
+    return func.to_tsvector(config, model.__table__.c.text, type_=TSVECTOR)
 
 
 def embedding_dimension(model: Any) -> int:

@@ -12,9 +12,12 @@ candidates never leave the server.  The statement is::
 
 Reciprocal rank fusion (Cormack et al., 2009) needs no score normalisation:
 a document missing from one arm simply gets no contribution from it.  The text
-arm uses the generated ``text_search`` tsvector (English configuration) and its
-GIN index; the query goes through ``websearch_to_tsquery``, so user input such
-as ``"exact phrase" -excluded or other`` is safe and never a syntax error.
+arm matches with the expression GIN index on ``to_tsvector('english', text)``
+(the query spells the indexed expression exactly, so the planner uses the
+index), and computes ``ts_rank_cd`` only for the rows the index matched (the
+candidates), not for the table; the query goes through
+``websearch_to_tsquery``, so user input such as ``"exact phrase" -excluded or
+other`` is safe and never a syntax error.
 """
 
 from __future__ import annotations
@@ -28,7 +31,7 @@ from sqlalchemy.dialects.postgresql import REGCONFIG
 
 from vectorstore._target import Target
 from vectorstore.errors import ValidationError
-from vectorstore.models import TEXT_SEARCH_CONFIG
+from vectorstore.models import TEXT_SEARCH_CONFIG, text_search_vector
 from vectorstore.results import ResultSet, SearchResult
 
 from .options import SearchOptions
@@ -112,10 +115,11 @@ def hybrid_search(
             func.row_number().over(order_by=(arm_sub.c.distance, arm_sub.c.id)).label("rank"),
         ).cte("vec")
         tsquery = func.websearch_to_tsquery(cast(literal(TEXT_SEARCH_CONFIG), REGCONFIG), text)
-        relevance = func.ts_rank_cd(model.text_search, tsquery)
+        document = text_search_vector(model)
+        relevance = func.ts_rank_cd(document, tsquery)
         txt_sub = (
             select(model.id, relevance.label("relevance"))
-            .where(*where_clause(target, opts), model.text_search.bool_op("@@")(tsquery))
+            .where(*where_clause(target, opts), document.bool_op("@@")(tsquery))
             .order_by(relevance.desc(), model.id)
             .limit(n)
             .subquery()
