@@ -47,9 +47,9 @@ Design decisions:
   only to this transaction), then ANALYZE.  An index whose build fails does
   not undo the load: the others are built, the rows commit, and
   :class:`~vectorstore.IndexBuildError` lists the statements that did not run.
-  The next big load repairs it: it also builds every index the model declares
-  that the table lacks (and so does :func:`rebuild_ann_indexes` without
-  arguments, for the ANN ones).
+  The next big load repairs it: it also builds every GIN and btree index the
+  model declares that the table lacks; :func:`rebuild_ann_indexes` without
+  arguments builds every declared index that is missing, HNSW included.
 * **Progress** per index through ``pg_stat_progress_create_index`` (see
   :class:`~vectorstore.schema.maintenance.IndexBuildProgress`), with the
   index's position among the ones being built.
@@ -68,7 +68,7 @@ from sqlalchemy.schema import CreateIndex
 
 from vectorstore.errors import IndexBuildError, ValidationError
 
-from .catalog import forget, planner_rows, qualified_table
+from .catalog import ANN_METHODS, forget, planner_rows, qualified_table
 from .maintenance import (
     DEFAULT_MAINTENANCE_WORK_MEM,
     IndexBuildProgress,
@@ -310,7 +310,13 @@ class BigLoad:
         self.indexes, self.foreign_keys, self.started = drop, keys, True
 
     def _missing_declared(self) -> list[tuple[str, str]]:
-        """(name, CREATE INDEX) of declared indexes the table lacks (an earlier failed build)."""
+        """(name, CREATE INDEX) of declared GIN/btree indexes the table lacks.
+
+        What an earlier failed build left out.  ANN indexes are not repaired
+        here: an app may have dropped the declared HNSW on purpose (for
+        per-collection or halfvec ones), and an HNSW build is expensive;
+        :func:`~vectorstore.rebuild_ann_indexes` builds them on request.
+        """
         present = {ix.name for ix in list_secondary_indexes(self.session, self.table)}
         present |= {ix.name for ix in self.indexes}
         dialect = self.session.get_bind().dialect
@@ -318,6 +324,7 @@ class BigLoad:
             (str(index.name), str(CreateIndex(index).compile(dialect=dialect)))
             for index in sorted(self.table.indexes, key=lambda i: str(i.name))
             if index.name not in present
+            and index.dialect_options["postgresql"].get("using") not in ANN_METHODS
         ]
 
     def finish(self) -> BaseException | None:
