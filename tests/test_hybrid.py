@@ -129,3 +129,28 @@ def test_explain_still_takes_the_old_exact_spelling(repo: Repo) -> None:
     with pytest.deprecated_call(match="strategy='exact'"):
         report = repo.explain("postgres", k=3, exact=True)
     assert report.strategy == "exact"
+
+
+def test_the_text_arm_uses_the_expression_index(any_driver_url: Any) -> None:
+    """The query spells the indexed expression exactly (also as a prepared statement)."""
+    from sqlalchemy import func, select
+
+    from vectorstore.models import text_search_vector
+
+    engine = vs.make_engine(any_driver_url)
+    try:
+        with Session(engine) as session:
+            session.execute(text("SET LOCAL enable_seqscan = off"))
+            doc = text_search_vector(vs.Document)
+            query = func.websearch_to_tsquery(text("'english'::regconfig"), "postgres")
+            stmt = select(vs.Document.id).where(doc.bool_op("@@")(query))
+            compiled = stmt.compile(engine, compile_kwargs={"literal_binds": True})
+            plan = "\n".join(session.execute(text(f"EXPLAIN {compiled}")).scalars())
+            assert "ix_vectorstore_documents_text_search" in plan
+            # A generic plan (psycopg 3 prepares after a few runs) matches it too.
+            session.execute(text(f"PREPARE arm AS {compiled}"))
+            session.execute(text("SET LOCAL plan_cache_mode = force_generic_plan"))
+            generic = "\n".join(session.execute(text("EXPLAIN EXECUTE arm")).scalars())
+            assert "ix_vectorstore_documents_text_search" in generic
+    finally:
+        engine.dispose()

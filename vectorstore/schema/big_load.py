@@ -32,11 +32,13 @@ Design decisions:
   rows *and* at least :data:`BIG_LOAD_RATIO` times the rows an index already
   covers: the whole table for the table-wide indexes and the foreign key, the
   collection for its own partial indexes.  A rebuild reads every row the
-  index covers; maintaining it costs per new row several times what a build
-  costs per row (GIN ~5x, btree on random hashes ~3x, HNSW ~2-3x measured
-  here), so once the load is as large as what is already indexed, rebuilding
-  wins; below 10,000 rows everything is quick anyway and the exclusive lock
-  is not worth it.  A load of unknown size (a generator) decides at its start
+  index covers; keeping an index up costs per new row several times what a
+  build costs per row (``benchmarks/bench_fulltext.py``: the full-text GIN
+  about 5x, the btree on random content hashes about 3x; an HNSW graph kept
+  up row by row took the COPY to 265 rows/s, against builds of 100,000 rows
+  at 600-7,000 rows/s), so once the load is as large as what is already
+  indexed, rebuilding wins; below 10,000 rows everything is quick anyway and
+  the exclusive lock is not worth it.  A load of unknown size (a generator) decides at its start
   with what it knows (bulk_add: small path) or, for ``ingest`` (one COPY per
   chunk), switches as soon as the rows written so far cross the bar.
 * **The rebuild.**  Foreign keys first (outside any savepoint: if one fails,
