@@ -74,3 +74,30 @@ def test_a_collection_cannot_change_dimension(app_engine: Engine) -> None:
             small.add("y", embedding=np.ones(8))
         session.commit()
     assert table_count(app_engine, "catalog.product_docs") == 0
+
+
+class PlainDoc(vs.DocumentMixin, AppBase):
+    """No full-text index: the cheapest loads, no hybrid search."""
+
+    __tablename__ = "plain_docs"
+    embedding_dimension = 8
+    full_text_search = False
+
+
+def test_a_model_without_full_text_search(app_engine: Engine) -> None:
+    from sqlalchemy import inspect
+
+    names = {ix["name"] for ix in inspect(app_engine).get_indexes("plain_docs")}
+    assert "ix_plain_docs_text_search" not in names
+    assert "ix_plain_docs_metadata" in names
+    assert "ix_product_docs_text_search" in {
+        ix["name"] for ix in inspect(app_engine).get_indexes("product_docs", schema="catalog")
+    }
+    emb = vs.HashingTestEmbedder(dimension=8)
+    with Session(app_engine) as session:
+        repo = vs.DocumentRepository(session, collection="plain", embedder=emb, model=PlainDoc)
+        assert repo.bulk_add([f"item {i}" for i in range(20)]).inserted == 20
+        assert len(repo.nearest("item 3", k=3)) == 3
+        with pytest.raises(vs.ConfigurationError, match="full_text_search = False"):
+            repo.hybrid("item", k=3)
+        session.commit()

@@ -117,13 +117,17 @@ class Collection(Base):
 class DocumentMixin:
     """The columns and indexes of a document table; mix into a mapped class.
 
-    Class attributes to override: ``embedding_dimension`` (default 384) and
-    ``table_schema`` (default: the connection's search path).  Defining your own
+    Class attributes to override: ``embedding_dimension`` (default 384),
+    ``table_schema`` (default: the connection's search path) and
+    ``full_text_search`` (default True: the full-text GIN index that hybrid
+    search needs; False leaves it out, for the cheapest loads, and hybrid
+    search on the model is then refused).  Defining your own
     ``__table_args__`` replaces the indexes declared here.
     """
 
     embedding_dimension: ClassVar[int] = DEFAULT_DIMENSION
     table_schema: ClassVar[str | None] = None
+    full_text_search: ClassVar[bool] = True
 
     id: Mapped[int] = mapped_column(BigInteger, Identity(), primary_key=True)
     external_id: Mapped[str | None] = mapped_column(Text)
@@ -164,8 +168,12 @@ class DocumentMixin:
                 postgresql_with={"m": 16, "ef_construction": 64},
                 postgresql_ops={"embedding": "vector_cosine_ops"},
             ),
-            Index(f"ix_{table}_text_search", sql_text(TEXT_SEARCH_SQL), postgresql_using="gin"),
         )
+        if cls.full_text_search:
+            text_index = Index(
+                f"ix_{table}_text_search", sql_text(TEXT_SEARCH_SQL), postgresql_using="gin"
+            )
+            args = (*args, text_index)
         if cls.table_schema:
             return (*args, {"schema": cls.table_schema})
         return args

@@ -735,7 +735,8 @@ class DocumentRepository(Generic[DocT]):
     def _hybrid(
         self, text: str, vector: QueryInput | None, opts: SearchOptions, **fusion: Any
     ) -> ResultSet[DocT]:
-        hybrid_query.check_fusion(text, opts, **fusion)  # before embedding or reading anything
+        # before embedding or reading anything
+        hybrid_query.check_fusion(text, opts, model=self.model, **fusion)
         vec = self._query_vector(text if vector is None else vector)
         target = self._target()
         return target.sessions.retry_read(

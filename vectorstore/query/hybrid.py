@@ -30,7 +30,7 @@ from sqlalchemy import Float, cast, func, literal, select
 from sqlalchemy.dialects.postgresql import REGCONFIG
 
 from vectorstore._target import Target
-from vectorstore.errors import ValidationError
+from vectorstore.errors import ConfigurationError, ValidationError
 from vectorstore.models import TEXT_SEARCH_CONFIG, text_search_vector
 from vectorstore.results import ResultSet, SearchResult
 
@@ -52,8 +52,18 @@ def check_fusion(
     candidates: Any = None,
     vector_weight: Any = 1.0,
     text_weight: Any = 1.0,
+    model: Any = None,
 ) -> None:
-    """Refuse bad hybrid arguments before anything is embedded or read (ValidationError)."""
+    """Refuse bad hybrid arguments before anything is embedded or read (ValidationError).
+
+    A ``model`` declared with ``full_text_search = False`` has no full-text
+    index: ConfigurationError.
+    """
+    if model is not None and not getattr(model, "full_text_search", True):
+        raise ConfigurationError(
+            f"{model.__name__} is declared with full_text_search = False (no full-text "
+            "index); hybrid search needs it: use nearest(), or declare the model with it"
+        )
     if not isinstance(text, str) or not text.strip():
         raise ValidationError("hybrid search needs a non-empty query text")
     for name, value in (("rrf_k", rrf_k), ("candidates", candidates)):
@@ -94,7 +104,7 @@ def hybrid_search(
         vector distance, ``extra`` a dict with ``vector_rank`` and ``text_rank``
         (None when the document was not in that arm's candidates).
     """
-    check_fusion(text, opts, rrf_k, candidates, vector_weight, text_weight)
+    check_fusion(text, opts, rrf_k, candidates, vector_weight, text_weight, model=target.model)
     vec = vector
     model = target.model
     sessions = target.sessions
