@@ -117,6 +117,7 @@ def test_a_small_load_keeps_every_index(driver_engine: Engine) -> None:
     result = load(standalone(driver_engine, "small"), 50)  # default: automatic
     assert not result.big_load
     assert result.rebuilt == ()
+    assert result.big_load_reason == "50 rows: below the 10,000-row bar"
     assert oids(driver_engine) == before
 
 

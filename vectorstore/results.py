@@ -37,7 +37,7 @@ class BulkResult:
         big_load: the load ran in big-load mode: secondary indexes (and the
             foreign key) dropped for the COPY and rebuilt after it.
         rebuilt: the indexes and foreign keys dropped and rebuilt, by name.
-        big_load_reason: why big-load mode was (or, when empty, was not) chosen.
+        big_load_reason: why big-load mode was or was not chosen.
     """
 
     inserted: int = 0

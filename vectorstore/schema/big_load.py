@@ -258,9 +258,16 @@ class BigLoad:
 
     def consider(self, rows: int | None) -> bool:
         """Start big-load mode if ``rows`` (the load's size so far or in all) calls for it."""
-        if self.started or self.mode is False:
-            return self.started
-        if self.mode is None and (rows is None or rows < self.min_rows):
+        if self.started:
+            return True
+        if self.mode is False:
+            self.reason = "rebuild_index=False"
+            return False
+        if self.mode is None and rows is None:
+            self.reason = "the load's size is not known before its COPY"
+            return False
+        if self.mode is None and rows is not None and rows < self.min_rows:
+            self.reason = f"{rows:,} rows: below the {self.min_rows:,}-row bar"
             return False
         found = list_secondary_indexes(self.session, self.table)
         mine = [ix for ix in found if ix.collection_id == self.collection_id]
