@@ -46,20 +46,8 @@ def _metadata_index(engine: Engine) -> str:
         return str(conn.execute(text(sql)).scalar_one())
 
 
-def _text_search_index(engine: Engine) -> str:
-    sql = "SELECT pg_get_indexdef('ix_vectorstore_documents_text_search'::regclass)"
-    with engine.connect() as conn:
-        return str(conn.execute(text(sql)).scalar_one())
-
-
-def _columns(engine: Engine) -> set[str]:
-    return {c["name"] for c in inspect(engine).get_columns("vectorstore_documents")}
-
-
 def test_step_by_step_revisions(engine: Engine) -> None:
     assert "jsonb_path_ops" in _metadata_index(engine)
-    assert "to_tsvector('english'::regconfig, text)" in _text_search_index(engine)
-    assert "text_search" not in _columns(engine)
     vs.downgrade(engine, "0001")
     columns = {c["name"] for c in inspect(engine).get_columns("vectorstore_documents")}
     assert "text_search" not in columns
@@ -70,51 +58,27 @@ def test_step_by_step_revisions(engine: Engine) -> None:
     assert "jsonb_path_ops" not in _metadata_index(engine)
     vs.migrate(engine, "0003")
     assert "jsonb_path_ops" in _metadata_index(engine)
-    assert "(text_search)" in _text_search_index(engine)
-    vs.migrate(engine, "0004")
-    assert "text_search" not in _columns(engine)
-    assert "to_tsvector('english'::regconfig, text)" in _text_search_index(engine)
-    assert vs.check_schema(engine) == []
-
-
-def test_0004_keeps_the_rows_and_their_full_text_matches(engine: Engine) -> None:
-    """Rows written under 0003 (stored tsvector) match the same queries after 0004, and back."""
-    vs.downgrade(engine, "0003")
-    query = (
-        "SELECT external_id FROM vectorstore_documents WHERE {doc} @@ "
-        "websearch_to_tsquery('english', 'running shoes') ORDER BY external_id"
-    )
-    with engine.begin() as conn:
-        cid = conn.execute(
-            text("INSERT INTO vectorstore_collections (name, embedding_model, dimension) "
-                 "VALUES ('c', 'm', 384) RETURNING id")
-        ).scalar_one()  # fmt: skip
-        for ext, body in [("a", "red running shoes"), ("b", "shoes for running"),
-                          ("c", "bread recipes")]:  # fmt: skip
-            conn.execute(
-                text("INSERT INTO vectorstore_documents (collection_id, external_id, text, "
-                     "content_hash, embedding) VALUES (:c, :e, :t, '\\x00', :v)"),
-                {"c": cid, "e": ext, "t": body, "v": "[" + ",".join(["0.1"] * 384) + "]"},
-            )  # fmt: skip
-        before = conn.execute(text(query.format(doc="text_search"))).scalars().all()
-    assert before == ["a", "b"]
-    vs.migrate(engine)
-    with engine.connect() as conn:
-        expression = "to_tsvector('english'::regconfig, text)"
-        assert conn.execute(text(query.format(doc=expression))).scalars().all() == before
-    vs.downgrade(engine, "0003")
-    with engine.connect() as conn:
-        assert conn.execute(text(query.format(doc="text_search"))).scalars().all() == before
-    vs.migrate(engine)
-    assert vs.check_schema(engine) == []
 
 
 def test_models_and_migrations_agree(engine: Engine) -> None:
     assert vs.check_schema(engine) == []
 
 
+def _text_search_index(engine: Engine) -> str:
+    sql = "SELECT pg_get_indexdef('ix_vectorstore_documents_text_search'::regclass)"
+    with engine.connect() as conn:
+        return str(conn.execute(text(sql)).scalar_one())
+
+
+def test_the_default_table_keeps_the_stored_full_text_column(engine: Engine) -> None:
+    """The default layout is main's: the generated column, and the GIN index on it."""
+    columns = {c["name"] for c in inspect(engine).get_columns("vectorstore_documents")}
+    assert "text_search" in columns
+    assert "USING gin (text_search)" in _text_search_index(engine)
+
+
 def test_a_changed_text_search_index_is_drift(engine: Engine) -> None:
-    """The expression index is compared, not skipped: another expression is reported."""
+    """The full-text index is compared: one on another expression, or none, is reported."""
     with engine.begin() as conn:
         conn.execute(text("DROP INDEX ix_vectorstore_documents_text_search"))
         conn.execute(

@@ -12,10 +12,12 @@ candidates never leave the server.  The statement is::
 
 Reciprocal rank fusion (Cormack et al., 2009) needs no score normalisation:
 a document missing from one arm simply gets no contribution from it.  The text
-arm matches with the expression GIN index on ``to_tsvector('english', text)``
-(the query spells the indexed expression exactly, so the planner uses the
-index), and computes ``ts_rank_cd`` only for the rows the index matched (the
-candidates), not for the table; the query goes through
+arm matches and ranks (``ts_rank_cd``, only for the rows the GIN index
+matched) the model's full-text layout: the stored ``text_search`` column by
+default, or, for a model declared ``full_text_search = "expression"``,
+``to_tsvector('english', text)`` spelled like the indexed expression (so the
+planner uses the index; the tsvector is then computed again for every matched
+row, the price of that layout on broad queries); the query goes through
 ``websearch_to_tsquery``, so user input such as ``"exact phrase" -excluded or
 other`` is safe and never a syntax error.
 """
@@ -31,7 +33,7 @@ from sqlalchemy.dialects.postgresql import REGCONFIG
 
 from vectorstore._target import Target
 from vectorstore.errors import ConfigurationError, ValidationError
-from vectorstore.models import TEXT_SEARCH_CONFIG, text_search_vector
+from vectorstore.models import TEXT_SEARCH_CONFIG, full_text_layout, text_search_vector
 from vectorstore.results import ResultSet, SearchResult
 
 from .options import SearchOptions
@@ -57,9 +59,9 @@ def check_fusion(
     """Refuse bad hybrid arguments before anything is embedded or read (ValidationError).
 
     A ``model`` declared with ``full_text_search = False`` has no full-text
-    index: ConfigurationError.
+    index (or one with an unknown layout): ConfigurationError.
     """
-    if model is not None and not getattr(model, "full_text_search", True):
+    if model is not None and full_text_layout(model) is False:
         raise ConfigurationError(
             f"{model.__name__} is declared with full_text_search = False (no full-text "
             "index); hybrid search needs it: use nearest(), or declare the model with it"
