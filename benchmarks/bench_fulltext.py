@@ -32,12 +32,21 @@ rebuilt after it:
 Part 3, the hybrid text arm on (a) and (b): the 40 best ``ts_rank_cd``
 matches of a query, median latency over a set of one- and two-word queries.
 
+Part 4, the text arm by match count: one-word queries of very different
+frequencies (Zipf ranks 4000, 400, 40, 5 of the vocabulary), the rows each
+matches, and the text arm's median latency on (a), the stored column, and (b),
+the expression (which computes ``to_tsvector`` again for every matched row
+that ``ts_rank_cd`` ranks: the cost grows with the matches).
+``--only text-arm`` builds just the (a) and (b) tables and runs Part 4.
+
 Usage::
 
     python benchmarks/bench_fulltext.py             # 100k rows, a few minutes here
     python benchmarks/bench_fulltext.py --rows 20000
+    python benchmarks/bench_fulltext.py --only text-arm
 
-Results: ``benchmarks/results/fulltext.json`` and ``fulltext_tables.md``.
+Results: ``benchmarks/results/fulltext.json`` and ``fulltext_tables.md``;
+``--only text-arm``: ``fulltext_text_arm.json`` and ``fulltext_text_arm_tables.md``.
 """
 
 from __future__ import annotations
@@ -169,12 +178,92 @@ def median_ms(cur: Any, sql: str, queries: list[str], repeats: int) -> float:
     return statistics.median(times) * 1000
 
 
+#: Vocabulary ranks (1 = the commonest word) of Part 4's one-word queries.
+MATCH_RANKS = (4000, 400, 40, 5)
+
+
+def text_arm_by_matches(
+    cur: Any, stored_table: str, expr_table: str, repeats: int = 5
+) -> list[dict[str, Any]]:
+    """Per query word: rows matched, and the text arm's median ms on each layout."""
+    words = vocabulary()
+    arms = {
+        "stored": text_arm_sql(stored_table, "text_search"),
+        "expression": text_arm_sql(expr_table, f"to_tsvector({CONFIG}, text)"),
+    }
+    found = []
+    for rank in MATCH_RANKS:
+        word = words[rank - 1]
+        cur.execute(
+            f"SELECT count(*) FROM {stored_table} WHERE text_search @@ "
+            f"websearch_to_tsquery({CONFIG}, %s)",
+            (word,),
+        )
+        row: dict[str, Any] = {"rank": rank, "word": word, "matches": int(cur.fetchone()[0])}
+        for sql in arms.values():  # warm
+            median_ms(cur, sql, [word], 1)
+        samples: dict[str, list[float]] = {name: [] for name in arms}
+        for _ in range(repeats):  # interleaved
+            for name, sql in arms.items():
+                samples[name].append(median_ms(cur, sql, [word], 1))
+        for name, values in samples.items():
+            row[f"{name}_ms"] = statistics.median(values)
+        print(
+            f"  rank {rank:5d} {word:12s} {row['matches']:7,d} matches  stored "
+            f"{row['stored_ms']:8.1f} ms  expression {row['expression_ms']:8.1f} ms",
+            flush=True,
+        )
+        found.append(row)
+    return found
+
+
+def text_arm_lines(rows: list[dict[str, Any]], repeats: int = 5) -> list[str]:
+    lines = [
+        f"Hybrid text arm by match count (`WHERE tsvector @@ q ORDER BY ts_rank_cd DESC, id "
+        f"LIMIT 40`), one-word queries, median of {repeats} interleaved runs:",
+        "",
+        "| query word (vocabulary rank) | matching rows | stored column ms | expression ms "
+        "| expression / stored |",
+        "|---|---:|---:|---:|---:|",
+    ]
+    for r in rows:
+        lines.append(
+            f"| `{r['word']}` ({r['rank']}) | {r['matches']:,} | {r['stored_ms']:.1f} | "
+            f"{r['expression_ms']:.1f} | {r['expression_ms'] / r['stored_ms']:.1f}x |"
+        )
+    return lines
+
+
+def run_text_arm_only(args: argparse.Namespace, cur: Any, path: Path) -> None:
+    """Part 4 alone: the (a) and (b) tables loaded and indexed, then the text arm by matches."""
+    tables = {"ft_cand_0": CANDIDATES["(a) stored generated tsvector, GIN after"],
+              "ft_cand_1": CANDIDATES["(b) expression GIN, built after"]}  # fmt: skip
+    for table, (during, after) in tables.items():
+        make_table(cur, table, during)
+        copy_into(cur, table, str(path))
+        rebuild_after(cur, table, after)
+    rows = text_arm_by_matches(cur, "ft_cand_0", "ft_cand_1")
+    head = (
+        f"{args.rows:,} rows of `{args.texts}` texts (40 Zipf words of a 6,000-word "
+        f"vocabulary), dedicated embedded PostgreSQL 18, {os.cpu_count()} CPU cores."
+    )
+    text_out = "\n".join([head, "", *text_arm_lines(rows)])
+    print("\n" + text_out)
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    (RESULTS / "fulltext_text_arm.json").write_text(
+        json.dumps({"rows": args.rows, "texts": args.texts, "by_matches": rows}, indent=2)
+    )
+    (RESULTS / "fulltext_text_arm_tables.md").write_text(text_out + "\n")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--rows", type=int, default=100_000)
     parser.add_argument("--texts", choices=TEXT_KINDS, default="words")
     parser.add_argument("--repeats", type=int, default=2, help="runs of each COPY")
     parser.add_argument("--data-dir", default=None)
+    parser.add_argument("--only", choices=["text-arm"], default=None,
+                        help="run only Part 4 (the text arm by match count)")  # fmt: skip
     args = parser.parse_args()
     server, url, owned = start_server(args.data_dir)
     out: dict[str, Any] = {"rows": args.rows, "texts": args.texts}
@@ -202,6 +291,10 @@ def main() -> None:
                 handle.write(chunk)
         os.chmod(path, 0o644)
         del rows, batches
+        if args.only == "text-arm":
+            run_text_arm_only(args, cur, path)
+            conn.close()
+            return
 
         ladder: dict[str, list[float]] = {}
         tables = {name: f"ft_ladder_{i}" for i, (name, _) in enumerate(LADDER)}
@@ -268,13 +361,14 @@ def main() -> None:
                 (query,),
             )
             matches.append(int(cur.fetchone()[0]))
+        by_matches = text_arm_by_matches(cur, stored_table, expr_table)
         conn.close()
     finally:
         server.stop()
         if owned:
             shutil.rmtree(Path(server.data_dir).parent, ignore_errors=True)
     out.update(ladder=ladder, candidates=candidates, text_arm_ms=latency, plan_b=plan_b,
-               median_matches=statistics.median(matches))  # fmt: skip
+               median_matches=statistics.median(matches), by_matches=by_matches)  # fmt: skip
     report(out, args, chars)
 
 
@@ -316,6 +410,7 @@ def report(out: dict[str, Any], args: argparse.Namespace, chars: float) -> None:
         "|---|---:|",
     ]
     lines += [f"| {name} | {ms:.2f} |" for name, ms in out["text_arm_ms"].items()]
+    lines += ["", *text_arm_lines(out["by_matches"])]
     text_out = "\n".join(lines)
     print("\n" + text_out + "\n\nplan of (b):\n" + out["plan_b"])
     RESULTS.mkdir(parents=True, exist_ok=True)
