@@ -15,10 +15,11 @@ from typing import Any
 
 import numpy as np
 import pytest
-from sqlalchemy import URL, Engine, text
-from sqlalchemy.orm import Session
+from sqlalchemy import URL, Engine, MetaData, text
+from sqlalchemy.orm import DeclarativeBase, Session
 
 import vectorstore as vs
+from vectorstore.models import NAMING_CONVENTION
 from vectorstore.schema.maintenance import IndexBuildProgress
 
 Repo = vs.DocumentRepository[vs.Document]
@@ -276,3 +277,39 @@ def test_bad_big_load_arguments_are_refused_before_anything_is_written(
     assert oids(driver_engine) == before
     with driver_engine.connect() as conn:
         assert conn.execute(text("SELECT count(*) FROM vectorstore_collections")).scalar_one() == 0
+
+
+class _LayoutBase(DeclarativeBase):
+    metadata = MetaData(naming_convention=NAMING_CONVENTION)
+
+
+class ExpressionDoc(vs.DocumentMixin, _LayoutBase):
+    __tablename__ = "expression_docs"
+    full_text_search = "expression"
+
+
+def test_a_big_load_rebuilds_the_expression_layouts_full_text_index(
+    driver_engine: Engine,
+) -> None:
+    """The "expression" layout's GIN index is dropped and rebuilt like the others."""
+    _LayoutBase.metadata.create_all(driver_engine)
+    name = "ix_expression_docs_text_search"
+
+    def index_oid() -> int:
+        with driver_engine.connect() as conn:
+            return int(conn.execute(text(f"SELECT '{name}'::regclass::oid")).scalar_one())
+
+    before = index_oid()
+    repo = vs.DocumentRepository.standalone(
+        driver_engine, collection="expr", embedding_model="external", model=ExpressionDoc
+    )
+    result = repo.bulk_add(
+        [f"document {i} about topic {i % 7}" for i in range(300)],
+        embeddings=vectors(300),
+        rebuild_index=True,
+    )
+    assert result.big_load
+    assert name in result.rebuilt
+    assert index_oid() != before  # rebuilt, and there
+    hits = repo.hybrid("topic", k=3, vector=vectors(1)[0], vector_weight=0.0)
+    assert all(h.extra["text_rank"] is not None for h in hits)
