@@ -6,12 +6,39 @@ from typing import Any
 
 import numpy as np
 import pytest
-from sqlalchemy import text
-from sqlalchemy.orm import Session
+from sqlalchemy import MetaData, text
+from sqlalchemy.orm import DeclarativeBase, Session
 
 import vectorstore as vs
+from vectorstore.models import NAMING_CONVENTION, full_text_layout
 
 Repo = vs.DocumentRepository[vs.Document]
+
+
+class LayoutBase(DeclarativeBase):
+    metadata = MetaData(naming_convention=NAMING_CONVENTION)
+
+
+class ExpressionDoc(vs.DocumentMixin, LayoutBase):
+    """The "expression" layout: a GIN index on to_tsvector('english', text), no column."""
+
+    __tablename__ = "expression_docs"
+    full_text_search = "expression"
+
+
+LAYOUTS = {"stored": vs.Document, "expression": ExpressionDoc}
+
+
+@pytest.fixture(params=sorted(LAYOUTS))
+def layout_repo(
+    request: pytest.FixtureRequest, session: Session, embedder: vs.HashingTestEmbedder
+) -> vs.DocumentRepository[Any]:
+    """A repository on the default table ("stored") and on an "expression" table."""
+    model = LAYOUTS[request.param]
+    assert full_text_layout(model) == request.param
+    LayoutBase.metadata.create_all(session.connection())
+    return vs.DocumentRepository(session, collection="test", embedder=embedder, model=model)
+
 
 TEXTS = [
     "postgres full text search with tsvector",  # 0: text match, vector near
@@ -27,7 +54,9 @@ def _ranks(values: list[float], reverse: bool = False) -> dict[int, int]:
     return {i: r + 1 for r, i in enumerate(order)}
 
 
-def test_rrf_matches_a_hand_computed_fusion(repo: Repo) -> None:
+def test_rrf_matches_a_hand_computed_fusion(layout_repo: vs.DocumentRepository[Any]) -> None:
+    """The same hand-checked fusion on both full-text layouts."""
+    repo = layout_repo
     rng = np.random.default_rng(1)
     vectors = rng.standard_normal((len(TEXTS), 384)).astype(np.float32)
     q = vectors[2] + 0.05 * rng.standard_normal(384).astype(np.float32)
@@ -55,7 +84,10 @@ def test_rrf_matches_a_hand_computed_fusion(repo: Repo) -> None:
     assert hits[0].document.external_id in {"0", "1"}
 
 
-def test_hybrid_applies_the_same_filter_and_weights(repo: Repo) -> None:
+def test_hybrid_applies_the_same_filter_and_weights(
+    layout_repo: vs.DocumentRepository[Any],
+) -> None:
+    repo = layout_repo
     repo.bulk_add(TEXTS, metadata=[{"n": i} for i in range(len(TEXTS))])
     hits = repo.hybrid("postgres", k=5, filter={"n": {"$gte": 1}})
     assert all(h.document.metadata_["n"] >= 1 for h in hits)
@@ -129,3 +161,34 @@ def test_explain_still_takes_the_old_exact_spelling(repo: Repo) -> None:
     with pytest.deprecated_call(match="strategy='exact'"):
         report = repo.explain("postgres", k=3, exact=True)
     assert report.strategy == "exact"
+
+
+@pytest.mark.parametrize("layout", sorted(LAYOUTS))
+def test_the_text_arm_uses_the_full_text_index(any_driver_url: Any, layout: str) -> None:
+    """The text arm's tsvector is the indexed one (also as a generic prepared plan)."""
+    from sqlalchemy import func, select
+
+    from vectorstore.models import text_search_vector
+
+    model = LAYOUTS[layout]
+    table = model.__tablename__
+    engine = vs.make_engine(any_driver_url)
+    try:
+        with Session(engine) as session:
+            LayoutBase.metadata.create_all(session.connection())
+            session.execute(text("SET LOCAL enable_seqscan = off"))
+            doc = text_search_vector(model)
+            spelled = str(doc.compile(engine))
+            assert ("to_tsvector" in spelled) == (layout == "expression")
+            query = func.websearch_to_tsquery(text("'english'::regconfig"), "postgres")
+            stmt = select(model.id).where(doc.bool_op("@@")(query))
+            compiled = stmt.compile(engine, compile_kwargs={"literal_binds": True})
+            plan = "\n".join(session.execute(text(f"EXPLAIN {compiled}")).scalars())
+            assert f"ix_{table}_text_search" in plan
+            # A generic plan (psycopg 3 prepares after a few runs) matches it too.
+            session.execute(text(f"PREPARE arm AS {compiled}"))
+            session.execute(text("SET LOCAL plan_cache_mode = force_generic_plan"))
+            generic = "\n".join(session.execute(text("EXPLAIN EXECUTE arm")).scalars())
+            assert f"ix_{table}_text_search" in generic
+    finally:
+        engine.dispose()

@@ -64,6 +64,33 @@ def test_models_and_migrations_agree(engine: Engine) -> None:
     assert vs.check_schema(engine) == []
 
 
+def _text_search_index(engine: Engine) -> str:
+    sql = "SELECT pg_get_indexdef('ix_vectorstore_documents_text_search'::regclass)"
+    with engine.connect() as conn:
+        return str(conn.execute(text(sql)).scalar_one())
+
+
+def test_the_default_table_keeps_the_stored_full_text_column(engine: Engine) -> None:
+    """The default layout is main's: the generated column, and the GIN index on it."""
+    columns = {c["name"] for c in inspect(engine).get_columns("vectorstore_documents")}
+    assert "text_search" in columns
+    assert "USING gin (text_search)" in _text_search_index(engine)
+
+
+def test_a_changed_text_search_index_is_drift(engine: Engine) -> None:
+    """The full-text index is compared: one on another expression, or none, is reported."""
+    with engine.begin() as conn:
+        conn.execute(text("DROP INDEX ix_vectorstore_documents_text_search"))
+        conn.execute(
+            text("CREATE INDEX ix_vectorstore_documents_text_search ON vectorstore_documents "
+                 "USING gin (to_tsvector('simple'::regconfig, text))")
+        )  # fmt: skip
+    assert any("text_search" in repr(d) for d in vs.check_schema(engine))
+    with engine.begin() as conn:
+        conn.execute(text("DROP INDEX ix_vectorstore_documents_text_search"))
+    assert any("text_search" in repr(d) for d in vs.check_schema(engine))
+
+
 def test_drift_is_detected(engine: Engine) -> None:
     with engine.begin() as conn:
         conn.execute(text("ALTER TABLE vectorstore_documents ADD COLUMN stray integer"))

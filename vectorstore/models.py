@@ -26,18 +26,27 @@ Why each index exists (names are deterministic via the naming convention):
   filter), which is rarely selective.
 * ``ix_<table>_embedding_hnsw`` (HNSW, ``vector_cosine_ops``): approximate
   nearest neighbours by cosine distance, the default metric.
-* ``ix_<table>_text_search`` (GIN on a generated ``tsvector``): full-text
-  search for hybrid ranking.
+* ``ix_<table>_text_search`` (GIN): full-text search for hybrid ranking.
+  Its layout is the model's ``full_text_search`` choice.  ``"stored"`` (the
+  default): a generated, stored ``text_search`` tsvector column
+  (``to_tsvector('english'::regconfig, text)``) with the GIN index on it; a
+  COPY computes the tsvector for every row it writes, and the text arm of a
+  hybrid query reads it ready-made.  ``"expression"``: no column, the GIN
+  index is on the expression itself; a COPY runs near the speed of a bare
+  table, but the text arm computes the tsvector again for every row the index
+  matched, so a broad query is about 7-16x slower (measured:
+  ``docs/full-text-search.md``).  ``False``: no full text, no hybrid search.
 """
 
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Literal
 
 from pgvector.sqlalchemy import Vector
 from sqlalchemy import (
     BigInteger,
+    ColumnElement,
     Computed,
     DateTime,
     ForeignKey,
@@ -49,12 +58,15 @@ from sqlalchemy import (
     Text,
     UniqueConstraint,
     func,
+    literal_column,
 )
 from sqlalchemy import (
     text as sql_text,
 )
 from sqlalchemy.dialects.postgresql import JSONB, TSVECTOR
 from sqlalchemy.orm import DeclarativeBase, Mapped, declared_attr, mapped_column
+
+from vectorstore.errors import ConfigurationError
 
 __all__ = [
     "DEFAULT_DIMENSION",
@@ -64,12 +76,21 @@ __all__ = [
     "Collection",
     "Document",
     "DocumentMixin",
+    "FullTextSearch",
     "embedding_dimension",
+    "full_text_layout",
+    "text_search_vector",
 ]
 
 DEFAULT_DIMENSION = 384
 DEFAULT_MODEL_NAME = "sentence-transformers/all-MiniLM-L6-v2"
 TEXT_SEARCH_CONFIG = "english"
+#: The full-text expression: the stored column's generation expression, or the
+#: indexed expression of the ``"expression"`` layout (hybrid spells it exactly).
+TEXT_SEARCH_SQL = f"to_tsvector('{TEXT_SEARCH_CONFIG}'::regconfig, text)"
+
+#: A model's full-text layout: ``DocumentMixin.full_text_search``.
+FullTextSearch = Literal["stored", "expression", False]
 
 NAMING_CONVENTION = {
     "ix": "ix_%(table_name)s_%(column_0_N_name)s",
@@ -104,16 +125,36 @@ class Collection(Base):
         )
 
 
+def full_text_layout(model: Any) -> FullTextSearch:
+    """``model``'s ``full_text_search`` layout, checked (ConfigurationError if unknown)."""
+    layout = getattr(model, "full_text_search", "stored")
+    if layout is False:
+        return False
+    if layout == "stored" or layout == "expression":
+        return "stored" if layout == "stored" else "expression"
+    raise ConfigurationError(
+        f"{getattr(model, '__name__', model)!s}.full_text_search must be "
+        f"'stored', 'expression' or False, got {layout!r}"
+    )
+
+
 class DocumentMixin:
     """The columns and indexes of a document table; mix into a mapped class.
 
-    Class attributes to override: ``embedding_dimension`` (default 384) and
-    ``table_schema`` (default: the connection's search path).  Defining your own
-    ``__table_args__`` replaces the indexes declared here.
+    Class attributes to override: ``embedding_dimension`` (default 384),
+    ``table_schema`` (default: the connection's search path) and
+    ``full_text_search``, the full-text layout that hybrid search uses:
+    ``"stored"`` (default: a generated stored ``text_search`` tsvector column
+    and a GIN index on it), ``"expression"`` (a GIN index on
+    ``to_tsvector('english', text)``, no column: cheaper loads, a slower
+    text arm on broad hybrid queries) or ``False`` (no full text; hybrid
+    search on the model is refused).  Defining your own ``__table_args__``
+    replaces the indexes declared here.
     """
 
     embedding_dimension: ClassVar[int] = DEFAULT_DIMENSION
     table_schema: ClassVar[str | None] = None
+    full_text_search: ClassVar[FullTextSearch] = "stored"
 
     id: Mapped[int] = mapped_column(BigInteger, Identity(), primary_key=True)
     external_id: Mapped[str | None] = mapped_column(Text)
@@ -137,11 +178,10 @@ class DocumentMixin:
 
     @declared_attr
     def text_search(cls) -> Mapped[Any]:
-        return mapped_column(
-            TSVECTOR,
-            Computed(f"to_tsvector('{TEXT_SEARCH_CONFIG}'::regconfig, text)", persisted=True),
-            deferred=True,
-        )
+        # Only the "stored" layout has the column (None: not mapped, not in the table).
+        if full_text_layout(cls) != "stored":
+            return None  # type: ignore[return-value]
+        return mapped_column(TSVECTOR, Computed(TEXT_SEARCH_SQL, persisted=True), deferred=True)
 
     @declared_attr.directive
     def __table_args__(cls) -> Any:
@@ -162,8 +202,15 @@ class DocumentMixin:
                 postgresql_with={"m": 16, "ef_construction": 64},
                 postgresql_ops={"embedding": "vector_cosine_ops"},
             ),
-            Index(f"ix_{table}_text_search", "text_search", postgresql_using="gin"),
         )
+        layout = full_text_layout(cls)
+        if layout == "stored":
+            args = (*args, Index(f"ix_{table}_text_search", "text_search", postgresql_using="gin"))
+        elif layout == "expression":
+            text_index = Index(
+                f"ix_{table}_text_search", sql_text(TEXT_SEARCH_SQL), postgresql_using="gin"
+            )
+            args = (*args, text_index)
         if cls.table_schema:
             return (*args, {"schema": cls.table_schema})
         return args
@@ -179,6 +226,22 @@ class Document(DocumentMixin, Base):
     """The default document model: ``vectorstore_documents``, ``Vector(384)``."""
 
     __tablename__ = "vectorstore_documents"
+
+
+def text_search_vector(model: Any) -> ColumnElement[Any]:
+    """The tsvector the text arm of a hybrid query matches and ranks on ``model``'s table.
+
+    ``"stored"`` layout: the generated ``text_search`` column.  ``"expression"``:
+    ``to_tsvector('english'::regconfig, text)``, spelled like the indexed
+    expression; the configuration is a literal in the SQL (not a bound
+    parameter), so a generic plan of a prepared statement still matches the
+    expression index.
+    """
+    if full_text_layout(model) == "stored":
+        column: ColumnElement[Any] = model.__table__.c.text_search
+        return column
+    config: ColumnElement[Any] = literal_column(f"'{TEXT_SEARCH_CONFIG}'::regconfig")
+    return func.to_tsvector(config, model.__table__.c.text, type_=TSVECTOR)
 
 
 def embedding_dimension(model: Any) -> int:

@@ -57,7 +57,7 @@ from .schema.indexes import IndexSpec
 from .write import ingest as ingest_wing
 from .write import load
 from .write.batch import DEFAULT_CHUNK_ROWS, Record, batches_from_records
-from .write.inputs import batches_from
+from .write.inputs import batches_from, source_total
 from .write.load import ConflictPolicy, check_policy, embed_missing
 from .write.single import insert_one
 from .write.writer import BufferedWriter
@@ -342,7 +342,7 @@ class DocumentRepository(Generic[DocT]):
         external_ids: Sequence[str | None] | None = None,
         on_conflict: ConflictPolicy = "error",
         chunk_rows: int = DEFAULT_CHUNK_ROWS,
-        rebuild_index: bool = False,
+        rebuild_index: bool | None = None,
         index_options: Mapping[str, Any] | None = None,
         text_column: str = "text",
         embedding_column: str | None = "embedding",
@@ -362,14 +362,21 @@ class DocumentRepository(Generic[DocT]):
             on_conflict: what to do with an external id that already exists:
                 ``"error"`` (raise, write nothing), ``"skip"`` or ``"update"``.
             chunk_rows: rows encoded and sent per chunk (memory stays flat).
-            rebuild_index: the fast path for big loads: drop the collection
-                table's ANN indexes, load, rebuild them with build settings,
-                then ANALYZE (see :mod:`vectorstore.schema.maintenance`).  The
-                table is locked for the whole call.  If the rebuild fails, the
-                rows stay loaded and :class:`~vectorstore.IndexBuildError` says
-                how to rebuild with one call.
-            index_options: ``maintenance_work_mem``, ``parallel_workers`` and
-                ``progress`` for the rebuild.
+            rebuild_index: big-load mode: drop the table's secondary indexes
+                (HNSW, GIN, the content-hash btree) and its foreign key, COPY,
+                rebuild them with build settings, then ANALYZE (see
+                :mod:`vectorstore.schema.big_load`).  ``None`` (default):
+                when the input's size is known and it is large relative to the
+                whole table (at least 10,000 rows and as many as the table
+                holds); ``True``: always; ``False``: never.  The table (all
+                its collections) is locked for the whole call.  The result's
+                ``big_load`` / ``rebuilt`` say what was done.  If a rebuild
+                fails, the rows stay loaded and
+                :class:`~vectorstore.IndexBuildError` says how to rebuild.
+            index_options: ``maintenance_work_mem``, ``parallel_workers``,
+                ``progress`` (a callable taking
+                :class:`~vectorstore.schema.maintenance.IndexBuildProgress`),
+                ``min_rows`` and ``ratio`` (the automatic choice's bar).
             text_column: the DataFrame column holding the texts; likewise
                 ``embedding_column``, ``metadata_column``, ``id_column`` and
                 ``metadata_columns`` (plain columns folded into the metadata).
@@ -392,6 +399,7 @@ class DocumentRepository(Generic[DocT]):
         result, collection = load.bulk_add(
             self._write_target(), batches, policy,
             rebuild_index=rebuild_index, index_options=index_options,
+            expected_rows=source_total(data)[0],
         )  # fmt: skip
         self._remember(collection)
         return result
@@ -432,7 +440,7 @@ class DocumentRepository(Generic[DocT]):
         chunk_rows: int = DEFAULT_CHUNK_ROWS,
         skip_known: bool = True,
         progress: bool | None = None,
-        rebuild_index: bool = False,
+        rebuild_index: bool | None = None,
         index_options: Mapping[str, Any] | None = None,
         **columns: Any,
     ) -> IngestResult:
@@ -729,7 +737,8 @@ class DocumentRepository(Generic[DocT]):
     def _hybrid(
         self, text: str, vector: QueryInput | None, opts: SearchOptions, **fusion: Any
     ) -> ResultSet[DocT]:
-        hybrid_query.check_fusion(text, opts, **fusion)  # before embedding or reading anything
+        # before embedding or reading anything
+        hybrid_query.check_fusion(text, opts, model=self.model, **fusion)
         vec = self._query_vector(text if vector is None else vector)
         target = self._target()
         return target.sessions.retry_read(
@@ -840,7 +849,7 @@ def ingest(
     chunk_rows: int = DEFAULT_CHUNK_ROWS,
     skip_known: bool = True,
     progress: bool | None = None,
-    rebuild_index: bool = False,
+    rebuild_index: bool | None = None,
     index_options: Mapping[str, Any] | None = None,
     **columns: Any,
 ) -> IngestResult:
@@ -864,8 +873,10 @@ def ingest(
         skip_known: skip rows whose text (content hash) the collection already
             stores: they are neither embedded nor written again.
         progress: show a tqdm bar; None (default) shows it only on a terminal.
-        rebuild_index: drop the table's ANN indexes first and rebuild them after
-            the load (for big loads; see ``bulk_add``).
+        rebuild_index: big-load mode (see ``bulk_add``); ``None`` (default)
+            chooses by the source's size when known, else switches once the
+            rows written cross the bar; the content-hash index stays while
+            ``skip_known`` reads it.
         index_options: options of the rebuild (``maintenance_work_mem``, ...).
         **columns: ``text_column``, ``embedding_column``, ``metadata_column``,
             ``id_column``, ``metadata_columns`` for DataFrames and files.

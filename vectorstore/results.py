@@ -60,6 +60,12 @@ class BulkResult:
         updated: existing rows overwritten (``on_conflict="update"``).
         embedded: texts embedded by the repository's embedder during the call.
         elapsed_s: wall time of the call in seconds.
+        write_s: seconds spent encoding and sending the COPY (and merging).
+        index_s: seconds spent rebuilding indexes after a big load (and ANALYZE).
+        big_load: the load ran in big-load mode: secondary indexes (and the
+            foreign key) dropped for the COPY and rebuilt after it.
+        rebuilt: the indexes and foreign keys dropped and rebuilt, by name.
+        big_load_reason: why big-load mode was or was not chosen.
     """
 
     inserted: int = 0
@@ -67,6 +73,11 @@ class BulkResult:
     updated: int = 0
     embedded: int = 0
     elapsed_s: float = 0.0
+    write_s: float = 0.0
+    index_s: float = 0.0
+    big_load: bool = False
+    rebuilt: tuple[str, ...] = ()
+    big_load_reason: str = ""
 
     @property
     def rows(self) -> int:
@@ -200,6 +211,7 @@ class IngestResult:
         write_s: seconds spent encoding and sending COPYs (and merging).
         elapsed_s: wall time of the whole call.
         lookup_s: seconds spent asking which texts the collection already stores.
+        index_s, big_load, rebuilt, big_load_reason: as in :class:`BulkResult`.
     """
 
     rows: int
@@ -212,6 +224,10 @@ class IngestResult:
     write_s: float
     elapsed_s: float
     lookup_s: float = 0.0
+    index_s: float = 0.0
+    big_load: bool = False
+    rebuilt: tuple[str, ...] = ()
+    big_load_reason: str = ""
 
     @property
     def rows_per_s(self) -> float:

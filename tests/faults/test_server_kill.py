@@ -253,3 +253,43 @@ def test_ingest_killed_mid_load_is_all_or_nothing_and_rerun_is_exact(
         assert _counts(engine) == (TOTAL, TOTAL)
     finally:
         engine.dispose()
+
+
+def _schema_objects(engine: Engine) -> tuple[set[str], set[str]]:
+    """(valid index names, foreign key names) of the documents table."""
+    with engine.connect() as conn:
+        indexes = set(conn.execute(text(
+            "SELECT indexrelid::regclass::text FROM pg_index "
+            "WHERE indrelid = 'vectorstore_documents'::regclass AND indisvalid"
+        )).scalars())  # fmt: skip
+        keys = set(conn.execute(text(
+            "SELECT conname FROM pg_constraint "
+            "WHERE conrelid = 'vectorstore_documents'::regclass AND contype = 'f'"
+        )).scalars())  # fmt: skip
+    return indexes, keys
+
+
+@pytest.mark.parametrize("driver", ["psycopg2", "psycopg"])
+def test_big_load_killed_between_drop_and_rebuild_leaves_every_index(
+    clean_server: vs.EmbeddedServer, driver: str
+) -> None:
+    """The drop is in the load's transaction: a crash mid-COPY rolls it back with the rows."""
+    engine = vs.make_engine(driver_url(clean_server, driver))
+    repo: vs.DocumentRepository[vs.Document] = vs.DocumentRepository.standalone(
+        engine, collection="kill-big", embedding_model="external"
+    )
+    try:
+        before = _schema_objects(engine)
+        assert len(before[0]) >= 5
+        assert len(before[1]) == 1
+        with pytest.raises(vs.ConnectionLostError):
+            repo.bulk_add(records(clean_server), chunk_rows=CHUNK, rebuild_index=True)
+        clean_server.start()
+        assert _counts(engine) == (0, 0)
+        assert _schema_objects(engine) == before  # every index and the foreign key are back
+        result = repo.bulk_add(records(), chunk_rows=CHUNK, rebuild_index=True)
+        assert result.big_load
+        assert result.inserted == TOTAL
+        assert _schema_objects(engine) == before
+    finally:
+        engine.dispose()

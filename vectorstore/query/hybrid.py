@@ -12,9 +12,14 @@ candidates never leave the server.  The statement is::
 
 Reciprocal rank fusion (Cormack et al., 2009) needs no score normalisation:
 a document missing from one arm simply gets no contribution from it.  The text
-arm uses the generated ``text_search`` tsvector (English configuration) and its
-GIN index; the query goes through ``websearch_to_tsquery``, so user input such
-as ``"exact phrase" -excluded or other`` is safe and never a syntax error.
+arm matches and ranks (``ts_rank_cd``, only for the rows the GIN index
+matched) the model's full-text layout: the stored ``text_search`` column by
+default, or, for a model declared ``full_text_search = "expression"``,
+``to_tsvector('english', text)`` spelled like the indexed expression (so the
+planner uses the index; the tsvector is then computed again for every matched
+row, the price of that layout on broad queries); the query goes through
+``websearch_to_tsquery``, so user input such as ``"exact phrase" -excluded or
+other`` is safe and never a syntax error.
 """
 
 from __future__ import annotations
@@ -27,8 +32,8 @@ from sqlalchemy import Float, cast, func, literal, select
 from sqlalchemy.dialects.postgresql import REGCONFIG
 
 from vectorstore._target import Target
-from vectorstore.errors import ValidationError
-from vectorstore.models import TEXT_SEARCH_CONFIG
+from vectorstore.errors import ConfigurationError, ValidationError
+from vectorstore.models import TEXT_SEARCH_CONFIG, full_text_layout, text_search_vector
 from vectorstore.results import ResultSet, SearchResult
 
 from .options import SearchOptions
@@ -49,8 +54,18 @@ def check_fusion(
     candidates: Any = None,
     vector_weight: Any = 1.0,
     text_weight: Any = 1.0,
+    model: Any = None,
 ) -> None:
-    """Refuse bad hybrid arguments before anything is embedded or read (ValidationError)."""
+    """Refuse bad hybrid arguments before anything is embedded or read (ValidationError).
+
+    A ``model`` declared with ``full_text_search = False`` has no full-text
+    index (or one with an unknown layout): ConfigurationError.
+    """
+    if model is not None and full_text_layout(model) is False:
+        raise ConfigurationError(
+            f"{model.__name__} is declared with full_text_search = False (no full-text "
+            "index); hybrid search needs it: use nearest(), or declare the model with it"
+        )
     if not isinstance(text, str) or not text.strip():
         raise ValidationError("hybrid search needs a non-empty query text")
     for name, value in (("rrf_k", rrf_k), ("candidates", candidates)):
@@ -91,7 +106,7 @@ def hybrid_search(
         vector distance, ``extra`` a dict with ``vector_rank`` and ``text_rank``
         (None when the document was not in that arm's candidates).
     """
-    check_fusion(text, opts, rrf_k, candidates, vector_weight, text_weight)
+    check_fusion(text, opts, rrf_k, candidates, vector_weight, text_weight, model=target.model)
     vec = vector
     model = target.model
     sessions = target.sessions
@@ -112,10 +127,11 @@ def hybrid_search(
             func.row_number().over(order_by=(arm_sub.c.distance, arm_sub.c.id)).label("rank"),
         ).cte("vec")
         tsquery = func.websearch_to_tsquery(cast(literal(TEXT_SEARCH_CONFIG), REGCONFIG), text)
-        relevance = func.ts_rank_cd(model.text_search, tsquery)
+        document = text_search_vector(model)
+        relevance = func.ts_rank_cd(document, tsquery)
         txt_sub = (
             select(model.id, relevance.label("relevance"))
-            .where(*where_clause(target, opts), model.text_search.bool_op("@@")(tsquery))
+            .where(*where_clause(target, opts), document.bool_op("@@")(tsquery))
             .order_by(relevance.desc(), model.id)
             .limit(n)
             .subquery()

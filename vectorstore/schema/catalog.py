@@ -37,6 +37,7 @@ __all__ = [
     "list_ann_indexes",
     "parse_version",
     "pgvector_version",
+    "planner_rows",
     "qualified_table",
     "read_catalog",
 ]
@@ -126,7 +127,8 @@ def list_ann_indexes(bind: Bind, table: Table) -> list[AnnIndex]:
     return found
 
 
-def _planner_rows(bind: Bind, sql: str) -> int:
+def planner_rows(bind: Bind, sql: str) -> int:
+    """The planner's row estimate for ``sql`` (no rows are read)."""
     plan = bind.execute(text(f"EXPLAIN (FORMAT JSON) {sql}")).scalar_one()
     return int(plan[0]["Plan"]["Plan Rows"])
 
@@ -172,8 +174,8 @@ class Catalog:
         """The collection's share of the table's rows, from planner statistics (cached)."""
         found = self.cached_share(collection_id)
         if found is None:
-            total = _planner_rows(bind, f"SELECT 1 FROM {self.table}")
-            mine = _planner_rows(
+            total = planner_rows(bind, f"SELECT 1 FROM {self.table}")
+            mine = planner_rows(
                 bind, f"SELECT 1 FROM {self.table} WHERE collection_id = {int(collection_id)}"
             )
             found = self._shares[collection_id] = 1.0 if total <= 0 else min(1.0, mine / total)

@@ -38,14 +38,17 @@ from sqlalchemy.schema import CreateIndex
 
 from vectorstore.errors import IndexBuildError, ValidationError, db_errors
 
-from .catalog import ANN_METHODS, forget, list_ann_indexes
+from .catalog import forget, list_ann_indexes
 
 __all__ = [
+    "DEFAULT_MAINTENANCE_WORK_MEM",
     "IndexBuildProgress",
     "ann_index_definitions",
     "build_indexes",
+    "build_settings",
     "drop_ann_indexes",
     "rebuild_ann_indexes",
+    "run_with_progress",
 ]
 
 DEFAULT_MAINTENANCE_WORK_MEM = "512MB"
@@ -57,7 +60,12 @@ Bind = Session | Connection
 
 @dataclass(frozen=True)
 class IndexBuildProgress:
-    """One reading of ``pg_stat_progress_create_index`` for the running build."""
+    """One reading of ``pg_stat_progress_create_index`` for the running build.
+
+    ``number`` / ``total``: the index's position among the indexes being built
+    by this call (1-based; 0 when not known).  After each build one reading
+    with phase ``"done"`` is sent.
+    """
 
     index: str
     phase: str
@@ -65,6 +73,8 @@ class IndexBuildProgress:
     blocks_total: int
     tuples_done: int
     tuples_total: int
+    number: int = 0
+    total: int = 0
 
     @property
     def fraction(self) -> float | None:
@@ -124,13 +134,21 @@ class _ProgressReader:
     """Polls pg_stat_progress_create_index for one backend on its own connection."""
 
     def __init__(
-        self, engine: Engine, pid: int, callback: Callable[[IndexBuildProgress], None]
+        self,
+        engine: Engine,
+        pid: int,
+        callback: Callable[[IndexBuildProgress], None],
+        index: str = "",
+        number: int = 0,
+        total: int = 0,
     ) -> None:
         self._engine = engine
         self._pid = pid
         self._callback = callback
         self._stop = threading.Event()
-        self.index = ""
+        self.index = index
+        self.number = number
+        self.total = total
         self._thread = threading.Thread(target=self._run, name="vectorstore-index-progress")
         self._thread.daemon = True
 
@@ -155,15 +173,56 @@ class _ProgressReader:
                     ).one_or_none()
                     conn.rollback()
                     if row is not None:
-                        self._callback(
-                            IndexBuildProgress(self.index, str(row[0]), *map(int, row[1:]))
-                        )
+                        done, blocks, tuples_done, tuples = map(int, row[1:])
+                        self._callback(IndexBuildProgress(
+                            self.index, str(row[0]), done, blocks, tuples_done, tuples,
+                            number=self.number, total=self.total,
+                        ))  # fmt: skip
         except Exception:  # noqa: S110 - progress is best effort; the build reports errors
             pass
 
 
 def _default_workers() -> int:
     return max(0, min(7, (os.cpu_count() or 1) - 1))
+
+
+def build_settings(maintenance_work_mem: str, parallel_workers: int | None) -> dict[str, str]:
+    """The settings of an index build (``SET LOCAL`` for its duration)."""
+    workers = _default_workers() if parallel_workers is None else parallel_workers
+    if isinstance(workers, bool) or not isinstance(workers, int) or workers < 0:
+        raise ValidationError(f"parallel_workers must be >= 0, got {workers}")
+    return {
+        "maintenance_work_mem": maintenance_work_mem,
+        "max_parallel_maintenance_workers": str(workers),
+    }
+
+
+def _name_of(definition: str) -> str:
+    """The index name of a ``CREATE [UNIQUE] INDEX [IF NOT EXISTS] name ON ...`` statement."""
+    words = definition.split(" ON ", 1)[0].split()
+    return words[-1] if words else definition
+
+
+def run_with_progress(
+    bind: Bind,
+    definition: str,
+    settings: dict[str, str],
+    progress: Callable[[IndexBuildProgress], None] | None,
+    *,
+    index: str | None = None,
+    number: int = 0,
+    total: int = 0,
+) -> None:
+    """Run one ``CREATE INDEX`` with ``settings``, reporting progress to ``progress``."""
+    name = index or _name_of(definition)
+    with _settings(bind, settings):
+        if progress is None:
+            bind.execute(text(definition))
+            return
+        pid = int(bind.execute(text("SELECT pg_backend_pid()")).scalar_one())
+        with _ProgressReader(_engine(bind), pid, progress, name, number, total):
+            bind.execute(text(definition))
+    progress(IndexBuildProgress(name, "done", 0, 0, 0, 0, number, total))
 
 
 def build_indexes(
@@ -190,24 +249,13 @@ def build_indexes(
     Raises:
         IndexBuildError: a statement failed; ``definitions`` lists those not built.
     """
-    workers = _default_workers() if parallel_workers is None else parallel_workers
-    if workers < 0:
-        raise ValidationError(f"parallel_workers must be >= 0, got {workers}")
-    settings = {
-        "maintenance_work_mem": maintenance_work_mem,
-        "max_parallel_maintenance_workers": str(workers),
-    }
+    settings = build_settings(maintenance_work_mem, parallel_workers)
     done = 0
     try:
-        with db_errors("rebuild the ANN index"), _settings(bind, settings):
-            for definition in definitions:
-                if progress is None:
-                    bind.execute(text(definition))
-                else:
-                    pid = int(bind.execute(text("SELECT pg_backend_pid()")).scalar_one())
-                    with _ProgressReader(_engine(bind), pid, progress) as reader:
-                        reader.index = definition.split(" ON ", 1)[0]
-                        bind.execute(text(definition))
+        with db_errors("rebuild the ANN index"):
+            for number, definition in enumerate(definitions, start=1):
+                run_with_progress(bind, definition, settings, progress, number=number,
+                                  total=len(definitions))  # fmt: skip
                 done += 1
             if table is not None:
                 bind.execute(text(f"ANALYZE {table}"))
@@ -221,48 +269,38 @@ def build_indexes(
         ) from exc
 
 
-def rebuild_after_load(
-    session: Session, definitions: Sequence[str], table: str, options: dict[str, Any] | None
-) -> BaseException | None:
-    """Rebuild the indexes a big load dropped, in a SAVEPOINT; return the failure, if any.
-
-    The loaded rows must survive a failed rebuild, so the error is returned for
-    the caller to raise once its own transaction is settled, not raised here.
-    """
-    if not definitions:
-        return None
-    try:
-        with session.begin_nested():
-            build_indexes(session, definitions, table=table, **(options or {}))
-    except Exception as exc:
-        return exc
-    return None
-
-
 def rebuild_ann_indexes(
     bind: Bind,
     model: Any,
     definitions: Sequence[str] | None = None,
     **options: Any,
 ) -> list[str]:
-    """Recreate missing ANN indexes of ``model``'s table in one call; returns what ran.
+    """Recreate missing indexes of ``model``'s table in one call; returns what ran.
 
     With ``definitions`` (e.g. ``IndexBuildError.definitions``) those statements
-    run; without, every HNSW/IVFFlat index ``model`` declares that the table
-    lacks is created.  ``options`` are those of :func:`build_indexes`.  The
+    run; without, every index ``model`` declares that the table lacks is
+    created (HNSW/IVFFlat, and since big loads drop them too, the GIN and
+    btree ones).  ``options`` are those of :func:`build_indexes`.  The
     statements run in ``bind``'s transaction: commit it afterwards.
     """
     table = model.__table__
     preparer = _engine(bind).dialect.identifier_preparer
     qualified = preparer.format_table(table)
     if definitions is None:
-        existing = {name for name, _ in ann_index_definitions(bind, table)}
+        existing = {
+            str(name)
+            for name in bind.execute(
+                text("SELECT indexrelid::regclass::text FROM pg_index "
+                     "WHERE indrelid = CAST(:t AS regclass)"),
+                {"t": qualified},
+            ).scalars()
+        }  # fmt: skip
+        existing |= {name.rsplit(".", 1)[-1].strip('"') for name in existing}
         dialect = _engine(bind).dialect
         definitions = [
             str(CreateIndex(index).compile(dialect=dialect))
             for index in sorted(table.indexes, key=lambda i: str(i.name))
-            if index.dialect_options["postgresql"].get("using") in ANN_METHODS
-            and index.name not in existing
+            if index.name not in existing
         ]
     build_indexes(bind, list(definitions), table=qualified, **options)
     return list(definitions)

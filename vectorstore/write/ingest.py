@@ -56,7 +56,7 @@ def ingest(
     chunk_rows: int = DEFAULT_CHUNK_ROWS,
     skip_known: bool = True,
     progress: bool | None = None,
-    rebuild_index: bool = False,
+    rebuild_index: bool | None = None,
     index_options: Mapping[str, Any] | None = None,
     columns: Mapping[str, Any] | None = None,
 ) -> tuple[IngestResult, CollectionInfo]:
@@ -88,7 +88,8 @@ def ingest(
         bar,
         ThreadPoolExecutor(1, thread_name_prefix="vectorstore-embed") as pool,
         bulk_load(target, on_conflict, action="ingest", rebuild_index=rebuild_index,
-                  index_options=index_options) as loader,
+                  index_options=index_options, expected_rows=total,
+                  reads_hashes=skip_known) as loader,
     ):  # fmt: skip
         session = loader.session
         # One index probe per hash (a LATERAL ... LIMIT 1 is always a nested
@@ -138,11 +139,15 @@ def ingest(
         if pending is not None:
             write(pending)
         bar.close()  # before the index rebuild (if any), which reports on its own
+    big = loader.big
+    assert big is not None
     result = IngestResult(
         rows=counts["rows"], known=counts["known"], embedded=counts["embedded"],
         inserted=loader.counts.inserted, skipped=loader.counts.skipped,
         updated=loader.counts.updated, embed_s=timing["embed"], lookup_s=timing["lookup"],
         write_s=loader.counts.write_s, elapsed_s=time.perf_counter() - started,
+        index_s=big.index_s, big_load=big.started, rebuilt=big.describe(),
+        big_load_reason=big.reason,
     )  # fmt: skip
     return result, loader.collection
 

@@ -2,8 +2,10 @@
 
 ``bulk_add``, the buffered writer's flushes and ``ingest`` all write through
 :func:`bulk_load`: one transaction (a SAVEPOINT of the host's, or our own),
-optionally with the table's ANN indexes dropped first and rebuilt after the
-load (pgvector's loading recipe: COPY, then CREATE INDEX, then ANALYZE).
+in big-load mode with the table's secondary indexes and foreign key dropped
+first and rebuilt after the load (pgvector's loading recipe: COPY, then
+CREATE INDEX, then ANALYZE; which, and when, see
+:mod:`vectorstore.schema.big_load`).
 
 The decision here is that every bulk write, whatever the conflict policy, goes
 through binary ``COPY ... FROM STDIN``:
@@ -50,9 +52,9 @@ from vectorstore.errors import (
     translate_db_error,
 )
 from vectorstore.results import BulkResult, CollectionInfo
+from vectorstore.schema.big_load import BigLoad, check_index_options, check_mode
 from vectorstore.schema.catalog import forget, qualified_table
 from vectorstore.schema.collections import create_or_find
-from vectorstore.schema.maintenance import drop_ann_indexes, rebuild_after_load
 
 from .batch import Batch
 from .copy import COPY_COLUMNS, CopyInto, copy_sql, encoded_stream, write_copy
@@ -179,6 +181,8 @@ class Loader:
         preparer = session.get_bind().dialect.identifier_preparer
         self._columns = [preparer.quote(c) for c in COPY_COLUMNS]
         self._stage: str | None = None
+        #: The load's big-load mode (set by :func:`bulk_load`).
+        self.big: BigLoad | None = None
 
     @property
     def _dbapi(self) -> Any:
@@ -191,6 +195,10 @@ class Loader:
         """
         started = time.perf_counter()
         stream = _StreamMap()
+        if self.big is not None and isinstance(batches, list | tuple):
+            # A load sent in several COPYs (ingest) switches to big-load mode
+            # once the rows written so far cross the bar.
+            self.big.consider(self.counts.rows + sum(len(b) for b in batches))
 
         def tracked() -> Iterator[Batch]:
             for batch in batches:
@@ -307,30 +315,44 @@ def bulk_load(
     policy: ConflictPolicy,
     *,
     action: str,
-    rebuild_index: bool = False,
+    rebuild_index: bool | None = False,
     index_options: Mapping[str, Any] | None = None,
+    expected_rows: int | None = None,
+    reads_hashes: bool = False,
 ) -> Iterator[Loader]:
     """One bulk load in one (sub)transaction: a :class:`Loader` for the block.
 
     A collection that does not exist yet is created inside the same
-    transaction, so a load that fails leaves no collection behind.  With
-    ``rebuild_index`` the table's ANN indexes are dropped before the
-    block and rebuilt after it (see :mod:`vectorstore.schema.maintenance`).
-    A failed rebuild does not undo the load: the rows stay in the transaction
+    transaction, so a load that fails leaves no collection behind.
+
+    Big-load mode (:mod:`vectorstore.schema.big_load`): ``rebuild_index=True``
+    drops the table's secondary indexes and foreign key before the block and
+    rebuilds them after it; ``None`` does so when ``expected_rows`` (or, for
+    a load sent in several COPYs, the rows written so far) is large relative
+    to the table; ``False`` never.  ``reads_hashes``: the load looks up
+    content hashes between its COPYs, so that index stays.  The drop happens
+    in the load's transaction: a failed load restores everything.  A failed
+    index build does not undo the load: the rows stay in the transaction
     (committed when we own it) and :class:`~vectorstore.IndexBuildError` is
     raised once the write is complete.
     """
+    mode = check_mode(rebuild_index)
+    options = check_index_options(index_options)
     failure: BaseException | None = None
     label = f"{action} in collection {target.spec.name!r}"
     with target.sessions.write(action) as session:
         collection = target.collection or create_or_find(session, target.spec, target.embedder)
         loader = Loader(session, target, collection, policy, label)
-        dropped = drop_ann_indexes(session, target.table) if rebuild_index else []
-        yield loader
-        loader.close()
-        failure = rebuild_after_load(session, dropped, loader.table, dict(index_options or {}))
-    if dropped:
-        forget(target.table)
+        keep = ("collection_id", "content_hash") if reads_hashes else ()
+        loader.big = BigLoad(session, target.model, collection.id, mode, keep, options)
+        try:
+            loader.big.consider(expected_rows)
+            yield loader
+            loader.close()
+            failure = loader.big.finish()
+        finally:
+            if loader.big.started:
+                forget(target.table)  # rolled back or rebuilt: read the catalog again
     if failure is not None:
         raise failure
 
@@ -340,13 +362,15 @@ def bulk_add(
     batches: Iterable[Batch],
     policy: ConflictPolicy,
     *,
-    rebuild_index: bool = False,
+    rebuild_index: bool | None = False,
     index_options: Mapping[str, Any] | None = None,
+    expected_rows: int | None = None,
 ) -> tuple[BulkResult, CollectionInfo]:
     """Embed what is missing and load ``batches`` as one COPY, all or nothing.
 
-    Returns the counts and the collection written to (created by this load
-    when the target had none yet).
+    ``expected_rows``: the input's size when known, for the automatic
+    big-load choice (``rebuild_index=None``).  Returns the counts and the
+    collection written to (created by this load when the target had none yet).
     """
     started = time.perf_counter()
     embedded = 0
@@ -358,11 +382,15 @@ def bulk_add(
             yield batch
 
     with bulk_load(target, policy, action="bulk_add", rebuild_index=rebuild_index,
-                   index_options=index_options) as loader:  # fmt: skip
+                   index_options=index_options, expected_rows=expected_rows) as loader:  # fmt: skip
         loader.load(prepare())
     counts = loader.counts
+    big = loader.big
+    assert big is not None
     result = BulkResult(
         inserted=counts.inserted, skipped=counts.skipped, updated=counts.updated,
-        embedded=embedded, elapsed_s=time.perf_counter() - started,
+        embedded=embedded, elapsed_s=time.perf_counter() - started, write_s=counts.write_s,
+        index_s=big.index_s, big_load=big.started, rebuilt=big.describe(),
+        big_load_reason=big.reason,
     )  # fmt: skip
     return result, loader.collection
