@@ -47,6 +47,7 @@ from vectorstore.write.load import ConflictPolicy, check_policy
 
 from .embedding import off_loop
 from .engine import make_async_engine, sqlalchemy_asyncio
+from .writer import AsyncBufferedWriter
 
 if TYPE_CHECKING:
     import numpy as np
@@ -54,8 +55,6 @@ if TYPE_CHECKING:
     from typing_extensions import Unpack
 
     from vectorstore.query.options import NearestOptions, QueryShape
-
-    from .writer import AsyncBufferedWriter
 
 __all__ = ["AsyncDocumentRepository", "export_parquet_async", "ingest_async"]
 
@@ -220,8 +219,6 @@ class AsyncDocumentRepository(Generic[DocT]):
         oldest has waited ``max_delay`` seconds (a timer on the loop), and on
         exit.  Each flush commits on its own connection, as the sync writer's.
         """
-        from .writer import AsyncBufferedWriter
-
         policy = check_policy(on_conflict)
         engine = self._engine
         if engine is None:

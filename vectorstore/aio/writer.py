@@ -20,7 +20,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Mapping, Sequence
 from types import TracebackType
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 from vectorstore.errors import ValidationError, WriteError
 from vectorstore.results import BulkResult
@@ -30,9 +30,19 @@ from vectorstore.write.load import ConflictPolicy, check_policy
 if TYPE_CHECKING:
     import numpy as np
 
-    from .repository import AsyncDocumentRepository
-
 __all__ = ["AsyncBufferedWriter"]
+
+
+class _Loads(Protocol):
+    """What the writer needs of its repository (an :class:`AsyncDocumentRepository`)."""
+
+    @property
+    def owns_transactions(self) -> bool: ...
+
+    @property
+    def dimension(self) -> int: ...
+
+    async def bulk_add(self, data: Any, **options: Any) -> BulkResult: ...
 
 
 class AsyncBufferedWriter:
@@ -46,7 +56,7 @@ class AsyncBufferedWriter:
 
     def __init__(
         self,
-        repository: AsyncDocumentRepository[Any],
+        repository: _Loads,
         *,
         max_rows: int = 1000,
         max_delay: float | None = 1.0,

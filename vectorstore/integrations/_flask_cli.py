@@ -22,16 +22,16 @@ from vectorstore.cli._common import size as cli_size
 from vectorstore.cli._common import table as cli_table
 from vectorstore.schema.migrate import head_revision
 
+from ._flask_state import State, current_state
+
 __all__ = ["cli"]
 
 # -- the `flask vectorstore` command group -------------------------------------------
 cli = AppGroup("vectorstore", help="vectorstore's schema, ingest and statistics.")
 
 
-def _cli_state() -> Any:
-    from .flask import VectorStore
-
-    return VectorStore._state()
+def _cli_state() -> State:
+    return current_state()
 
 
 def _fail(exc: vs.VectorStoreError) -> click.ClickException:

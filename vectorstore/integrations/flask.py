@@ -55,10 +55,13 @@ from typing import Any
 
 from flask import Flask, current_app, g, jsonify
 from sqlalchemy import URL, Engine, text
-from sqlalchemy.orm import Session, sessionmaker
+from sqlalchemy.orm import Session
 
 import vectorstore as vs
 
+from ._flask_state import EXTENSION as _EXTENSION
+from ._flask_state import State as _State
+from ._flask_state import current_state
 from ._shared import (
     ERROR_STATUS,
     check_dimension,
@@ -94,30 +97,8 @@ CONFIG_DEFAULTS: dict[str, Any] = {
     "VECTORSTORE_CHECK_DATABASE": True,
 }
 
-_EXTENSION = "vectorstore"
 _SESSION_KEY = "_vectorstore_session"
 _REPOSITORY_KEY = "_vectorstore_repository"
-
-
-class _State:
-    """What one app's extension holds: engine, sessions, embedder, document model."""
-
-    def __init__(
-        self,
-        engine: Engine,
-        embedder: vs.Embedder,
-        model: type[Any],
-        collection: str,
-        db: Any,
-        owns_engine: bool,
-    ) -> None:
-        self.engine = engine
-        self.embedder = embedder
-        self.model = model
-        self.collection = collection
-        self.db = db
-        self.owns_engine = owns_engine
-        self.sessions = sessionmaker(engine)
 
 
 class VectorStore:
@@ -199,14 +180,7 @@ class VectorStore:
     # -- per app / per request -----------------------------------------------------
     @staticmethod
     def _state() -> _State:
-        try:
-            state: _State = current_app.extensions[_EXTENSION]
-        except KeyError:
-            raise vs.ConfigurationError(
-                "vectorstore is not initialised on this app: call VectorStore(app) "
-                "or vectorstore.init_app(app)"
-            ) from None
-        return state
+        return current_state()
 
     @property
     def engine(self) -> Engine:

@@ -7,16 +7,14 @@ Agg canvas, so plotting from a web app or a notebook changes nothing else.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import Protocol
 
 from vectorstore._optional import require
 from vectorstore.errors import ValidationError
 
 from .options import DEFAULT_EF_SEARCH, DEFAULT_PROBES
-
-if TYPE_CHECKING:
-    from .diagnostics import RecallReport
 
 __all__ = ["DEFAULT_LABELS", "plot_recall"]
 
@@ -24,7 +22,29 @@ __all__ = ["DEFAULT_LABELS", "plot_recall"]
 DEFAULT_LABELS = frozenset({f"ef_search={DEFAULT_EF_SEARCH}", f"probes={DEFAULT_PROBES}"})
 
 
-def plot_recall(report: RecallReport, path: str | Path, *, title: str | None = None) -> Path:
+class _Point(Protocol):
+    @property
+    def label(self) -> str: ...
+    @property
+    def recall(self) -> float: ...
+    @property
+    def p50_ms(self) -> float: ...
+
+
+class _Report(Protocol):
+    """What the picture reads of a :class:`~vectorstore.RecallReport`."""
+
+    @property
+    def points(self) -> Sequence[_Point]: ...
+    @property
+    def exact_p50_ms(self) -> float: ...
+    @property
+    def k(self) -> int: ...
+    @property
+    def queries(self) -> int: ...
+
+
+def plot_recall(report: _Report, path: str | Path, *, title: str | None = None) -> Path:
     """Draw ``report`` as a PNG (or any format matplotlib knows by the suffix) at ``path``.
 
     One line per knob (``ef_search``, ``probes``) through its settings in the
