@@ -52,10 +52,12 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "benchmarks"))
 
+import numpy as np  # noqa: E402
 from bench_filtered_correlated import build_set, texts_for  # noqa: E402
 from bench_search import fresh_engine, markdown  # noqa: E402
-from sqlalchemy import select, text  # noqa: E402
-from sqlalchemy.orm import Session  # noqa: E402
+from sqlalchemy import BigInteger, text  # noqa: E402
+from sqlalchemy.dialects.postgresql import JSONB  # noqa: E402
+from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column  # noqa: E402
 
 import vectorstore as vs  # noqa: E402
 from vectorstore.query import listing  # noqa: E402
@@ -166,33 +168,88 @@ def delete_once(engine: Any, bucket: int) -> tuple[float, int]:
 
 
 def pages(engine: Any, repo: Any, rows: int, repeats: int) -> list[dict[str, Any]]:
+    """A page of 100 at each depth: the SQL alone (ids), and the whole list() call."""
     out = []
     depths = [d for d in (0, 1_000, 10_000, rows // 2, rows - 200) if d < rows]
+    cid = repo.collection.id
+    keyset_sql = text(
+        "SELECT id FROM vectorstore_documents WHERE collection_id = :c AND id > :last "
+        "ORDER BY id LIMIT 101"
+    )
+    offset_sql = text(
+        "SELECT id FROM vectorstore_documents WHERE collection_id = :c "
+        "ORDER BY id OFFSET :d LIMIT 100"
+    )
     for depth in depths:
-        keyset: list[float] = []
-        offset: list[float] = []
+        times: dict[str, list[float]] = {"keyset": [], "offset": [], "list": []}
         with engine.connect() as conn:
             last_id = conn.execute(
                 text("SELECT id FROM vectorstore_documents ORDER BY id OFFSET :d LIMIT 1"),
                 {"d": max(depth - 1, 0)},
             ).scalar_one()
-        cursor = listing._encode("id", last_id, last_id) if depth else None
-        for _ in range(repeats):
-            started = time.perf_counter()
-            got = repo.list(limit=100, after=cursor)
-            keyset.append((time.perf_counter() - started) * 1000)
-            with Session(engine) as session:
-                model = vs.Document
+            last = last_id if depth else -1
+            cursor = listing._encode("id", last_id, last_id) if depth else None
+            for _ in range(repeats):
                 started = time.perf_counter()
-                rows_at = session.scalars(
-                    select(model).where(model.collection_id == repo.collection.id)
-                    .order_by(model.id).offset(depth).limit(100)
-                ).all()  # fmt: skip
-                offset.append((time.perf_counter() - started) * 1000)
-            assert [d.id for d in got] == [d.id for d in rows_at]
-        k, o = statistics.median(keyset), statistics.median(offset)
-        out.append({"depth": depth, "keyset p50 ms": round(k, 2), "OFFSET p50 ms": round(o, 2),
-                    "OFFSET / keyset": round(o / k, 1)})  # fmt: skip
+                a = list(conn.execute(keyset_sql, {"c": cid, "last": last}).scalars())[:100]
+                times["keyset"].append((time.perf_counter() - started) * 1000)
+                started = time.perf_counter()
+                b = list(conn.execute(offset_sql, {"c": cid, "d": depth}).scalars())
+                times["offset"].append((time.perf_counter() - started) * 1000)
+                assert a == b
+                started = time.perf_counter()
+                got = repo.list(limit=100, after=cursor)
+                times["list"].append((time.perf_counter() - started) * 1000)
+                assert [d.id for d in got] == a
+        k, o = statistics.median(times["keyset"]), statistics.median(times["offset"])
+        out.append({"depth": depth, "keyset SQL p50 ms": round(k, 2),
+                    "OFFSET SQL p50 ms": round(o, 2), "OFFSET / keyset": round(o / k, 1),
+                    "list() p50 ms": round(statistics.median(times["list"]), 2)})  # fmt: skip
+    return out
+
+
+class _Base(DeclarativeBase):
+    pass
+
+
+class BenchAttrs(_Base):
+    """The side table as a mapped class, for nearest(join=...)."""
+
+    __tablename__ = "bench_attrs"
+    document_id: Mapped[int] = mapped_column(BigInteger, primary_key=True)
+    metadata_: Mapped[dict[str, Any]] = mapped_column("metadata", JSONB)
+
+
+def nearest_paths(loaded: dict[str, Any], rows: int, queries: int) -> list[dict[str, Any]]:
+    """nearest filtered by metadata (hnsw layout) vs by the side table through join= (side)."""
+    data, _, _ = build_set(rows, 0)
+    rng = np.random.default_rng(11)
+    picks = rng.integers(0, rows, queries)
+    out = []
+    for label, flt in (("bucket (10 %, random)", {"bucket": 3}), ("cat c1 (1 %, correlated)",
+                                                                 {"cat": "c1"})):  # fmt: skip
+        times: dict[str, list[float]] = {"metadata filter": [], "side table join": []}
+        recalls: dict[str, list[float]] = {"metadata filter": [], "side table join": []}
+        truth_repo = loaded["hnsw"][1]
+        for p in picks:
+            q = data[p] + 0.05 * rng.standard_normal(data.shape[1]).astype(np.float32)
+            truth = {h.document.id for h in truth_repo.nearest(q, k=10, filter=flt,
+                                                               strategy="exact")}  # fmt: skip
+            side = loaded["side table"][1]
+            join = {"join": BenchAttrs, "join_on": BenchAttrs.document_id == vs.Document.id}
+            for name in times:
+                started = time.perf_counter()
+                if name == "metadata filter":
+                    hits = truth_repo.nearest(q, k=10, filter=flt)
+                else:
+                    hits = side.nearest(q, k=10, filter=BenchAttrs.metadata_.contains(flt), **join)
+                times[name].append((time.perf_counter() - started) * 1000)
+                got = {h.document.id for h in hits}
+                recalls[name].append(len(got & truth) / max(len(truth), 1))
+        for name in times:
+            out.append({"filter": label, "path": name,
+                        "p50 ms": round(statistics.median(times[name]), 2),
+                        "recall@10": round(statistics.mean(recalls[name]), 3)})  # fmt: skip
     return out
 
 
@@ -203,6 +260,7 @@ def main() -> int:
     parser.add_argument("--rows", type=int, default=100_000)
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--queries", type=int, default=20)
     parser.add_argument("--url", default=None, help="an external server (default: embedded)")
     parser.add_argument("--layouts", default=",".join(LAYOUTS))
     args = parser.parse_args()
@@ -243,13 +301,26 @@ def main() -> int:
         row.update(timings)
         table.append(row)
     page_rows = pages(*loaded["no hnsw"][:2], args.rows, 7) if "no hnsw" in loaded else []
+    paths = (
+        nearest_paths(loaded, args.rows, args.queries)
+        if {"hnsw", "side table"} <= set(loaded)
+        else []
+    )
     title = f"{args.rows:,} rows, update/delete of 10 % ({args.rows // 10:,}), {args.rounds} rounds"
     md = markdown(f"Metadata update_where and delete_where: {title}", table)
     md += "\n" + markdown("A page of 100 at depth: keyset (list(after=...)) vs OFFSET", page_rows)
+    md += "\n" + markdown("nearest k=10: a metadata filter vs a side table through join=", paths)
     print(md)
     RESULTS.mkdir(exist_ok=True)
     suffix = "" if args.rows == 100_000 else f"_{args.rows}"
-    report = {"rows": args.rows, "update": upd, "delete": dels, "table": table, "pages": page_rows}
+    report = {
+        "rows": args.rows,
+        "update": upd,
+        "delete": dels,
+        "table": table,
+        "pages": page_rows,
+        "nearest": paths,
+    }
     (RESULTS / f"update{suffix}.json").write_text(json.dumps(report, indent=2))
     (RESULTS / f"update{suffix}_tables.md").write_text(md)
     for engine, _, _ in loaded.values():

@@ -155,3 +155,14 @@ def test_reads_in_a_host_session_see_its_own_uncommitted_rows(session: Session, 
     assert len(list(repo.iterate(chunk=2))) == 3
     session.rollback()
     assert repo.count() == 0
+
+
+def test_list_defers_the_embedding_unless_asked(session: Session, repo: Repo) -> None:
+    _seed(repo, 2)
+    session.expunge_all()
+    lean = repo.list(limit=1).items[0]
+    assert "embedding" not in lean.__dict__
+    full = repo.list(limit=1, with_embedding=True, after=None).items[0]
+    assert len(full.embedding) == vs.DEFAULT_DIMENSION
+    streamed = next(repo.iterate(with_embedding=False))
+    assert streamed.text

@@ -300,3 +300,14 @@ def test_concurrent_updates_and_deletes_during_nearest(db_url: Any) -> None:
     # the last round's update_where, then its single updates of r50..r59 (two have g=1)
     assert repo.count({"g": 1, "v": 5}) == 100 - len([i for i in range(50, 60) if i % 4 == 1])
     engine.dispose()
+
+
+def test_a_host_sessions_copies_follow_update_where_and_delete_where(
+    session: Session, repo: Repo
+) -> None:
+    docs = [repo.add(f"t{i}", metadata={"i": i}) for i in range(4)]
+    assert repo.update_where({"i": {"$lt": 2}}, merge_metadata={"seen": True}, batch_size=1) == 2
+    assert [d.metadata_.get("seen") for d in docs] == [True, True, None, None]
+    assert repo.delete_where({"i": 3}) == 1
+    assert docs[3] not in session  # the deleted row left the Session
+    assert [d.id for d in repo.iterate()] == [d.id for d in docs[:3]]

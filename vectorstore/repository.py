@@ -549,6 +549,7 @@ class DocumentRepository(Generic[DocT]):
         order_by: str = "id",
         limit: int = listing.DEFAULT_PAGE_SIZE,
         after: str | None = None,
+        with_embedding: bool = False,
     ) -> Page[DocT]:
         """One keyset page of the documents ``filter`` matches (:mod:`vectorstore.query.listing`).
 
@@ -557,24 +558,30 @@ class DocumentRepository(Generic[DocT]):
             order_by: ``"id"``, ``"created_at"``, or either with ``"-"`` (descending).
             limit: documents per page.
             after: the ``next_after`` cursor of the previous page.
+            with_embedding: load the embedding column (deferred otherwise, as in nearest).
 
         Returns:
             A :class:`~vectorstore.Page`: ``items`` and ``next_after`` (None on the last page).
         """
         return listing.list_page(self._target(), filter, order_by=order_by, limit=limit,
-                                 after=after)  # fmt: skip
+                                 after=after, with_embedding=with_embedding)  # fmt: skip
 
     def iterate(
-        self, filter: FilterLike = None, *, chunk: int = listing.DEFAULT_CHUNK
+        self,
+        filter: FilterLike = None,
+        *,
+        chunk: int = listing.DEFAULT_CHUNK,
+        with_embedding: bool = True,
     ) -> Iterator[DocT]:
         """Every document ``filter`` matches, in id order, read ``chunk`` rows at a time.
 
         Memory stays flat (one chunk); each chunk is its own short read.
+        ``with_embedding=False`` leaves the vectors out (deferred).
         """
         # Checked now, not at the first next(): a bad call fails where it is made.
         listing.check_positive(chunk, "chunk")
         compile_filter(filter, self.model)
-        chunks = listing.iterate(self._target(), filter, chunk=chunk)
+        chunks = listing.iterate(self._target(), filter, chunk=chunk, with_embedding=with_embedding)
         return (doc for rows in chunks for doc in rows)
 
     # -- changes -------------------------------------------------------------------

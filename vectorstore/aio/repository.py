@@ -290,18 +290,28 @@ class AsyncDocumentRepository(Generic[DocT]):
         order_by: str = "id",
         limit: int = listing.DEFAULT_PAGE_SIZE,
         after: str | None = None,
+        with_embedding: bool = False,
     ) -> Page[DocT]:
         """One keyset page (see :meth:`DocumentRepository.list`)."""
-        return await self._run(self._sync.list, filter, order_by=order_by, limit=limit, after=after)
+        return await self._run(
+            self._sync.list, filter, order_by=order_by, limit=limit, after=after,
+            with_embedding=with_embedding,
+        )  # fmt: skip
 
     async def iterate(
-        self, filter: FilterLike = None, *, chunk: int = listing.DEFAULT_CHUNK
+        self,
+        filter: FilterLike = None,
+        *,
+        chunk: int = listing.DEFAULT_CHUNK,
+        with_embedding: bool = True,
     ) -> AsyncIterator[DocT]:
         """Every document ``filter`` matches, in id order, ``chunk`` rows per round trip."""
         listing.check_positive(chunk, "chunk")
         after: str | None = None
         while True:
-            page = await self.list(filter, order_by="id", limit=chunk, after=after)
+            page = await self.list(
+                filter, order_by="id", limit=chunk, after=after, with_embedding=with_embedding
+            )
             for doc in page.items:
                 yield doc
             if page.next_after is None:

@@ -29,6 +29,7 @@ from datetime import datetime
 from typing import Any, Literal
 
 from sqlalchemy import ColumnElement, exists, func, or_, select, tuple_
+from sqlalchemy.orm import defer
 
 from vectorstore._target import Target
 from vectorstore.errors import ValidationError
@@ -160,6 +161,7 @@ def list_page(
     order_by: str,
     limit: int,
     after: str | None,
+    with_embedding: bool = False,
 ) -> Page[Any]:
     """One keyset page of the documents ``filter`` matches, sorted by ``order_by``."""
     if order_by not in ORDERS:
@@ -180,6 +182,8 @@ def list_page(
         where = where & (current < bound if descending else current > bound)
     ordering = [k.desc() if descending else k.asc() for k in keys]
     stmt = select(model).where(where).order_by(*ordering).limit(n + 1)
+    if not with_embedding:
+        stmt = stmt.options(defer(model.embedding))
 
     def read() -> Sequence[Any]:
         with target.sessions.read("list") as session:
@@ -193,7 +197,9 @@ def list_page(
     return Page(rows, _encode(order_by, getattr(last, name), last.id))
 
 
-def iterate(target: Target[Any], filter: FilterLike, *, chunk: int) -> Iterator[list[Any]]:
+def iterate(
+    target: Target[Any], filter: FilterLike, *, chunk: int, with_embedding: bool = True
+) -> Iterator[list[Any]]:
     """The documents ``filter`` matches in id order, one list of at most ``chunk`` at a time."""
     n = check_positive(chunk, "chunk")
     where = scope(target, filter)
@@ -202,6 +208,8 @@ def iterate(target: Target[Any], filter: FilterLike, *, chunk: int) -> Iterator[
     while True:
         bounded = where if last is None else where & (model.id > last)
         stmt = select(model).where(bounded).order_by(model.id).limit(n)
+        if not with_embedding:
+            stmt = stmt.options(defer(model.embedding))
 
         def read(stmt: Any = stmt) -> Sequence[Any]:
             with target.sessions.read("iterate") as session:
