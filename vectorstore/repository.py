@@ -14,7 +14,6 @@ arguments, resolves the collection, embeds a text query, and passes a frozen
 
 from __future__ import annotations
 
-import builtins
 import warnings
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
@@ -542,30 +541,6 @@ class DocumentRepository(Generic[DocT]):
         """True when some document matches ``filter`` (any document without one)."""
         return listing.exists_any(self._target(), filter)
 
-    def list(
-        self,
-        filter: FilterLike = None,
-        *,
-        order_by: str = "id",
-        limit: int = listing.DEFAULT_PAGE_SIZE,
-        after: str | None = None,
-        with_embedding: bool = False,
-    ) -> Page[DocT]:
-        """One keyset page of the documents ``filter`` matches (:mod:`vectorstore.query.listing`).
-
-        Args:
-            filter: a filter as for :meth:`nearest` (None: every document).
-            order_by: ``"id"``, ``"created_at"``, or either with ``"-"`` (descending).
-            limit: documents per page.
-            after: the ``next_after`` cursor of the previous page.
-            with_embedding: load the embedding column (deferred otherwise, as in nearest).
-
-        Returns:
-            A :class:`~vectorstore.Page`: ``items`` and ``next_after`` (None on the last page).
-        """
-        return listing.list_page(self._target(), filter, order_by=order_by, limit=limit,
-                                 after=after, with_embedding=with_embedding)  # fmt: skip
-
     def iterate(
         self,
         filter: FilterLike = None,
@@ -942,9 +917,34 @@ class DocumentRepository(Generic[DocT]):
         """Drop an ANN index by name; False when it did not exist."""
         return indexes.drop_index(self._sessions, self.model, name, concurrently=concurrently)
 
-    def list_indexes(self) -> builtins.list[AnnIndex]:
+    def list_indexes(self) -> list[AnnIndex]:
         """The HNSW/IVFFlat indexes on the document table."""
         return indexes.list_indexes(self._sessions, self.model)
+
+    # Last in the class: below it, ``list`` in an annotation would name this method.
+    def list(
+        self,
+        filter: FilterLike = None,
+        *,
+        order_by: str = "id",
+        limit: int = listing.DEFAULT_PAGE_SIZE,
+        after: str | None = None,
+        with_embedding: bool = False,
+    ) -> Page[DocT]:
+        """One keyset page of the documents ``filter`` matches (:mod:`vectorstore.query.listing`).
+
+        Args:
+            filter: a filter as for :meth:`nearest` (None: every document).
+            order_by: ``"id"``, ``"created_at"``, or either with ``"-"`` (descending).
+            limit: documents per page.
+            after: the ``next_after`` cursor of the previous page.
+            with_embedding: load the embedding column (deferred otherwise, as in nearest).
+
+        Returns:
+            A :class:`~vectorstore.Page`: ``items`` and ``next_after`` (None on the last page).
+        """
+        return listing.list_page(self._target(), filter, order_by=order_by, limit=limit,
+                                 after=after, with_embedding=with_embedding)  # fmt: skip
 
 
 def _check_id(value: Any) -> int:

@@ -24,7 +24,6 @@ that runs an event loop.
 
 from __future__ import annotations
 
-import builtins
 from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -283,21 +282,6 @@ class AsyncDocumentRepository(Generic[DocT]):
         """True when some document matches ``filter`` (any document without one)."""
         return await self._run(self._sync.exists, filter)
 
-    async def list(
-        self,
-        filter: FilterLike = None,
-        *,
-        order_by: str = "id",
-        limit: int = listing.DEFAULT_PAGE_SIZE,
-        after: str | None = None,
-        with_embedding: bool = False,
-    ) -> Page[DocT]:
-        """One keyset page (see :meth:`DocumentRepository.list`)."""
-        return await self._run(
-            self._sync.list, filter, order_by=order_by, limit=limit, after=after,
-            with_embedding=with_embedding,
-        )  # fmt: skip
-
     async def iterate(
         self,
         filter: FilterLike = None,
@@ -468,9 +452,25 @@ class AsyncDocumentRepository(Generic[DocT]):
         """Drop an ANN index by name; False when it did not exist."""
         return await self._run(self._sync.drop_index, name, concurrently=concurrently)
 
-    async def list_indexes(self) -> builtins.list[AnnIndex]:
+    async def list_indexes(self) -> list[AnnIndex]:
         """The HNSW/IVFFlat indexes on the document table."""
         return await self._run(self._sync.list_indexes)
+
+    # Last in the class: below it, ``list`` in an annotation would name this method.
+    async def list(
+        self,
+        filter: FilterLike = None,
+        *,
+        order_by: str = "id",
+        limit: int = listing.DEFAULT_PAGE_SIZE,
+        after: str | None = None,
+        with_embedding: bool = False,
+    ) -> Page[DocT]:
+        """One keyset page (see :meth:`DocumentRepository.list`)."""
+        return await self._run(
+            self._sync.list, filter, order_by=order_by, limit=limit, after=after,
+            with_embedding=with_embedding,
+        )  # fmt: skip
 
 
 async def ingest_async(
