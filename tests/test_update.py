@@ -311,3 +311,32 @@ def test_a_host_sessions_copies_follow_update_where_and_delete_where(
     assert repo.delete_where({"i": 3}) == 1
     assert docs[3] not in session  # the deleted row left the Session
     assert [d.id for d in repo.iterate()] == [d.id for d in docs[:3]]
+
+
+def test_update_where_skips_rows_it_would_not_change(any_repo: Repo) -> None:
+    """A row whose metadata already holds the patch is not rewritten (no new row version)."""
+    _seed(any_repo, 6)
+    engine = any_repo._sessions.write_engine
+
+    def versions() -> list[tuple[int, str]]:
+        sessions = any_repo._sessions
+        if sessions.session is not None:
+            rows = sessions.session.execute(
+                text("SELECT id, xmin::text FROM vectorstore_documents ORDER BY id")
+            )
+        else:
+            with engine.connect() as conn:
+                rows = conn.execute(
+                    text("SELECT id, xmin::text FROM vectorstore_documents ORDER BY id")
+                ).all()
+        return [(int(r[0]), str(r[1])) for r in rows]
+
+    assert any_repo.update_where({"kind": "odd"}, merge_metadata={"keep": True}) == 0
+    assert any_repo.update_where({"i": {"$lt": 4}}, merge_metadata={"tier": 1}) == 4
+    before = versions()
+    assert any_repo.update_where({}, merge_metadata={"tier": 1}) == 2  # only i = 4, 5 change
+    after = versions()
+    assert [b for b, a in zip(before, after, strict=True) if b == a] == before[:4]
+    assert any_repo.count({"tier": 1}) == 6
+    assert any_repo.update_where({}, set_metadata={"tier": 1}) == 6
+    assert any_repo.update_where({}, set_metadata={"tier": 1}) == 0

@@ -232,14 +232,19 @@ def update_where(
     """Replace or merge the metadata of every document ``where`` matches; returns the count.
 
     ``where`` is the compiled filter, collection included (the repository
-    compiles it with the query wing's filter compiler).
+    compiles it with the query wing's filter compiler).  Rows whose metadata
+    would not change (jsonb equality) are not written: an UPDATE that changes
+    nothing still writes a new row version into every index, HNSW included,
+    so re-applying an attribute refresh costs nothing the second time.  The
+    count is of the rows that changed.
     """
     n = check_batch_rows(batch_size)
     check_metadata_patch(metadata, "merge_metadata" if merge else "set_metadata")
     change = prepare_change(target, text=None, metadata=metadata, merge=merge, embedding=None)
     values = change.values(target.model)
     model = target.model
-    return _batched(target, where, lambda cond: update(model).where(cond).values(**values),
+    changing = where & model.metadata_.is_distinct_from(values["metadata_"])
+    return _batched(target, changing, lambda cond: update(model).where(cond).values(**values),
                     "update_where", n)  # fmt: skip
 
 
