@@ -68,6 +68,7 @@ if _typing.TYPE_CHECKING:  # what type checkers and IDEs see; at run time, __get
         CollectionInfo,
         CollectionSummary,
         IngestResult,
+        Page,
         ResultSet,
         SearchResult,
     )
@@ -145,6 +146,7 @@ _LAZY: dict[str, str] = {
     "BulkResult": "vectorstore.results",
     "CollectionInfo": "vectorstore.results",
     "IngestResult": "vectorstore.results",
+    "Page": "vectorstore.results",
     "ResultSet": "vectorstore.results",
     "SearchResult": "vectorstore.results",
     "AnnIndex": "vectorstore.schema.catalog",
@@ -208,6 +210,7 @@ __all__ = [
     "Metric",
     "MissingDependencyError",
     "NearestOptions",
+    "Page",
     "QueryShape",
     "QueryTimeoutError",
     "ReadOnlyError",

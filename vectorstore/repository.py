@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Generic, Literal, TypeVar
 
 import numpy as np
-from sqlalchemy import URL, ColumnElement, Engine, Select, delete, func, insert, or_, select
+from sqlalchemy import URL, ColumnElement, Engine, Select, delete, insert, or_, select
 from sqlalchemy.orm import Session, sessionmaker
 
 from ._identifiers import check_collection_name, check_model_identifiers
@@ -36,10 +36,10 @@ from .errors import (
     ValidationError,
 )
 from .models import Document, DocumentMixin, embedding_dimension
-from .query import diagnostics, run
+from .query import diagnostics, listing, run
 from .query import hybrid as hybrid_query
 from .query.diagnostics import ExplainReport, RecallReport
-from .query.filters import FilterLike
+from .query.filters import FilterLike, compile_filter
 from .query.options import (
     JoinTarget,
     SearchOptions,
@@ -49,13 +49,14 @@ from .query.options import (
 )
 from .query.settings import settings_scope
 from .query.statement import build_statement
-from .results import BulkResult, CollectionInfo, IngestResult, ResultSet
+from .results import BulkResult, CollectionInfo, IngestResult, Page, ResultSet
 from .schema import indexes
 from .schema.catalog import AnnIndex
 from .schema.collections import check_compatible, create_or_find, find
 from .schema.indexes import IndexSpec
 from .write import ingest as ingest_wing
 from .write import load
+from .write import update as update_wing
 from .write.batch import DEFAULT_CHUNK_ROWS, Record, batches_from_records
 from .write.inputs import batches_from, source_total
 from .write.load import ConflictPolicy, check_policy, embed_missing
@@ -477,25 +478,15 @@ class DocumentRepository(Generic[DocT]):
             )
         return found[0]
 
-    def get_many(self, ids: Sequence[int]) -> list[DocT]:
-        """Documents with these ids (missing ones are left out), in the order asked."""
-        wanted = [_check_id(i) for i in ids]
-        if not wanted:
+    def get_many(
+        self, ids: Sequence[int] | None = None, *, external_ids: Sequence[str] | None = None
+    ) -> list[DocT]:
+        """Documents by ids and/or external ids (missing ones left out), in the order asked."""
+        wanted = [_check_id(i) for i in ids or ()]
+        keys = [str(e) for e in external_ids or ()]
+        if not wanted and not keys:
             return []
-        target = self._target()
-        model = self.model
-
-        def read() -> Sequence[DocT]:
-            with target.sessions.read("get") as session:
-                return session.scalars(
-                    select(model).where(
-                        model.collection_id == target.collection_id, model.id.in_(wanted)
-                    )
-                ).all()
-
-        rows = target.sessions.retry_read(read)
-        by_id = {row.id: row for row in rows}
-        return [by_id[i] for i in wanted if i in by_id]
+        return listing.get_many(self._target(), wanted, keys)
 
     def get_by_external_id(self, external_id: str) -> DocT:
         """The document with this external id. Raises DocumentNotFoundError."""
@@ -542,21 +533,136 @@ class DocumentRepository(Generic[DocT]):
             )
         return int(result.rowcount)  # type: ignore[attr-defined]
 
-    def count(self) -> int:
-        """Number of documents in the collection."""
-        target = self._target()
-        model = self.model
+    def count(self, filter: FilterLike = None) -> int:
+        """Number of documents in the collection, or of those ``filter`` matches."""
+        return listing.count(self._target(), filter)
 
-        def read() -> int:
-            with target.sessions.read("count") as session:
-                stmt = (
-                    select(func.count())
-                    .select_from(model)
-                    .where(model.collection_id == target.collection_id)
-                )
-                return int(session.execute(stmt).scalar_one())
+    def exists(self, filter: FilterLike = None) -> bool:
+        """True when some document matches ``filter`` (any document without one)."""
+        return listing.exists_any(self._target(), filter)
 
-        return target.sessions.retry_read(read)
+    def iterate(
+        self,
+        filter: FilterLike = None,
+        *,
+        chunk: int = listing.DEFAULT_CHUNK,
+        with_embedding: bool = True,
+    ) -> Iterator[DocT]:
+        """Every document ``filter`` matches, in id order, read ``chunk`` rows at a time.
+
+        Memory stays flat (one chunk); each chunk is its own short read.
+        ``with_embedding=False`` leaves the vectors out (deferred).
+        """
+        # Checked now, not at the first next(): a bad call fails where it is made.
+        listing.check_positive(chunk, "chunk")
+        compile_filter(filter, self.model)
+        chunks = listing.iterate(self._target(), filter, chunk=chunk, with_embedding=with_embedding)
+        return (doc for rows in chunks for doc in rows)
+
+    # -- changes -------------------------------------------------------------------
+    def update(
+        self,
+        id_or_external_id: int | str,
+        *,
+        text: str | None = None,
+        metadata: Mapping[str, Any] | None = None,
+        merge: bool = False,
+        embedding: Sequence[float] | np.ndarray[Any, Any] | None = None,
+    ) -> DocT:
+        """Change one document in place (an integer names its id, a string its external id).
+
+        Args:
+            text: the new text; its content hash and full-text column follow, and
+                its embedding is ``embedding`` or computed by the embedder.
+            metadata: the new metadata; with ``merge=True`` it is merged into the
+                stored one (``metadata || patch``: the patch's top-level keys win).
+            embedding: a new vector (with or without a new text).
+
+        Returns:
+            The updated document.
+
+        Raises:
+            DocumentNotFoundError: no such document (nothing changed).
+            ValidationError / DimensionMismatchError: a bad value (nothing changed).
+            ConfigurationError: a new text without ``embedding=`` and no embedder.
+        """
+        update_wing.document_key(id_or_external_id)
+        target = self._existing_target()
+        checks = target or Target(self.model, None, self.embedder, self._sessions, self._spec)
+        change = update_wing.prepare_change(
+            checks, text=text, metadata=metadata, merge=merge,
+            embedding=embedding,
+        )  # fmt: skip
+        if target is None:
+            raise DocumentNotFoundError(
+                f"no document {id_or_external_id!r}: collection {self.collection_name!r} is empty"
+            )
+        doc: DocT = update_wing.update_one(target, id_or_external_id, change)
+        return doc
+
+    def update_where(
+        self,
+        filter: FilterLike,
+        *,
+        set_metadata: Mapping[str, Any] | None = None,
+        merge_metadata: Mapping[str, Any] | None = None,
+        batch_size: int = update_wing.DEFAULT_BATCH_ROWS,
+    ) -> int:
+        """Replace (``set_metadata``) or merge (``merge_metadata``) the metadata of every match.
+
+        ``filter`` is a filter as for :meth:`nearest` (``{}`` matches every
+        document).  Rows change ``batch_size`` at a time; standalone, each
+        batch commits on its own (see :mod:`vectorstore.write.update`).
+        Returns how many documents were updated.
+        """
+        if (set_metadata is None) == (merge_metadata is None):
+            raise ValidationError(
+                "update_where needs exactly one of set_metadata=, merge_metadata="
+            )
+        patch = merge_metadata if set_metadata is None else set_metadata
+        target = self._existing_target()
+        where = self._where(target, filter, "update_where")
+        if target is None or where is None:
+            update_wing.check_batch_rows(batch_size)
+            update_wing.check_metadata_patch(patch, "metadata")
+            return 0
+        return update_wing.update_where(target, where, patch, merge=set_metadata is None,
+                                        batch_size=batch_size)  # fmt: skip
+
+    def delete_where(
+        self, filter: FilterLike, *, batch_size: int = update_wing.DEFAULT_BATCH_ROWS
+    ) -> int:
+        """Delete every document ``filter`` matches (``{}``: all), in batches; returns the count."""
+        target = self._existing_target()
+        where = self._where(target, filter, "delete_where")
+        if target is None or where is None:
+            update_wing.check_batch_rows(batch_size)
+            return 0
+        return update_wing.delete_where(target, where, batch_size=batch_size)
+
+    def _where(
+        self, target: Target[DocT] | None, filter: FilterLike, action: str
+    ) -> ColumnElement[bool] | None:
+        """``filter`` compiled for a change (checked even when the collection does not exist)."""
+        if filter is None:
+            raise ValidationError(
+                f"{action} needs a filter; pass {{}} to match every document of the collection"
+            )
+        compile_filter(filter, self.model)  # a malformed filter is an error either way
+        return None if target is None else listing.scope(target, filter)
+
+    def _existing_target(self) -> Target[DocT] | None:
+        """The target of an existing collection; None (nothing created) when there is none."""
+        if self._known() is None:
+            with self._sessions.read("resolve the collection") as session:
+                found = find(session, self.collection_name)
+            if found is None:
+                if not self._create:
+                    raise CollectionNotFoundError(f"no collection named {self.collection_name!r}")
+                return None
+            check_compatible(found, self._spec, self.embedder)
+            self._remember(found)
+        return self._target()
 
     # -- search --------------------------------------------------------------------
     def nearest(
@@ -814,6 +920,31 @@ class DocumentRepository(Generic[DocT]):
     def list_indexes(self) -> list[AnnIndex]:
         """The HNSW/IVFFlat indexes on the document table."""
         return indexes.list_indexes(self._sessions, self.model)
+
+    # Last in the class: below it, ``list`` in an annotation would name this method.
+    def list(
+        self,
+        filter: FilterLike = None,
+        *,
+        order_by: str = "id",
+        limit: int = listing.DEFAULT_PAGE_SIZE,
+        after: str | None = None,
+        with_embedding: bool = False,
+    ) -> Page[DocT]:
+        """One keyset page of the documents ``filter`` matches (:mod:`vectorstore.query.listing`).
+
+        Args:
+            filter: a filter as for :meth:`nearest` (None: every document).
+            order_by: ``"id"``, ``"created_at"``, or either with ``"-"`` (descending).
+            limit: documents per page.
+            after: the ``next_after`` cursor of the previous page.
+            with_embedding: load the embedding column (deferred otherwise, as in nearest).
+
+        Returns:
+            A :class:`~vectorstore.Page`: ``items`` and ``next_after`` (None on the last page).
+        """
+        return listing.list_page(self._target(), filter, order_by=order_by, limit=limit,
+                                 after=after, with_embedding=with_embedding)  # fmt: skip
 
 
 def _check_id(value: Any) -> int:

@@ -11,6 +11,7 @@ __all__ = [
     "CollectionInfo",
     "CollectionSummary",
     "IngestResult",
+    "Page",
     "ResultSet",
     "SearchResult",
 ]
@@ -232,3 +233,23 @@ class IngestResult:
     @property
     def rows_per_s(self) -> float:
         return self.rows / self.elapsed_s if self.elapsed_s > 0 else 0.0
+
+
+@dataclass(frozen=True)
+class Page(Generic[DocT]):
+    """One keyset page of :meth:`~vectorstore.DocumentRepository.list`.
+
+    Attributes:
+        items: the documents, in the order asked.
+        next_after: the cursor of the next page (pass it as ``after=``), or
+            None when this page is the last.
+    """
+
+    items: list[DocT]
+    next_after: str | None
+
+    def __iter__(self) -> Iterator[DocT]:
+        return iter(self.items)
+
+    def __len__(self) -> int:
+        return len(self.items)

@@ -35,15 +35,17 @@ from vectorstore._async import greenlet_spawn
 from vectorstore.embedders import Embedder
 from vectorstore.errors import ConfigurationError
 from vectorstore.models import Document, DocumentMixin
+from vectorstore.query import listing
 from vectorstore.query.diagnostics import ExplainReport, RecallReport
 from vectorstore.query.filters import FilterLike
 from vectorstore.query.options import Strategy
 from vectorstore.repository import DocumentRepository, QueryInput
-from vectorstore.results import BulkResult, CollectionInfo, IngestResult, ResultSet
+from vectorstore.results import BulkResult, CollectionInfo, IngestResult, Page, ResultSet
 from vectorstore.schema.catalog import AnnIndex
 from vectorstore.schema.indexes import IndexSpec
 from vectorstore.write.batch import DEFAULT_CHUNK_ROWS
 from vectorstore.write.load import ConflictPolicy, check_policy
+from vectorstore.write.update import DEFAULT_BATCH_ROWS
 
 from .embedding import off_loop
 from .engine import make_async_engine, sqlalchemy_asyncio
@@ -262,17 +264,79 @@ class AsyncDocumentRepository(Generic[DocT]):
         """The document with primary key ``id``. Raises DocumentNotFoundError."""
         return await self._run(self._sync.get, id)
 
-    async def get_many(self, ids: Sequence[int]) -> list[DocT]:
-        """Documents with these ids (missing ones left out), in the order asked."""
-        return await self._run(self._sync.get_many, ids)
+    async def get_many(
+        self, ids: Sequence[int] | None = None, *, external_ids: Sequence[str] | None = None
+    ) -> list[DocT]:
+        """Documents by ids and/or external ids (missing ones left out), in the order asked."""
+        return await self._run(self._sync.get_many, ids, external_ids=external_ids)
 
     async def get_by_external_id(self, external_id: str) -> DocT:
         """The document with this external id. Raises DocumentNotFoundError."""
         return await self._run(self._sync.get_by_external_id, external_id)
 
-    async def count(self) -> int:
-        """Number of documents in the collection."""
-        return await self._run(self._sync.count)
+    async def count(self, filter: FilterLike = None) -> int:
+        """Number of documents in the collection, or of those ``filter`` matches."""
+        return await self._run(self._sync.count, filter)
+
+    async def exists(self, filter: FilterLike = None) -> bool:
+        """True when some document matches ``filter`` (any document without one)."""
+        return await self._run(self._sync.exists, filter)
+
+    async def iterate(
+        self,
+        filter: FilterLike = None,
+        *,
+        chunk: int = listing.DEFAULT_CHUNK,
+        with_embedding: bool = True,
+    ) -> AsyncIterator[DocT]:
+        """Every document ``filter`` matches, in id order, ``chunk`` rows per round trip."""
+        listing.check_positive(chunk, "chunk")
+        after: str | None = None
+        while True:
+            page = await self.list(
+                filter, order_by="id", limit=chunk, after=after, with_embedding=with_embedding
+            )
+            for doc in page.items:
+                yield doc
+            if page.next_after is None:
+                return
+            after = page.next_after
+
+    # -- changes ---------------------------------------------------------------------
+    async def update(
+        self,
+        id_or_external_id: int | str,
+        *,
+        text: str | None = None,
+        metadata: Mapping[str, Any] | None = None,
+        merge: bool = False,
+        embedding: Sequence[float] | np.ndarray[Any, Any] | None = None,
+    ) -> DocT:
+        """Change one document in place (see :meth:`DocumentRepository.update`)."""
+        return await self._run(
+            self._sync.update, id_or_external_id, text=text, metadata=metadata, merge=merge,
+            embedding=embedding,
+        )  # fmt: skip
+
+    async def update_where(
+        self,
+        filter: FilterLike,
+        *,
+        set_metadata: Mapping[str, Any] | None = None,
+        merge_metadata: Mapping[str, Any] | None = None,
+        batch_size: int = DEFAULT_BATCH_ROWS,
+    ) -> int:
+        """Replace or merge every match's metadata (see :meth:`DocumentRepository.update_where`)."""
+        return await self._run(
+            self._sync.update_where, filter, set_metadata=set_metadata,
+            merge_metadata=merge_metadata, batch_size=batch_size,
+        )  # fmt: skip
+
+    async def delete_where(
+        self, filter: FilterLike, *, batch_size: int = DEFAULT_BATCH_ROWS
+    ) -> int:
+        """Delete every document ``filter`` matches, in batches; returns the count."""
+        return await self._run(self._sync.delete_where, filter, batch_size=batch_size)
 
     # -- search ----------------------------------------------------------------------
     async def nearest(self, query: QueryInput, k: int = 10, **options: Any) -> ResultSet[DocT]:
@@ -391,6 +455,22 @@ class AsyncDocumentRepository(Generic[DocT]):
     async def list_indexes(self) -> list[AnnIndex]:
         """The HNSW/IVFFlat indexes on the document table."""
         return await self._run(self._sync.list_indexes)
+
+    # Last in the class: below it, ``list`` in an annotation would name this method.
+    async def list(
+        self,
+        filter: FilterLike = None,
+        *,
+        order_by: str = "id",
+        limit: int = listing.DEFAULT_PAGE_SIZE,
+        after: str | None = None,
+        with_embedding: bool = False,
+    ) -> Page[DocT]:
+        """One keyset page (see :meth:`DocumentRepository.list`)."""
+        return await self._run(
+            self._sync.list, filter, order_by=order_by, limit=limit, after=after,
+            with_embedding=with_embedding,
+        )  # fmt: skip
 
 
 async def ingest_async(
