@@ -23,6 +23,8 @@ from sqlalchemy.orm import Session
 import vectorstore as vs
 from vectorstore.query import raw as search_raw
 
+from tests._layouts import make_partitioned, partitioned_layout
+
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 os.environ.pop("VECTORSTORE_DATABASE_URL", None)
@@ -78,6 +80,11 @@ def url_for(dbname: str, driver: str = "psycopg2") -> URL:
 
 def _migrate_template(*, dbname: str, **_: Any) -> None:
     vs.migrate(url_for(dbname))
+    if partitioned_layout():  # VECTORSTORE_TEST_LAYOUT=partitioned: see tests/_layouts.py
+        engine = vs.make_engine(url_for(dbname))
+        with engine.begin() as conn:
+            make_partitioned(conn)
+        engine.dispose()
 
 
 postgresql_noproc = factories.postgresql_noproc(
