@@ -150,9 +150,13 @@ def row_security_enabled(engine: Engine, table: Table) -> bool:
 
 
 def forget_row_security(table: Table) -> None:
-    """Forget what every engine knows of ``table``'s row-level security."""
+    """Forget what every engine knows of ``table``'s row-level security.
+
+    Of every Table object of that name and schema (two models may map one table).
+    """
     for tables in list(_CACHE.values()):
-        tables.pop(table, None)
+        for known in [t for t in tables if (t.schema, t.name) == (table.schema, table.name)]:
+            tables.pop(known, None)
 
 
 def tenant_sessions(sessions: Sessions, model: Any, collection_id: int) -> Sessions:
