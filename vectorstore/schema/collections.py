@@ -101,10 +101,8 @@ def create_or_find(
         info = find(session, spec.name)
         assert info is not None  # inserted or found: the name is unique
     check_compatible(info, spec, embedder)
-    if spec.model is not None:
-        engine = session.get_bind()
-        if isinstance(engine, Engine) and row_security_enabled(engine, spec.model.__table__):
-            session.execute(text(tenant_sql(info.id)))  # the write's rows pass the policy
+    if spec.model is not None and row_security_enabled(session, spec.model.__table__):
+        session.execute(text(tenant_sql(info.id)))  # the write's rows pass the policy
     return info
 
 

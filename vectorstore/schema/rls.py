@@ -131,22 +131,35 @@ _CACHE: weakref.WeakKeyDictionary[Engine, dict[Table, tuple[bool, float]]] = (
 )
 
 
-def row_security_enabled(engine: Engine, table: Table) -> bool:
-    """Whether ``table`` has row-level security on (cached per engine for ``CATALOG_TTL_S``)."""
+def row_security_enabled(bind: Engine | Session | Connection, table: Table) -> bool:
+    """Whether ``table`` has row-level security on (cached per engine for ``CATALOG_TTL_S``).
+
+    With a Session or Connection, a lookup runs on it (in its transaction).
+    """
+    engine = _engine_of(bind)
     tables = _CACHE.setdefault(engine, {})
     found = tables.get(table)
     now = time.monotonic()
     if found is not None and now - found[1] <= CATALOG_TTL_S:
         return found[0]
-    with engine.connect() as conn:
-        enabled = bool(
-            conn.execute(
-                text("SELECT relrowsecurity FROM pg_class WHERE oid = to_regclass(:t)"),
-                {"t": qualified_table(conn, table)},
-            ).scalar_one_or_none()
-        )
+    sql = text("SELECT relrowsecurity FROM pg_class WHERE oid = to_regclass(:t)")
+    if isinstance(bind, Engine):
+        with bind.connect() as conn:
+            found_now = conn.execute(sql, {"t": qualified_table(conn, table)}).scalar_one_or_none()
+    else:
+        found_now = bind.execute(sql, {"t": qualified_table(bind, table)}).scalar_one_or_none()
+    enabled = bool(found_now)
     tables[table] = (enabled, now)
     return enabled
+
+
+def _engine_of(bind: Engine | Session | Connection) -> Engine:
+    if isinstance(bind, Engine):
+        return bind
+    if isinstance(bind, Connection):
+        return bind.engine
+    found = bind.get_bind()
+    return found if isinstance(found, Engine) else found.engine
 
 
 def forget_row_security(table: Table) -> None:
@@ -164,6 +177,8 @@ def tenant_sessions(sessions: Sessions, model: Any, collection_id: int) -> Sessi
     has row-level security on; ``sessions`` itself otherwise."""
     if sessions.tenant == collection_id:
         return sessions
-    if not row_security_enabled(sessions.write_engine, model.__table__):
+    # In a host's Session the lookup runs in it (no second connection from the pool).
+    bind = sessions.session if sessions.session is not None else sessions.write_engine
+    if not row_security_enabled(bind, model.__table__):
         return sessions
     return dataclasses.replace(sessions, tenant=int(collection_id))
