@@ -138,7 +138,8 @@ def test_the_first_write_creates_the_tenants_partition_with_its_indexes(
             assert repo.get(doc.id).text == "hello"
         found = _partitions(engine)
         cid = repo.collection.id
-        assert found[cid].attached and found[cid].name == f"vsp_tenant_docs_{cid}"
+        assert found[cid].attached
+        assert found[cid].name == f"vsp_tenant_docs_{cid}"
         own = _index_oids(engine, found[cid].name)
         assert {f"vsp_tenant_docs_{cid}_{s}" for s in ("hnsw", "meta", "fts", "hash")} <= set(own)
     finally:
@@ -189,12 +190,15 @@ def test_ids_are_unique_across_tenants_and_get_finds_only_its_own(tenants: Engin
     _load(b, 10, 2)
     ids_a = {d.id for d in a.get_many(range(1, 100))}
     ids_b = {d.id for d in b.get_many(range(1, 100))}
-    assert len(ids_a) == len(ids_b) == 10 and not ids_a & ids_b
+    assert len(ids_a) == len(ids_b) == 10
+    assert not ids_a & ids_b
     some = next(iter(ids_b))
     with pytest.raises(vs.DocumentNotFoundError):
         a.get(some)
     assert b.get(some).id == some
-    assert b.delete(ids=[some]) == 1 and b.count() == 9 and a.count() == 10
+    assert b.delete(ids=[some]) == 1
+    assert b.count() == 9
+    assert a.count() == 10
 
 
 # -- reads ----------------------------------------------------------------------------------
@@ -212,7 +216,8 @@ def test_nearest_through_the_partitioned_table_returns_k_of_the_tenant(
     assert all(h.document.collection_id == small.collection.id for h in got)
     assert [h.document.id for h in got] == truth  # 30 rows: the HNSW graph is exact
     filtered = small.nearest(query, k=5, filter={"even": True}, strategy=strategy)  # type: ignore[arg-type]
-    assert len(filtered) == 5 and all(h.document.metadata_["even"] for h in filtered)
+    assert len(filtered) == 5
+    assert all(h.document.metadata_["even"] for h in filtered)
 
 
 def test_explain_shows_pruning_to_the_tenants_partition_and_its_hnsw(tenants: Engine) -> None:
@@ -226,7 +231,8 @@ def test_explain_shows_pruning_to_the_tenants_partition_and_its_hnsw(tenants: En
     # A filtered iterative scan (nearest pins it to the index with enable_sort=off).
     report = small.explain(_vectors(1, 5)[0], k=10, filter={"even": True}, strategy="iterative")
     plan = json.dumps(report.plan)
-    assert report.used_ann_index and f"{own}_hnsw" in report.index_names, plan
+    assert report.used_ann_index, plan
+    assert f"{own}_hnsw" in report.index_names, plan
     assert other not in plan, plan  # pruned at plan time: the other partition is not in it
     assert report.rows_returned == 10
     with Session(tenants) as session:  # 300 rows: the planner would rather sort them
@@ -235,7 +241,8 @@ def test_explain_shows_pruning_to_the_tenants_partition_and_its_hnsw(tenants: En
         bound = vs.DocumentRepository(session, collection="small", model=TenantDoc)
         report = bound.explain(_vectors(1, 5)[0], k=10, strategy="index")
         plan = json.dumps(report.plan)
-        assert report.used_ann_index and report.index_names == [f"{own}_hnsw"], plan
+        assert report.used_ann_index, plan
+        assert report.index_names == [f"{own}_hnsw"], plan
         assert other not in plan, plan
 
 
@@ -264,10 +271,13 @@ def test_a_big_load_rebuilds_only_that_tenants_indexes(tenants: Engine) -> None:
     assert set(after_a) == set(before_a)  # every index of the tenant is back
     rebuilt = {n for n in after_a if after_a[n] != before_a[n]}
     assert {f"{part_a}_hnsw", f"{part_a}_meta", f"{part_a}_fts", f"{part_a}_hash"} <= rebuilt
-    assert done.big_load and set(done.rebuilt) >= {f"{part_a}_hnsw", f"{part_a}_meta"}
-    assert a.count() == 200 and b.count() == 20  # 20 of the 200 were already there
+    assert done.big_load
+    assert set(done.rebuilt) >= {f"{part_a}_hnsw", f"{part_a}_meta"}
+    assert a.count() == 200
+    assert b.count() == 20
     hits = a.nearest(_vectors(1, 3)[0], k=5)
-    assert len(hits) == 5 and hits.strategy == "index"
+    assert len(hits) == 5
+    assert hits.strategy == "index"
 
 
 # -- tenants created, detached, attached and dropped ----------------------------------------
@@ -291,19 +301,22 @@ def test_create_detach_attach_drop_with_documents_in_flight(tenants: Engine) -> 
             with pytest.raises(VectorStoreError):
                 partitions.detach_tenant(admin, "t1", model=TenantDoc)
         writer.commit()
-    assert _partitions(tenants)[info.id].attached and t1.count() == 10
+    assert _partitions(tenants)[info.id].attached
+    assert t1.count() == 10
     assert steady.count() == 11
     name = partitions.detach_tenant(tenants, "t1", model=TenantDoc)
     assert not _partitions(tenants)[info.id].attached
     with tenants.connect() as conn:  # the rows are kept in the detached table
         assert conn.execute(text(f'SELECT count(*) FROM "{name}"')).scalar_one() == 10
-    assert t1.count() == 0 and len(t1.nearest(_vectors(1, 1)[0], k=3)) == 0
+    assert t1.count() == 0
+    assert len(t1.nearest(_vectors(1, 1)[0], k=3)) == 0
     with pytest.raises(VectorStoreError):  # a detached tenant refuses writes
         t1.add("nope", embedding=_vectors(1, 1)[0])
     with pytest.raises(ValidationError, match="no attached partition"):
         partitions.detach_tenant(tenants, "t1", model=TenantDoc)
     partitions.attach_tenant(tenants, "t1", model=TenantDoc)
-    assert t1.count() == 10 and len(t1.nearest(_vectors(1, 1)[0], k=3)) == 3
+    assert t1.count() == 10
+    assert len(t1.nearest(_vectors(1, 1)[0], k=3)) == 3
     assert partitions.drop_tenant(tenants, "t1", model=TenantDoc) == 10
     assert info.id not in _partitions(tenants)
     with pytest.raises(CollectionNotFoundError):
@@ -406,7 +419,8 @@ def test_alembic_operations_upgrade_and_downgrade_the_partitioned_layout(engine:
     assert len(_partitions(engine)) == 2
     repo = standalone(engine, "acme")
     _load(repo, 5, 1)
-    assert repo.count() == 5 and len(repo.nearest(_vectors(1, 1)[0], k=3)) == 3
+    assert repo.count() == 5
+    assert len(repo.nearest(_vectors(1, 1)[0], k=3)) == 3
     with engine.begin() as conn:
         _downgrade(Operations(MigrationContext.configure(conn)))
     with engine.connect() as conn:
@@ -422,14 +436,20 @@ def test_a_failed_revision_leaves_no_tenant(engine: Engine) -> None:
     from alembic.migration import MigrationContext
     from alembic.operations import Operations
 
-    AppBase.metadata.create_all(engine)
-    with pytest.raises(ConflictError), engine.begin() as conn:
-        op = Operations(MigrationContext.configure(conn))
-        import vectorstore.alembic as vsa
+    import vectorstore.alembic as vsa
 
+    def revision(conn: Any) -> None:
+        op = Operations(MigrationContext.configure(conn))
         vsa.create_tenant(op, "acme", model=TenantDoc)
         vsa.create_tenant(op, "acme", model=TenantDoc)
-    assert _partitions(engine) == {} and vs.list_collections(engine) == []
+
+    AppBase.metadata.create_all(engine)
+    with engine.connect() as conn:
+        with pytest.raises(ConflictError):
+            revision(conn)
+        conn.rollback()
+    assert _partitions(engine) == {}
+    assert vs.list_collections(engine) == []
 
 
 def test_alembic_autogenerate_ignores_the_partitions(tenants: Engine) -> None:
@@ -453,7 +473,8 @@ def test_the_tenant_commands(
     assert "created" in capsys.readouterr().out
     assert main(["--database-url", url, "tenant", "list", "--json", "--model", model]) == 0
     listed = capsys.readouterr().out
-    assert '"tenant": "cli-t"' in listed and '"state": "attached"' in listed
+    assert '"tenant": "cli-t"' in listed
+    assert '"state": "attached"' in listed
     assert main(["--database-url", url, "tenant", "detach", "cli-t", "--model", model]) == 0
     assert "detached" in capsys.readouterr().out
     assert main(["--database-url", url, "tenant", "attach", "cli-t", "--model", model]) == 0
@@ -464,3 +485,16 @@ def test_the_tenant_commands(
     assert _partitions(tenants) == {}
     with Session(tenants) as s:
         assert s.execute(select(vs.Collection)).all() == []
+
+
+def test_a_check_constraint_on_the_parent_holds_in_new_tenants(tenants: Engine) -> None:
+    with tenants.begin() as conn:
+        conn.execute(text("ALTER TABLE tenant_docs ADD CONSTRAINT short_text "
+                          "CHECK (length(text) < 20)"))  # fmt: skip
+    repo = standalone(tenants, "fresh")  # its partition is created after the constraint
+    vecs = _vectors(2, 1)
+    with pytest.raises(vs.ValidationError, match="PostgreSQL rejected"):
+        repo.bulk_add([vs.Record("ok", None, "a", vecs[0]),
+                       vs.Record("x" * 30, None, "b", vecs[1])])  # fmt: skip
+    repo.add("short", embedding=vecs[0])
+    assert repo.count() == 1

@@ -86,7 +86,9 @@ def test_an_app_query_that_forgets_the_tenant_reads_nothing(app_session: Session
 def test_an_app_query_sees_only_the_tenant_it_set(secured: Engine, app_session: Session) -> None:
     ids = _ids(secured)
     app_session.execute(text(f"SET LOCAL vectorstore.tenant = '{ids['acme']}'"))
-    assert app_session.execute(text("SELECT count(*) FROM vectorstore_documents")).scalar_one() == 300
+    assert (
+        app_session.execute(text("SELECT count(*) FROM vectorstore_documents")).scalar_one() == 300
+    )
     other = app_session.execute(
         text("SELECT count(*) FROM vectorstore_documents WHERE collection_id = :c"),
         {"c": ids["globex"]},
@@ -121,9 +123,11 @@ def test_the_repository_reads_its_tenant_under_the_policy(
     assert repo.count() == 60
     query = _vectors(60, 2)[5]
     hits = repo.nearest(query, k=10, strategy=strategy)  # type: ignore[arg-type]
-    assert len(hits) == 10 and hits[0].document.text == "globex 5"
+    assert len(hits) == 10
+    assert hits[0].document.text == "globex 5"
     filtered = repo.nearest(query, k=5, filter={"even": False}, strategy=strategy)  # type: ignore[arg-type]
-    assert len(filtered) == 5 and filtered[0].document.text == "globex 5"
+    assert len(filtered) == 5
+    assert filtered[0].document.text == "globex 5"
     assert repo.get_by_external_id("7").text == "globex 7"
 
 
@@ -131,14 +135,15 @@ def test_the_repository_writes_its_tenant_under_the_policy(app_session: Session)
     repo = vs.DocumentRepository(app_session, collection="acme", embedding_model="m")
     vecs = _vectors(3, 9)
     repo.add("one more", embedding=vecs[0], external_id="new")
-    done = repo.bulk_add([vs.Record("two", None, "n2", vecs[1]), vs.Record("3", None, "1", vecs[2])],
-                         on_conflict="skip")  # fmt: skip
+    pair = [vs.Record("two", None, "n2", vecs[1]), vs.Record("3", None, "1", vecs[2])]
+    done = repo.bulk_add(pair, on_conflict="skip")
     assert (done.inserted, done.skipped) == (1, 1)
     assert repo.count() == 302
     # A new tenant created by the app role: its first write passes the policy too.
     fresh = vs.DocumentRepository(app_session, collection="initech", embedding_model="m")
     fresh.add("first", embedding=vecs[0])
-    assert fresh.count() == 1 and fresh.nearest(vecs[0], k=1)[0].document.text == "first"
+    assert fresh.count() == 1
+    assert fresh.nearest(vecs[0], k=1)[0].document.text == "first"
 
 
 @pytest.mark.parametrize("driver", ["psycopg2", "psycopg"])
@@ -149,7 +154,8 @@ def test_a_standalone_repository_logged_in_as_the_app_role(
         app_url(postgresql, driver), collection="acme", embedding_model="m"
     ) as repo:
         hits = repo.nearest(_vectors(300, 1)[3], k=10)
-        assert len(hits) == 10 and hits[0].document.text == "acme 3"
+        assert len(hits) == 10
+        assert hits[0].document.text == "acme 3"
         repo.add("standalone", embedding=_vectors(1, 4)[0])
         assert repo.count() == 301
         engine = vs.make_engine(app_url(postgresql, driver))
@@ -189,7 +195,9 @@ def test_disabling_row_level_security_restores_the_raw_path(secured: Engine) -> 
     with secured.begin() as conn:
         rls.disable_row_level_security(conn, vs.Document)
         state = conn.execute(
-            text("SELECT relrowsecurity FROM pg_class WHERE oid = 'vectorstore_documents'::regclass")
+            text(
+                "SELECT relrowsecurity FROM pg_class WHERE oid = 'vectorstore_documents'::regclass"
+            )
         ).scalar_one()
     assert state is False
     repo = vs.DocumentRepository.standalone(secured, collection="acme")
@@ -241,7 +249,8 @@ def test_partition_pruning_under_the_policy_and_no_direct_partition_access(
             with session.begin_nested():
                 session.execute(text(f'SELECT count(*) FROM "{parts[ids["acme"]]}"'))
         repo = vs.DocumentRepository(session, collection="acme")
-        assert repo.count() == 50 and len(repo.nearest(_vectors(1, 1)[0], k=5)) == 5
+        assert repo.count() == 50
+        assert len(repo.nearest(_vectors(1, 1)[0], k=5)) == 5
         session.rollback()
 
 

@@ -229,7 +229,7 @@ class DocumentMixin:
 
 
 def partitioned_by_collection(model: Any) -> bool:
-    """``model``'s ``partition_by_collection`` choice, checked (ConfigurationError if not a bool)."""
+    """``model``'s ``partition_by_collection`` choice (ConfigurationError if not a bool)."""
     chosen = getattr(model, "partition_by_collection", False)
     if chosen is not True and chosen is not False:
         raise ConfigurationError(

@@ -68,7 +68,9 @@ def cmd_drop(args: argparse.Namespace) -> int:
     from vectorstore.schema.partitions import drop_tenant
 
     if not args.yes:
-        raise UserError(f"dropping tenant {args.name!r} deletes its documents: add --yes to confirm")
+        raise UserError(
+            f"dropping tenant {args.name!r} deletes its documents: add --yes to confirm"
+        )
     model = document_model(args.model)
     engine = engine_for(args)
     try:

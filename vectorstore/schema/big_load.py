@@ -71,13 +71,13 @@ from sqlalchemy.schema import CreateIndex
 from vectorstore.errors import IndexBuildError, ValidationError
 
 from .catalog import ANN_METHODS, forget, planner_rows, qualified_table
-from .partitions import is_partitioned, partition_of, partition_table
 from .maintenance import (
     DEFAULT_MAINTENANCE_WORK_MEM,
     IndexBuildProgress,
     build_settings,
     run_with_progress,
 )
+from .partitions import is_partitioned, partition_of, partition_table
 
 __all__ = [
     "BIG_LOAD_MIN_ROWS",

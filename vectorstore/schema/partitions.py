@@ -204,8 +204,9 @@ def partition_table(parent: Table, name: str, model: Any = None) -> Table:
 def create_partition(bind: Bind, parent: Table, collection_id: int, model: Any = None) -> str:
     """Create and attach collection ``collection_id``'s partition, with its indexes.
 
-    In ``bind``'s transaction: the empty table (``LIKE`` the parent, its
-    defaults, identity and generated columns), its indexes, then ``ATTACH
+    In ``bind``'s transaction: the empty table (``LIKE`` the parent: its
+    defaults, generated columns and CHECK constraints, which ATTACH requires;
+    not the identity, the parent's sequence numbers every row), its indexes, then ``ATTACH
     PARTITION`` (SHARE UPDATE EXCLUSIVE on the parent; see the module docs).
     Returns the partition's name.
     """
@@ -216,7 +217,7 @@ def create_partition(bind: Bind, parent: Table, collection_id: int, model: Any =
     bind.execute(
         text(
             f"CREATE TABLE {qualified} (LIKE {parent_name} INCLUDING DEFAULTS "
-            f"INCLUDING GENERATED INCLUDING STORAGE, "
+            f"INCLUDING GENERATED INCLUDING STORAGE INCLUDING CONSTRAINTS, "
             f"CONSTRAINT {_check_name(name)} CHECK (collection_id IS NOT NULL AND "
             f"collection_id = {cid}))"
         )

@@ -5,7 +5,7 @@ on a document table with one policy::
 
     CREATE POLICY vectorstore_tenant ON vectorstore_documents
         USING (collection_id = NULLIF(current_setting('vectorstore.tenant', true), '')::integer)
-        WITH CHECK (collection_id = NULLIF(current_setting('vectorstore.tenant', true), '')::integer)
+        WITH CHECK (the same)
 
 A role the policy applies to (any role but the table's owner, superusers and
 ``BYPASSRLS`` roles; with ``force=True`` the owner too) sees and writes only
@@ -109,9 +109,7 @@ def enable_row_level_security(bind: Bind, model: Any, *, force: bool = False) ->
         bind.execute(text(f"ALTER TABLE {name} FORCE ROW LEVEL SECURITY"))
     bind.execute(text(f"DROP POLICY IF EXISTS {POLICY_NAME} ON {name}"))
     bind.execute(
-        text(
-            f"CREATE POLICY {POLICY_NAME} ON {name} USING ({predicate}) WITH CHECK ({predicate})"
-        )
+        text(f"CREATE POLICY {POLICY_NAME} ON {name} USING ({predicate}) WITH CHECK ({predicate})")
     )
     forget_row_security(table)
 
