@@ -197,7 +197,7 @@ def partition_table(parent: Table, name: str, model: Any = None) -> Table:
         layout = "stored" if "text_search" in parent.c else "expression"
     for index, suffix in zip(secondary_indexes(name, layout), _INDEX_SUFFIXES, strict=False):
         index.name = f"{name}_{suffix}"  # type: ignore[assignment]
-        index._set_parent(table)  # type: ignore[no-untyped-call]
+        index._set_parent(table)
     return table
 
 
@@ -257,6 +257,8 @@ def _transaction(bind: Bindable, action: str) -> Iterator[Session]:
     from .collections import _transaction as collection_transaction
 
     if isinstance(bind, Connection):  # an alembic op's connection: in its transaction
+        if not bind.in_transaction():
+            bind.begin()  # as the connection's autobegin would: the caller commits it
         with Session(bind=bind, join_transaction_mode="create_savepoint") as session:
             with collection_transaction(session, action) as inner:
                 yield inner
