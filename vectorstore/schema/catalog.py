@@ -63,6 +63,8 @@ class AnnIndex:
         collection_id: the collection of a per-collection (partial) index, else None.
         valid: False for a concurrent build that did not finish.
         definition: the server's ``CREATE INDEX`` statement for it.
+        partition: the index is on a partition of the table (a tenant's own
+            partition: :mod:`vectorstore.schema.partitions`).
     """
 
     name: str
@@ -72,6 +74,7 @@ class AnnIndex:
     collection_id: int | None
     valid: bool
     definition: str
+    partition: bool = False
 
 
 def parse_version(value: str) -> tuple[int, ...]:
@@ -135,7 +138,7 @@ def list_ann_indexes(bind: Bind, table: Table) -> list[AnnIndex]:
             name=str(name), method=str(method), metric=metric_of_opclass(opclass),
             precision=precision_of_opclass(opclass),
             collection_id=int(match.group(1)) if match else None, valid=bool(valid),
-            definition=str(definition),
+            definition=str(definition), partition=bool(partition),
         ))  # fmt: skip
     return found
 
