@@ -15,7 +15,7 @@ export HF_HUB_OFFLINE ?= 1
 export TRANSFORMERS_OFFLINE ?= 1
 export PIP_DISABLE_PIP_VERSION_CHECK = 1
 
-.PHONY: venv demo test test-fast test-explore lint typecheck contracts pytest docs bench clean
+.PHONY: venv demo test test-fast test-explore test-partitioned lint typecheck contracts pytest docs bench clean
 
 # torch first, pinned to its CPU build: an unpinned torch on Linux pulls GBs of CUDA wheels.
 # TORCH_INDEX_URL: PyTorch's CPU wheel index (README "Installation"), where pip's own
@@ -63,6 +63,13 @@ test: lint typecheck contracts docs pytest
 FAST_MARKERS = not faults and not load and not replication and not model and not slow and not browser
 test-fast: lint typecheck contracts
 	$(PY) -m pytest -m "$(FAST_MARKERS)"
+
+# The repository, search, bulk_add and filter suites against a partitioned
+# vectorstore_documents (tenants as partitions: tests/_layouts.py).
+test-partitioned: $(STAMP)
+	VECTORSTORE_TEST_LAYOUT=partitioned $(PY) -m pytest tests/test_repository.py \
+		tests/test_search.py tests/test_bulk_add.py tests/test_filters.py \
+		tests/test_partitions.py tests/test_rls.py
 
 test-explore: $(STAMP)
 	HYPOTHESIS_PROFILE=explore $(PY) -m pytest tests/test_properties.py

@@ -83,6 +83,8 @@ if _typing.TYPE_CHECKING:  # what type checkers and IDEs see; at run time, __get
     from .schema.indexes import IndexSpec
     from .schema.maintenance import rebuild_ann_indexes
     from .schema.migrate import check_schema, current_revision, downgrade, migrate
+    from .schema.partitions import attach_tenant, create_tenant, detach_tenant, drop_tenant
+    from .schema.rls import disable_row_level_security, enable_row_level_security
     from .server import EmbeddedServer
     from .write.batch import MAX_METADATA_DEPTH, Record
     from .write.load import ConflictPolicy
@@ -158,6 +160,12 @@ _LAZY: dict[str, str] = {
     "rename_collection": "vectorstore.schema.collections",
     "IndexSpec": "vectorstore.schema.indexes",
     "rebuild_ann_indexes": "vectorstore.schema.maintenance",
+    "attach_tenant": "vectorstore.schema.partitions",
+    "create_tenant": "vectorstore.schema.partitions",
+    "detach_tenant": "vectorstore.schema.partitions",
+    "drop_tenant": "vectorstore.schema.partitions",
+    "disable_row_level_security": "vectorstore.schema.rls",
+    "enable_row_level_security": "vectorstore.schema.rls",
     "check_schema": "vectorstore.schema.migrate",
     "current_revision": "vectorstore.schema.migrate",
     "downgrade": "vectorstore.schema.migrate",
@@ -228,13 +236,19 @@ __all__ = [
     "VectorStoreError",
     "WriteError",
     "__version__",
+    "attach_tenant",
     "check_schema",
     "collection_info",
     "compile_filter",
     "create_collection",
+    "create_tenant",
     "current_revision",
+    "detach_tenant",
+    "disable_row_level_security",
     "downgrade",
     "drop_collection",
+    "drop_tenant",
+    "enable_row_level_security",
     "export_parquet",
     "export_parquet_async",
     "ingest",

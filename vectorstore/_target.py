@@ -48,12 +48,23 @@ class Sessions:
         factory: our own sessionmaker for a standalone repository (None when bound).
         read_factory: a sessionmaker on a read engine (a replica), when one is set.
         label: what error messages say the call was about, e.g. ``collection 'docs'``.
+        tenant: a collection id to set as ``vectorstore.tenant`` in every
+            transaction (a table with row-level security on; see
+            :mod:`vectorstore.schema.rls`); None sets nothing.
     """
 
     session: Session | None = None
     factory: sessionmaker[Session] | None = None
     read_factory: sessionmaker[Session] | None = None
     label: str = ""
+    tenant: int | None = None
+
+    def _scope(self, session: Session) -> Session:
+        if self.tenant is not None:
+            session.connection().exec_driver_sql(
+                f"SELECT set_config('vectorstore.tenant', '{int(self.tenant)}', true)"
+            )
+        return session
 
     @property
     def owns_transactions(self) -> bool:
@@ -89,11 +100,11 @@ class Sessions:
         with self.errors(action):
             if self.factory is not None:
                 with self.factory.begin() as session:
-                    yield session
+                    yield self._scope(session)
             else:
                 assert self.session is not None
                 with self.session.begin_nested():
-                    yield self.session
+                    yield self._scope(self.session)
 
     @contextmanager
     def read(self, action: str) -> Iterator[Session]:
@@ -102,10 +113,10 @@ class Sessions:
             factory = self.read_factory or self.factory
             if factory is not None:
                 with factory.begin() as session:
-                    yield session
+                    yield self._scope(session)
             else:
                 assert self.session is not None
-                yield self.session
+                yield self._scope(self.session)
 
     def retry_read(self, read: Callable[[], T]) -> T:
         """Run ``read()``; once more if its pooled connection proved dead.
@@ -152,6 +163,8 @@ class CollectionSpec:
         dimension: the dimension of the document model's embedding column.
         model_label: the document class's name, for messages.
         embedding_model: the model name given explicitly (``embedding_model=``), if any.
+        model: the document model; a new collection in a table partitioned by
+            collection gets its partition of that table with it.
     """
 
     name: str
@@ -159,6 +172,7 @@ class CollectionSpec:
     dimension: int
     model_label: str
     embedding_model: str | None = None
+    model: Any = None
 
     def recorded_model(self, embedder: Embedder | None) -> str:
         """The model name a new collection records: the embedder's, else the explicit one."""

@@ -33,6 +33,18 @@ What the hooks do:
   with ``%40``) is refused; these double the ``%`` so the URL comes back
   unchanged from ``get_main_option``.
 
+Operations for an app's revisions (each takes alembic's ``op`` and runs in
+the revision's transaction): :func:`create_tenant`, :func:`detach_tenant`,
+:func:`attach_tenant` and :func:`drop_tenant` for a model partitioned by
+collection (``partition_by_collection = True``; see ``docs/tenants.md``),
+:func:`enable_row_level_security` / :func:`disable_row_level_security` for
+the tenant policy (:mod:`vectorstore.schema.rls`)::
+
+    def upgrade() -> None:
+        op.create_table("tenant_docs", ..., postgresql_partition_by="LIST (collection_id)")
+        vectorstore.alembic.create_tenant(op, "tenant-42", model=TenantDoc)
+        vectorstore.alembic.enable_row_level_security(op, TenantDoc)
+
 Run vectorstore's migrations before the app's (``vectorstore db upgrade``, or
 ``vectorstore.migrate(url)`` in the deploy script), never from inside the
 app's ``env.py``: alembic runs one environment per command.
@@ -45,16 +57,31 @@ from typing import Any
 
 from sqlalchemy import URL
 
-from vectorstore.schema import alembic_hooks
+from vectorstore.results import CollectionInfo
+from vectorstore.schema import alembic_hooks, partitions, rls
 from vectorstore.schema.migrate import VERSION_TABLE
 
-__all__ = ["VERSION_TABLE", "configure", "escape_url", "include_object", "render_item", "set_url"]
+__all__ = [
+    "VERSION_TABLE",
+    "attach_tenant",
+    "configure",
+    "create_tenant",
+    "detach_tenant",
+    "disable_row_level_security",
+    "drop_tenant",
+    "enable_row_level_security",
+    "escape_url",
+    "include_object",
+    "render_item",
+    "set_url",
+]
 
 IncludeObject = Callable[[Any, "str | None", str, bool, Any], bool]
 RenderItem = Callable[[str, Any, Any], "str | bool"]
 
 _OURS = alembic_hooks.OUR_TABLE_PREFIX
 _RUNTIME_INDEX_PREFIX = "vsx_"
+_RUNTIME_PREFIXES = (_RUNTIME_INDEX_PREFIX, partitions.PARTITION_PREFIX)
 
 
 def render_item(type_: str, obj: Any, autogen_context: Any) -> str | bool:
@@ -75,15 +102,19 @@ def include_object(
     """alembic's ``include_object`` hook for an app's history (see module docs).
 
     Leaves out vectorstore's own tables (``vectorstore_*``, its version table
-    included) and everything on them, and run-time per-collection indexes.
+    included) and everything on them, run-time per-collection indexes, and
+    the tenants' partitions (``vsp_*``) with their indexes.
     """
-    if _table_name(obj, name, type_).startswith(_OURS):
+    table_name = _table_name(obj, name, type_)
+    if table_name.startswith(_OURS):
+        return False
+    if reflected and compare_to is None and table_name.startswith(partitions.PARTITION_PREFIX):
         return False
     return not (
         type_ == "index"
         and reflected
         and compare_to is None
-        and str(name or "").startswith(_RUNTIME_INDEX_PREFIX)
+        and str(name or "").startswith(_RUNTIME_PREFIXES)
     )
 
 
@@ -140,3 +171,38 @@ def escape_url(url: str | URL) -> str:
 def set_url(config: Any, url: str | URL) -> None:
     """Set ``sqlalchemy.url`` on an alembic ``Config``; ``get_main_option`` returns it unchanged."""
     config.set_main_option("sqlalchemy.url", escape_url(url))
+
+
+# -- operations for an app's revisions ----------------------------------------------------
+def create_tenant(
+    op: Any, name: str, *, model: Any, embedding_model: str | None = None
+) -> CollectionInfo:
+    """Create collection ``name`` and its partition of ``model``'s table (in the revision)."""
+    return partitions.create_tenant(
+        op.get_bind(), name, model=model, embedding_model=embedding_model
+    )
+
+
+def detach_tenant(op: Any, name: str, *, model: Any) -> str:
+    """Detach collection ``name``'s partition (rows kept); returns the partition's name."""
+    return partitions.detach_tenant(op.get_bind(), name, model=model)
+
+
+def attach_tenant(op: Any, name: str, *, model: Any) -> str:
+    """Attach collection ``name``'s detached partition again; returns its name."""
+    return partitions.attach_tenant(op.get_bind(), name, model=model)
+
+
+def drop_tenant(op: Any, name: str, *, model: Any, missing_ok: bool = False) -> int:
+    """Drop collection ``name`` and its partition; returns the documents it held."""
+    return partitions.drop_tenant(op.get_bind(), name, model=model, missing_ok=missing_ok)
+
+
+def enable_row_level_security(op: Any, model: Any, *, force: bool = False) -> None:
+    """Row-level security with the tenant policy on ``model``'s table (in the revision)."""
+    rls.enable_row_level_security(op.get_bind(), model, force=force)
+
+
+def disable_row_level_security(op: Any, model: Any) -> None:
+    """Drop the tenant policy and disable row-level security on ``model``'s table."""
+    rls.disable_row_level_security(op.get_bind(), model)

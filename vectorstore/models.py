@@ -55,6 +55,7 @@ from sqlalchemy import (
     Integer,
     LargeBinary,
     MetaData,
+    PrimaryKeyConstraint,
     Text,
     UniqueConstraint,
     func,
@@ -79,6 +80,8 @@ __all__ = [
     "FullTextSearch",
     "embedding_dimension",
     "full_text_layout",
+    "partitioned_by_collection",
+    "secondary_indexes",
     "text_search_vector",
 ]
 
@@ -148,15 +151,25 @@ class DocumentMixin:
     and a GIN index on it), ``"expression"`` (a GIN index on
     ``to_tsvector('english', text)``, no column: cheaper loads, a slower
     text arm on broad hybrid queries) or ``False`` (no full text; hybrid
-    search on the model is refused).  Defining your own ``__table_args__``
-    replaces the indexes declared here.
+    search on the model is refused).  ``partition_by_collection = True``
+    (default False): the table is LIST-partitioned by collection, one
+    partition per tenant with its own HNSW and GIN indexes (see
+    ``docs/tenants.md``).  Defining your own ``__table_args__`` replaces the
+    indexes declared here.
     """
 
     embedding_dimension: ClassVar[int] = DEFAULT_DIMENSION
     table_schema: ClassVar[str | None] = None
     full_text_search: ClassVar[FullTextSearch] = "stored"
+    partition_by_collection: ClassVar[bool] = False
 
-    id: Mapped[int] = mapped_column(BigInteger, Identity(), primary_key=True)
+    @declared_attr
+    def id(cls) -> Mapped[int]:
+        # Partitioned: the primary key is (collection_id, id), declared in __table_args__.
+        return mapped_column(
+            BigInteger, Identity(), primary_key=not partitioned_by_collection(cls), sort_order=-1
+        )
+
     external_id: Mapped[str | None] = mapped_column(Text)
     text: Mapped[str] = mapped_column(Text)
     content_hash: Mapped[bytes] = mapped_column(LargeBinary)
@@ -186,40 +199,76 @@ class DocumentMixin:
     @declared_attr.directive
     def __table_args__(cls) -> Any:
         table = cls.__tablename__  # type: ignore[attr-defined]
-        args: tuple[Any, ...] = (
-            UniqueConstraint("collection_id", "external_id"),
-            Index(None, "collection_id", "content_hash"),
-            Index(
-                f"ix_{table}_metadata",
-                "metadata",
-                postgresql_using="gin",
-                postgresql_ops={"metadata": "jsonb_path_ops"},
-            ),
-            Index(
-                f"ix_{table}_embedding_hnsw",
-                "embedding",
-                postgresql_using="hnsw",
-                postgresql_with={"m": 16, "ef_construction": 64},
-                postgresql_ops={"embedding": "vector_cosine_ops"},
-            ),
-        )
-        layout = full_text_layout(cls)
-        if layout == "stored":
-            args = (*args, Index(f"ix_{table}_text_search", "text_search", postgresql_using="gin"))
-        elif layout == "expression":
-            text_index = Index(
-                f"ix_{table}_text_search", sql_text(TEXT_SEARCH_SQL), postgresql_using="gin"
-            )
-            args = (*args, text_index)
+        unique = UniqueConstraint("collection_id", "external_id")
+        if partitioned_by_collection(cls):
+            # LIST-partitioned by collection: the key is part of the primary key
+            # (PostgreSQL requires it); the secondary indexes live on each
+            # tenant's partition (vectorstore.schema.partitions), not here.
+            args: tuple[Any, ...] = (PrimaryKeyConstraint("collection_id", "id"), unique)
+            options: dict[str, Any] = {"postgresql_partition_by": "LIST (collection_id)"}
+        else:
+            args = (unique, *secondary_indexes(table, full_text_layout(cls)))
+            options = {}
         if cls.table_schema:
-            return (*args, {"schema": cls.table_schema})
-        return args
+            options["schema"] = cls.table_schema
+        return (*args, options) if options else args
+
+    @declared_attr.directive
+    def __mapper_args__(cls) -> Any:
+        # A partitioned table's primary key is (collection_id, id); ids stay
+        # unique across tenants (one identity sequence) and identify a row.
+        if partitioned_by_collection(cls):
+            return {"primary_key": [cls.__table__.c.id]}  # type: ignore[attr-defined]
+        return {}
 
     def __repr__(self) -> str:
         return (
             f"{type(self).__name__}(id={self.id!r}, external_id={self.external_id!r}, "
             f"text={self.text[:40]!r})"
         )
+
+
+def partitioned_by_collection(model: Any) -> bool:
+    """``model``'s ``partition_by_collection`` choice (ConfigurationError if not a bool)."""
+    chosen = getattr(model, "partition_by_collection", False)
+    if chosen is not True and chosen is not False:
+        raise ConfigurationError(
+            f"{getattr(model, '__name__', model)!s}.partition_by_collection must be True or "
+            f"False, got {chosen!r}"
+        )
+    return chosen
+
+
+def secondary_indexes(table: str, layout: FullTextSearch) -> tuple[Index, ...]:
+    """The btree, GIN and HNSW indexes of a document table called ``table`` (unbound).
+
+    The default layout declares them on the table; the partitioned layout
+    builds the same ones on every tenant's partition.
+    """
+    found: tuple[Index, ...] = (
+        Index(None, "collection_id", "content_hash"),
+        Index(
+            f"ix_{table}_metadata",
+            "metadata",
+            postgresql_using="gin",
+            postgresql_ops={"metadata": "jsonb_path_ops"},
+        ),
+        Index(
+            f"ix_{table}_embedding_hnsw",
+            "embedding",
+            postgresql_using="hnsw",
+            postgresql_with={"m": 16, "ef_construction": 64},
+            postgresql_ops={"embedding": "vector_cosine_ops"},
+        ),
+    )
+    if layout == "stored":
+        found = (*found, Index(f"ix_{table}_text_search", "text_search", postgresql_using="gin"))
+    elif layout == "expression":
+        text_index = Index(
+            f"ix_{table}_text_search", sql_text(TEXT_SEARCH_SQL), postgresql_using="gin"
+        )
+        found = (*found, text_index)
+    return found
 
 
 class Document(DocumentMixin, Base):

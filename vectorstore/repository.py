@@ -54,6 +54,7 @@ from .schema import indexes
 from .schema.catalog import AnnIndex
 from .schema.collections import check_compatible, create_or_find, find
 from .schema.indexes import IndexSpec
+from .schema.rls import tenant_sessions
 from .write import ingest as ingest_wing
 from .write import load
 from .write import update as update_wing
@@ -223,6 +224,7 @@ class DocumentRepository(Generic[DocT]):
         return CollectionSpec(
             name=self.collection_name, create=self._create, dimension=self.dimension,
             model_label=self.model.__name__, embedding_model=self._embedding_model,
+            model=self.model,
         )  # fmt: skip
 
     def _target(self, embedder: Embedder | None = None) -> Target[DocT]:
@@ -230,12 +232,17 @@ class DocumentRepository(Generic[DocT]):
         info = self.collection
         if embedder is not None and embedder is not self.embedder:
             check_compatible(info, self._spec, embedder)
-            return Target(self.model, info, embedder, self._sessions, self._spec)
+            return Target(self.model, info, embedder, self._tenant_sessions(info), self._spec)
         cached = self._target_cache
         if cached is None or cached.collection is not info or cached.embedder is not self.embedder:
-            cached = Target(self.model, info, self.embedder, self._sessions, self._spec)
+            sessions = self._tenant_sessions(info)
+            cached = Target(self.model, info, self.embedder, sessions, self._spec)
             self._target_cache = cached
         return cached
+
+    def _tenant_sessions(self, info: CollectionInfo) -> Sessions:
+        """The sessions, setting ``vectorstore.tenant`` when the table has row-level security."""
+        return tenant_sessions(self._sessions, self.model, info.id)
 
     def _write_target(self, embedder: Embedder | None = None) -> Target[DocT]:
         """A target for a write: a collection that does not exist yet is left to the write.
@@ -310,7 +317,7 @@ class DocumentRepository(Generic[DocT]):
             self._require_embedder(f"row {batch.start_row}: no embedding given")
         embed_missing(batch, target.embedder)
         sessions = target.sessions
-        if sessions.owns_transactions and target.collection is not None:
+        if sessions.owns_transactions and target.collection is not None and sessions.tenant is None:
             # Standalone: one INSERT on a pooled connection, no Session (see write.single).
             with sessions.errors("add"):
                 doc: DocT = insert_one(

@@ -40,6 +40,7 @@ def build_parser() -> argparse.ArgumentParser:
     from .ingest import add_pipeline_commands
     from .search import add_search_command
     from .stats import add_stats_command
+    from .tenants import add_tenant_commands
     from .tune import add_tune_command
 
     parser = argparse.ArgumentParser(
@@ -59,6 +60,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_search_command(commands)
     add_stats_command(commands)
     add_collection_commands(commands)
+    add_tenant_commands(commands)
     add_tune_command(commands)
 
     add_pipeline_commands(commands)

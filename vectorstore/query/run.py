@@ -58,7 +58,7 @@ def run(target: Target[Any], vector: Any, opts: SearchOptions) -> ResultSet[Any]
     started = time.perf_counter()
     sessions = target.sessions
     engine = sessions.read_engine
-    if engine is not None and opts.join is None:
+    if engine is not None and opts.join is None and sessions.tenant is None:
         rows, plan, fallback = _run_owned(target, engine, vector, opts)
     else:
         with sessions.read("nearest") as session:

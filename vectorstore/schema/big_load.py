@@ -77,6 +77,7 @@ from .maintenance import (
     build_settings,
     run_with_progress,
 )
+from .partitions import is_partitioned, partition_of, partition_table
 
 __all__ = [
     "BIG_LOAD_MIN_ROWS",
@@ -153,6 +154,8 @@ def list_foreign_keys(bind: Session, table: Table) -> list[ForeignKey]:
         text(
             "SELECT conname, pg_get_constraintdef(oid), confrelid::regclass::text "
             "FROM pg_constraint WHERE conrelid = CAST(:table AS regclass) AND contype = 'f' "
+            # a partition's copy of its parent's key is the parent's to drop
+            "AND conparentid = 0 "
             "ORDER BY conname"
         ),
         {"table": qualified_table(bind, table)},
@@ -206,6 +209,7 @@ class BigLoad:
     finished: bool = False
     _table_rows: int | None = None
     _collection_rows: int | None = None
+    _table: Table | None = None
 
     def __post_init__(self) -> None:
         if self.mode not in (True, False, None):
@@ -214,8 +218,20 @@ class BigLoad:
 
     @property
     def table(self) -> Table:
-        table: Table = self.model.__table__
-        return table
+        """The table the load's indexes are on: the model's, or the tenant's partition of it.
+
+        In a table partitioned by collection the collection's own partition has
+        its own indexes (:mod:`vectorstore.schema.partitions`): a big load
+        drops, rebuilds and locks only those; other tenants read and write on.
+        """
+        if self._table is None:
+            table: Table = self.model.__table__
+            if is_partitioned(self.session, table):
+                found = partition_of(self.session, table, self.collection_id)
+                if found is not None and found.attached:
+                    table = partition_table(table, found.name, self.model)
+            self._table = table
+        return self._table
 
     @property
     def min_rows(self) -> int:
@@ -315,7 +331,7 @@ class BigLoad:
             if schema:
                 qualified = f"{preparer.quote_schema(schema)}.{qualified}"
             session.execute(text(f"DROP INDEX {qualified}"))
-        forget(self.table)
+        forget(self.model.__table__)
         self.indexes, self.foreign_keys, self.started = drop, keys, True
 
     def _missing_declared(self) -> list[tuple[str, str]]:
@@ -371,7 +387,7 @@ class BigLoad:
             except Exception as exc:
                 failed.append((definition, exc))
         session.execute(text(f"ANALYZE {name}"))
-        forget(self.table)
+        forget(self.model.__table__)
         self.index_s = time.perf_counter() - began
         self.finished = True
         if not failed:

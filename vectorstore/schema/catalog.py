@@ -63,6 +63,8 @@ class AnnIndex:
         collection_id: the collection of a per-collection (partial) index, else None.
         valid: False for a concurrent build that did not finish.
         definition: the server's ``CREATE INDEX`` statement for it.
+        partition: the index is on a partition of the table (a tenant's own
+            partition: :mod:`vectorstore.schema.partitions`).
     """
 
     name: str
@@ -72,6 +74,7 @@ class AnnIndex:
     collection_id: int | None
     valid: bool
     definition: str
+    partition: bool = False
 
 
 def parse_version(value: str) -> tuple[int, ...]:
@@ -101,28 +104,41 @@ def qualified_table(bind: Bind | Engine, table: Table) -> str:
 
 
 def list_ann_indexes(bind: Bind, table: Table) -> list[AnnIndex]:
-    """The HNSW and IVFFlat indexes on ``table``, by name (one catalog query)."""
+    """The HNSW and IVFFlat indexes on ``table``, by name (one catalog query).
+
+    On a table partitioned by collection (:mod:`vectorstore.schema.partitions`)
+    the indexes of its partitions are listed too, each as its collection's own
+    (``collection_id`` from the partition's bound), like a per-collection
+    partial index: the planner sees the tenant's HNSW graph.
+    """
     rows = bind.execute(
         text(
             "SELECT c.relname, am.amname, pg_get_indexdef(i.indexrelid), "
-            "pg_get_expr(i.indpred, i.indrelid), i.indisvalid "
+            "coalesce(pg_get_expr(i.indpred, i.indrelid), "
+            "substring(pg_get_expr(t.relpartbound, t.oid) FROM '^FOR VALUES IN \\((\\d+)\\)$')), "
+            "i.indisvalid, t.relispartition "
             "FROM pg_index i JOIN pg_class c ON c.oid = i.indexrelid "
+            "JOIN pg_class t ON t.oid = i.indrelid "
             "JOIN pg_am am ON am.oid = c.relam "
-            "WHERE i.indrelid = CAST(:table AS regclass) AND am.amname IN ('hnsw', 'ivfflat') "
+            "WHERE (i.indrelid = CAST(:table AS regclass) OR i.indrelid IN "
+            "(SELECT inhrelid FROM pg_inherits WHERE inhparent = CAST(:table AS regclass))) "
+            "AND am.amname IN ('hnsw', 'ivfflat') "
             "ORDER BY c.relname"
         ),
         {"table": qualified_table(bind, table)},
     ).all()
     found = []
-    for name, method, definition, predicate, valid in rows:
+    for name, method, definition, predicate, valid, partition in rows:
         ops = _OPS.search(definition)
         opclass = ops.group(1) if ops else ""
         match = _COLLECTION_PRED.search(predicate or "")
+        if partition:
+            match = re.match(r"(\d+)$", predicate or "")
         found.append(AnnIndex(
             name=str(name), method=str(method), metric=metric_of_opclass(opclass),
             precision=precision_of_opclass(opclass),
             collection_id=int(match.group(1)) if match else None, valid=bool(valid),
-            definition=str(definition),
+            definition=str(definition), partition=bool(partition),
         ))  # fmt: skip
     return found
 

@@ -43,6 +43,8 @@ from vectorstore.models import (
 from vectorstore.results import CollectionInfo, CollectionSummary
 
 from .catalog import forget, list_ann_indexes, qualified_table
+from .partitions import create_partition, drop_partition, is_partitioned
+from .rls import row_security_enabled, tenant_sql
 
 __all__ = [
     "CollectionSpec",
@@ -81,7 +83,7 @@ def create_or_find(
     if info is None:
         if not spec.create:
             raise CollectionNotFoundError(f"no collection named {spec.name!r}")
-        session.execute(
+        created = session.execute(
             pg_insert(Collection)
             .values(
                 name=spec.name,
@@ -89,10 +91,18 @@ def create_or_find(
                 dimension=spec.dimension,
             )
             .on_conflict_do_nothing(index_elements=["name"])
-        )
+            .returning(Collection.id)
+        ).scalar_one_or_none()
+        if created is not None and spec.model is not None:
+            # Tenants as partitions: the new collection's partition, in this transaction.
+            table = spec.model.__table__
+            if is_partitioned(session, table):
+                create_partition(session, table, int(created), spec.model)
         info = find(session, spec.name)
         assert info is not None  # inserted or found: the name is unique
     check_compatible(info, spec, embedder)
+    if spec.model is not None and row_security_enabled(session, spec.model.__table__):
+        session.execute(text(tenant_sql(info.id)))  # the write's rows pass the policy
     return info
 
 
@@ -291,12 +301,19 @@ def drop_collection(
                     return 0
                 raise CollectionNotFoundError(f"no collection named {name!r}")
             schema = table.schema
-            for ix in list_ann_indexes(session, table):
+            partitioned = is_partitioned(session, table)
+            if partitioned:  # its partition's rows are counted, then dropped with it
+                deleted = session.execute(
+                    select(func.count()).where(model.collection_id == info)
+                ).scalar_one()
+                drop_partition(session, table, info)
+            for ix in [] if partitioned else list_ann_indexes(session, table):
                 if ix.collection_id == info:
                     qualified = f'"{schema}"."{ix.name}"' if schema else f'"{ix.name}"'
                     session.execute(text(f"DROP INDEX {qualified}"))
-            done: Any = session.execute(delete(model).where(model.collection_id == info))
-            deleted = done.rowcount
+            if not partitioned:
+                done: Any = session.execute(delete(model).where(model.collection_id == info))
+                deleted = done.rowcount
             session.execute(delete(Collection).where(Collection.id == info))
     finally:
         forget(table)

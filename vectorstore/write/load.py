@@ -55,6 +55,7 @@ from vectorstore.results import BulkResult, CollectionInfo
 from vectorstore.schema.big_load import BigLoad, check_index_options, check_mode
 from vectorstore.schema.catalog import forget, qualified_table
 from vectorstore.schema.collections import create_or_find
+from vectorstore.schema.partitions import is_partitioned
 
 from .batch import Batch
 from .copy import COPY_COLUMNS, CopyInto, copy_sql, encoded_stream, write_copy
@@ -287,17 +288,34 @@ class Loader:
                 "DO UPDATE SET text = EXCLUDED.text, content_hash = EXCLUDED.content_hash, "
                 "metadata = EXCLUDED.metadata, embedding = EXCLUDED.embedding"
             )
-        # xmax = 0 on a returned row means it was inserted, not updated.
+        # xmax = 0 on a returned row means it was inserted, not updated.  A
+        # partitioned table cannot return system columns: the rows an update
+        # will overwrite are counted before (the conflict lock is taken by the
+        # INSERT; the counts are of this transaction's view).
+        fresh = "(xmax = 0)"
+        if is_partitioned(self.session, self._table):
+            fresh = "true"
+            if self.policy != "skip":
+                fresh = "false"
+                known = self.session.execute(
+                    text(
+                        f"SELECT count(DISTINCT s.external_id) FROM {stage} s JOIN {self.table} d "
+                        f"ON d.collection_id = s.collection_id AND d.external_id = s.external_id"
+                    )
+                ).scalar_one()
         row = self.session.execute(
             text(
                 f"WITH written AS (INSERT INTO {self.table} ({cols}) {source} "
                 f"ON CONFLICT (collection_id, external_id) {action} "
-                f"RETURNING (xmax = 0) AS fresh) "
+                f"RETURNING {fresh} AS fresh) "
                 f"SELECT count(*) FILTER (WHERE fresh), count(*) FILTER (WHERE NOT fresh) "
                 f"FROM written"
             )
         ).one()
         inserted, updated = int(row[0]), int(row[1])
+        if fresh == "false":  # partitioned, on_conflict="update": see above
+            updated = int(known)
+            inserted = int(row[1]) - updated
         return LoadCounts(
             inserted=inserted, updated=updated, skipped=sent - inserted - updated, rows=sent
         )
