@@ -59,6 +59,26 @@ MAX_METADATA_DEPTH = 64
 _JSON = json.JSONEncoder(ensure_ascii=False, allow_nan=False, separators=(",", ":"))
 
 
+def _no_default(value: Any) -> Any:
+    raise TypeError(f"Object of type {type(value).__name__} is not JSON serializable")
+
+
+# The C encoder behind _JSON.encode, called directly by the whole-batch fast
+# path (no Python frames per row).  No circular-reference markers: a marker
+# table left behind by a failed call would be shared by the next one; a cycle
+# recurses until RecursionError instead, which the row-by-row path names.
+_MAKE_ENCODER: Any = getattr(json.encoder, "c_make_encoder", None)
+_C_JSON: Any = (
+    None
+    if _MAKE_ENCODER is None
+    else _MAKE_ENCODER(
+        None, _no_default, json.encoder.encode_basestring, None, ":", ",", False, False, False
+    )
+)
+_NUL = "\x00"
+_JSON_NUL = "\\u0000"
+
+
 @dataclass(frozen=True)
 class Record:
     """One document to write. ``embedding`` None means: compute it with the embedder."""
@@ -281,6 +301,57 @@ def _build_matrix(
     return matrix, missing
 
 
+def _fast_ids(external_ids: Sequence[Any]) -> list[str | None] | None:
+    """All-str or all-None ids checked with C-level passes; None: check row by row."""
+    kinds = set(map(type, external_ids))
+    if kinds == {type(None)}:
+        return [None] * len(external_ids)
+    if kinds != {str}:
+        return None
+    try:
+        sizes = list(map(len, map(str.encode, external_ids)))
+    except UnicodeEncodeError:
+        return None
+    if min(map(len, external_ids)) == 0 or max(sizes) > MAX_EXTERNAL_ID_BYTES:
+        return None
+    if any(map(str.__contains__, external_ids, itertools.repeat(_NUL))):
+        return None
+    return list(external_ids)
+
+
+def _fast_texts(texts: Sequence[Any]) -> list[bytes] | None:
+    """UTF-8 of all-str texts checked with C-level passes; None: check row by row."""
+    if set(map(type, texts)) != {str}:
+        return None
+    try:
+        data = list(map(str.encode, texts))
+    except UnicodeEncodeError:
+        return None
+    if max(map(len, data)) > MAX_TEXT_BYTES or min(map(len, map(str.strip, texts))) == 0:
+        return None
+    if any(map(str.__contains__, texts, itertools.repeat(_NUL))):
+        return None
+    return data
+
+
+def _fast_metadata(metadata: Sequence[Any]) -> tuple[list[dict[str, Any]], list[bytes]] | None:
+    """dict-or-None metadata JSON-encoded by the C encoder in one pass; None: row by row."""
+    if _C_JSON is None or not set(map(type, metadata)) <= {dict, type(None)}:
+        return None
+    values = [{} if m is None else m for m in metadata]
+    try:
+        dumped = list(map("".join, map(_C_JSON, values, itertools.repeat(0))))
+        data = list(map(str.encode, dumped))
+    except (TypeError, ValueError, RecursionError):
+        return None
+    # The depth check needs more than 2 * MAX_METADATA_DEPTH characters (see _check_metadata).
+    if max(map(len, dumped)) > 2 * MAX_METADATA_DEPTH:
+        return None
+    if any(map(str.__contains__, dumped, itertools.repeat(_JSON_NUL))):
+        return None
+    return list(map(dict, values)), data
+
+
 def _build(
     start_row: int,
     texts: Sequence[Any],
@@ -290,14 +361,23 @@ def _build(
     dimension: int,
 ) -> Batch:
     n = len(texts)
-    ids = [_check_external_id(external_ids[i], start_row + i) for i in range(n)]
-    text_bytes = [_check_text(texts[i], start_row + i, ids[i]) for i in range(n)]
-    metas: list[dict[str, Any]] = []
-    metas_json: list[bytes] = []
-    for i in range(n):
-        meta, blob = _check_metadata(metadata[i], start_row + i, ids[i])
-        metas.append(meta)
-        metas_json.append(blob)
+    # Fast paths check a whole batch with C-level passes; any row they do not
+    # accept sends the batch through the row-by-row checks, which name it.
+    fast_ids = _fast_ids(external_ids) if n else None
+    fast_texts = _fast_texts(texts) if fast_ids is not None else None
+    fast_meta = _fast_metadata(metadata) if fast_texts is not None else None
+    if fast_ids is not None and fast_texts is not None and fast_meta is not None:
+        ids, text_bytes = fast_ids, fast_texts
+        metas, metas_json = fast_meta
+    else:
+        ids = [_check_external_id(external_ids[i], start_row + i) for i in range(n)]
+        text_bytes = [_check_text(texts[i], start_row + i, ids[i]) for i in range(n)]
+        metas = []
+        metas_json = []
+        for i in range(n):
+            meta, blob = _check_metadata(metadata[i], start_row + i, ids[i])
+            metas.append(meta)
+            metas_json.append(blob)
     try:
         matrix, missing = _build_matrix(start_row, n, embeddings, dimension)
     except ValidationError as exc:
