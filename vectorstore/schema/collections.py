@@ -349,14 +349,15 @@ def list_collections(bind: Bindable = None, *, model: Any = Document) -> list[Co
 
 
 def collection_info(bind: Bindable, name: str, *, model: Any = Document) -> CollectionSummary:
-    """One collection with its size (see :func:`list_collections`).
+    """One collection with its size (see :func:`list_collections`); ``name`` may be an alias.
 
     Raises:
         CollectionNotFoundError: there is no collection called ``name``.
     """
     check_collection_name(name)
     with _transaction(bind, f"read collection {name!r}") as session:
-        found = _summaries(session, model, name)
+        resolved = find(session, name)
+        found = [] if resolved is None else _summaries(session, model, resolved.name)
     if not found:
         raise CollectionNotFoundError(f"no collection named {name!r}")
     return found[0]
