@@ -1,4 +1,4 @@
-"""``vectorstore alias ...``, ``collection rename --alias`` and ``vectorstore reembed`` end to end."""
+"""``vectorstore alias ...``, ``collection rename --alias`` and ``reembed``, end to end."""
 
 from __future__ import annotations
 
@@ -23,12 +23,14 @@ def test_alias_and_reembed_commands(db_url: URL) -> None:
     assert [(c["name"], c["aliases"], c["rows"]) for c in listed] == [("notes_v1", ["notes"], 12)]
     assert listed[0]["size_bytes"] > 0
     info = run("collection", "info", "notes", url=url)  # an alias works where a name does
-    assert "notes_v1" in info.stdout and "aliases:    notes" in info.stdout
+    assert "notes_v1" in info.stdout
+    assert "aliases:    notes" in info.stdout
 
     done = run("reembed", "notes", "--target", "notes_v2", "--embedder", "hashing",
                "--commit-rows", "5", url=url)  # fmt: skip
     assert done.returncode == 0, done.stderr
-    assert "notes_v2: 12 rows" in done.stdout and "alias notes -> notes_v2" in done.stdout
+    assert "notes_v2: 12 rows" in done.stdout
+    assert "alias notes -> notes_v2" in done.stdout
     aliases = json.loads(run("alias", "list", "--json", url=url).stdout)
     assert [(a["name"], a["collection"], a["previous"]) for a in aliases] == [
         ("notes", "notes_v2", "notes_v1")]  # fmt: skip

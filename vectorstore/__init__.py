@@ -64,7 +64,7 @@ if _typing.TYPE_CHECKING:  # what type checkers and IDEs see; at run time, __get
     from .query.diagnostics import ExplainReport, RecallPoint, RecallReport
     from .query.filters import FilterLike, compile_filter
     from .query.options import NearestOptions, QueryShape, Strategy
-    from .reembed import ReembedResult, reembed
+    from .reembedding import ReembedResult, reembed
     from .repository import DocumentRepository, export_parquet, ingest
     from .results import (
         AliasInfo,
@@ -153,8 +153,8 @@ _LAZY: dict[str, str] = {
     "NearestOptions": "vectorstore.query.options",
     "QueryShape": "vectorstore.query.options",
     "Strategy": "vectorstore.query.options",
-    "ReembedResult": "vectorstore.reembed",
-    "reembed": "vectorstore.reembed",
+    "ReembedResult": "vectorstore.reembedding",
+    "reembed": "vectorstore.reembedding",
     "DocumentRepository": "vectorstore.repository",
     "export_parquet": "vectorstore.repository",
     "ingest": "vectorstore.repository",

@@ -26,7 +26,7 @@ __all__ = ["add_reembed_command"]
 
 def cmd_reembed(args: argparse.Namespace) -> int:
     from vectorstore.models import embedding_dimension
-    from vectorstore.reembed import reembed
+    from vectorstore.reembedding import reembed
 
     model = document_model(args.model)
     source_model = document_model(args.source_model) if args.source_model else model
