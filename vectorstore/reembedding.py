@@ -105,6 +105,8 @@ class ReembedResult:
             of them found their own text.
         embed_s, write_s, index_s, elapsed_s: seconds embedding, writing,
             building the index, and in all.
+        copy_s: seconds of the copy rounds (before the index, the sample and the switch).
+        sample_s: seconds of the sample check (its queries are embedded one by one).
     """
 
     source: str
@@ -124,6 +126,8 @@ class ReembedResult:
     write_s: float
     index_s: float
     elapsed_s: float
+    copy_s: float = 0.0
+    sample_s: float = 0.0
 
     @property
     def rows_per_s(self) -> float:
@@ -359,8 +363,11 @@ def _run(plan: _Plan, *, switch: bool, progress: bool | None, started: float) ->
             for start in range(0, len(copy), plan.commit_rows):
                 part = copy[start : start + plan.commit_rows]
                 _copy(plan, target, part, totals, bar)
+    copy_s = time.perf_counter() - started
     index_name, index_s = _build_index(plan, sessions, tgt)
+    began = time.perf_counter()
     hits = _check_sample(plan, tgt)
+    sample_s = time.perf_counter() - began
     switched = False
     carried = 0
     rows: int
@@ -392,7 +399,7 @@ def _run(plan: _Plan, *, switch: bool, progress: bool | None, started: float) ->
         rows=rows, copied=totals.copied, deleted=totals.deleted, already=already,
         carried_over=carried, rounds=rounds, index=index_name, sample=hits[0],
         sample_hits=hits[1], embed_s=totals.embed_s, write_s=totals.write_s, index_s=index_s,
-        elapsed_s=time.perf_counter() - started,
+        elapsed_s=time.perf_counter() - started, copy_s=copy_s, sample_s=sample_s,
     )  # fmt: skip
 
 
