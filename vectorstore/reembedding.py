@@ -106,7 +106,7 @@ class ReembedResult:
         embed_s, write_s, index_s, elapsed_s: seconds embedding, writing,
             building the index, and in all.
         copy_s: seconds of the copy rounds (before the index, the sample and the switch).
-        sample_s: seconds of the sample check (its queries are embedded one by one).
+        sample_s: seconds of the sample check (its texts embedded in one model call).
     """
 
     source: str
@@ -558,8 +558,11 @@ def _check_sample(plan: _Plan, tgt: _Side) -> tuple[int, int]:
         create=False,
     )  # fmt: skip
     hits = 0
-    for doc in repo.get_many(picked):
-        found = repo.nearest(doc.text, k=10)
+    docs = repo.get_many(picked)
+    # One model call for all the sampled texts (one call per text costs its overhead each time).
+    vectors: Any = plan.embedder.embed([doc.text for doc in docs]) if docs else []
+    for doc, vector in zip(docs, vectors, strict=True):
+        found = repo.nearest(vector, k=10)
         if any(hit.document.content_hash == doc.content_hash for hit in found):
             hits += 1
     checked = len(picked)
