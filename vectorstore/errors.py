@@ -91,6 +91,7 @@ __all__ = [
     "StorageFullError",
     "ValidationError",
     "VectorStoreError",
+    "VerificationError",
     "WriteError",
     "db_errors",
     "driver_error",
@@ -255,6 +256,14 @@ class WriteError(VectorStoreError):
     def __init__(self, message: str, *, unwritten: Sequence[Any]) -> None:
         super().__init__(message)
         self.unwritten = list(unwritten)
+
+
+class VerificationError(VectorStoreError):
+    """A re-embedding's checks failed (row counts, or the sample of nearest results).
+
+    Nothing was switched: readers stay on the old collection, and the new one
+    is kept as built so that a second run resumes it.
+    """
 
 
 class IndexBuildError(VectorStoreError):

@@ -75,6 +75,7 @@ __all__ = [
     "NAMING_CONVENTION",
     "Base",
     "Collection",
+    "CollectionAlias",
     "Document",
     "DocumentMixin",
     "FullTextSearch",
@@ -126,6 +127,38 @@ class Collection(Base):
             f"Collection(id={self.id!r}, name={self.name!r}, "
             f"embedding_model={self.embedding_model!r}, dimension={self.dimension!r})"
         )
+
+
+class CollectionAlias(Base):
+    """A second name for a collection: readers and writers resolve it at each call.
+
+    ``previous_collection_id`` is the collection the alias pointed to before
+    its last switch (what a rollback switches back to); ``table_name`` is the
+    document table that holds the target's rows, when the switch knew it.
+    """
+
+    __tablename__ = "vectorstore_aliases"
+
+    name: Mapped[str] = mapped_column(Text, primary_key=True)
+    collection_id: Mapped[int] = mapped_column(
+        ForeignKey(
+            Collection.__table__.c.id, ondelete="RESTRICT", name="fk_vectorstore_aliases_collection"
+        ),
+        index=True,
+    )
+    table_name: Mapped[str | None] = mapped_column(Text)
+    previous_collection_id: Mapped[int | None] = mapped_column(
+        ForeignKey(
+            Collection.__table__.c.id, ondelete="SET NULL", name="fk_vectorstore_aliases_previous"
+        )
+    )
+    previous_table_name: Mapped[str | None] = mapped_column(Text)
+    switched_at: Mapped[datetime] = mapped_column(
+        DateTime(timezone=True), server_default=func.now()
+    )
+
+    def __repr__(self) -> str:
+        return f"CollectionAlias(name={self.name!r}, collection_id={self.collection_id!r})"
 
 
 def full_text_layout(model: Any) -> FullTextSearch:

@@ -52,7 +52,7 @@ from .query.statement import build_statement
 from .results import BulkResult, CollectionInfo, IngestResult, Page, ResultSet
 from .schema import indexes
 from .schema.catalog import AnnIndex
-from .schema.collections import check_compatible, create_or_find, find
+from .schema.collections import check_compatible, create_or_find, find, pin_collection_id
 from .schema.indexes import IndexSpec
 from .schema.rls import tenant_sessions
 from .write import ingest as ingest_wing
@@ -201,14 +201,21 @@ class DocumentRepository(Generic[DocT]):
         found = self._known()
         if found is None:
             with self._sessions.write("resolve the collection") as session:
-                found = create_or_find(session, self._spec, self.embedder)
+                found = create_or_find(session, self._spec, self.embedder, lock=False)
             self._remember(found)
         return found
 
     def _known(self) -> CollectionInfo | None:
-        """The collection as cached for the current transaction, if it is."""
+        """The collection as cached for the current transaction, if it is.
+
+        A collection reached through an alias is never cached by a standalone
+        repository (each call resolves the alias again, so a switch is seen
+        by the next call; see :mod:`vectorstore.schema.aliases`).
+        """
         host = self._sessions.session
         if self._collection is None:
+            return None
+        if host is None and self._collection.alias is not None:
             return None
         if host is not None and host.get_transaction() is not self._resolved_in:
             return None
@@ -248,9 +255,16 @@ class DocumentRepository(Generic[DocT]):
         """A target for a write: a collection that does not exist yet is left to the write.
 
         The write then creates it inside its own transaction, so a failed first
-        write leaves no collection behind (and no model bound to it).
+        write leaves no collection behind (and no model bound to it).  A
+        collection reached through an alias is also left to the write, which
+        resolves the alias again in its transaction and holds it until it
+        commits (see :mod:`vectorstore.schema.aliases`).
         """
-        if self._known() is None:
+        known = self._known()
+        if known is not None and known.alias is not None:
+            check_compatible(known, self._spec, embedder or self.embedder)
+            return Target(self.model, None, embedder or self.embedder, self._sessions, self._spec)
+        if known is None:
             with self._sessions.write("resolve the collection") as session:
                 found = find(session, self.collection_name)
             if found is None:
@@ -265,6 +279,10 @@ class DocumentRepository(Generic[DocT]):
                 return Target(self.model, None, chosen, self._sessions, self._spec)
             check_compatible(found, self._spec, self.embedder)
             self._remember(found)
+            if found.alias is not None:
+                chosen = embedder or self.embedder
+                check_compatible(found, self._spec, chosen)
+                return Target(self.model, None, chosen, self._sessions, self._spec)
         return self._target(embedder)
 
     # -- embedding -----------------------------------------------------------------
@@ -534,8 +552,12 @@ class DocumentRepository(Generic[DocT]):
         if keys:
             conditions.append(model.external_id.in_(keys))
         with target.sessions.write("delete") as session:
+            # Through an alias: the collection it points to now, held (schema.aliases).
+            info = target.collection
+            assert info is not None
+            collection_id = pin_collection_id(session, self.collection_name, info)
             result = session.execute(
-                delete(model).where(model.collection_id == target.collection_id, or_(*conditions)),
+                delete(model).where(model.collection_id == collection_id, or_(*conditions)),
                 execution_options={"synchronize_session": False},
             )
         return int(result.rowcount)  # type: ignore[attr-defined]

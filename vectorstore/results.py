@@ -4,9 +4,11 @@ from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any, Generic, TypeVar, overload
 
 __all__ = [
+    "AliasInfo",
     "BulkResult",
     "CollectionInfo",
     "CollectionSummary",
@@ -27,6 +29,8 @@ class CollectionInfo:
     name: str
     embedding_model: str
     dimension: int
+    #: The alias the collection was reached through (None: by its own name).
+    alias: str | None = None
 
 
 @dataclass(frozen=True)
@@ -39,6 +43,9 @@ class CollectionSummary:
         table: the (schema-qualified) document table that was counted.
         indexes: the names of the collection's own (per-collection, partial)
             ANN indexes on that table; indexes over the whole table are not listed.
+        aliases: the aliases that point to it.
+        size_bytes: its size on disk, estimated: its share (by rows) of the
+            table with its TOAST data and table-wide indexes, plus its own indexes.
     """
 
     id: int
@@ -48,6 +55,30 @@ class CollectionSummary:
     rows: int
     table: str
     indexes: tuple[str, ...] = ()
+    aliases: tuple[str, ...] = ()
+    size_bytes: int = 0
+
+
+@dataclass(frozen=True)
+class AliasInfo:
+    """A collection alias, as :func:`vectorstore.list_aliases` reports it.
+
+    Attributes:
+        name: the alias.
+        collection: the name of the collection it points to.
+        collection_id: that collection's id.
+        previous: the collection it pointed to before its last switch (what
+            :func:`vectorstore.rollback_alias` switches back to), if any.
+        table: the document table holding the target's rows, when recorded.
+        switched_at: when it was created or last switched.
+    """
+
+    name: str
+    collection: str
+    collection_id: int
+    previous: str | None
+    table: str | None
+    switched_at: datetime | None = None
 
 
 @dataclass(frozen=True)

@@ -35,9 +35,11 @@ __all__ = ["build_parser", "main"]
 
 def build_parser() -> argparse.ArgumentParser:
     """The argparse parser of the ``vectorstore`` command (one subparser per command)."""
+    from .aliases import add_alias_commands
     from .collections import add_collection_commands
     from .db import add_db_commands
     from .ingest import add_pipeline_commands
+    from .reembed import add_reembed_command
     from .search import add_search_command
     from .stats import add_stats_command
     from .tenants import add_tenant_commands
@@ -61,9 +63,11 @@ def build_parser() -> argparse.ArgumentParser:
     add_stats_command(commands)
     add_collection_commands(commands)
     add_tenant_commands(commands)
+    add_alias_commands(commands)
     add_tune_command(commands)
 
     add_pipeline_commands(commands)
+    add_reembed_command(commands)
     return parser
 
 

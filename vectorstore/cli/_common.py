@@ -166,16 +166,14 @@ def checked_filter(args: argparse.Namespace, model: Any) -> dict[str, Any] | Non
 
 
 def collection_model(engine: Engine, name: str) -> str:
-    from sqlalchemy import select
     from sqlalchemy.orm import Session
 
     from vectorstore.errors import CollectionNotFoundError, db_errors
-    from vectorstore.models import Collection
+    from vectorstore.schema.collections import find
 
     with db_errors(f"look up collection {name!r}"), Session(engine) as session:
-        found = session.execute(
-            select(Collection.embedding_model).where(Collection.name == name)
-        ).scalar_one_or_none()
+        info = find(session, name)  # a name or an alias
+    found = None if info is None else info.embedding_model
     if found is None:
         raise CollectionNotFoundError(
             f"no collection named {name!r} (see `vectorstore stats` for the collections)"

@@ -20,6 +20,7 @@ from ._common import (
     engine_for,
     out,
     positive_int,
+    size,
     table,
 )
 
@@ -30,7 +31,8 @@ def _summary(info: Any) -> dict[str, Any]:
     return {
         "name": info.name, "id": info.id, "embedding_model": info.embedding_model,
         "dimension": info.dimension, "rows": info.rows, "table": info.table,
-        "indexes": list(info.indexes),
+        "indexes": list(info.indexes), "aliases": list(info.aliases),
+        "size_bytes": info.size_bytes,
     }  # fmt: skip
 
 
@@ -49,8 +51,12 @@ def cmd_list(args: argparse.Namespace) -> int:
     if not found:
         out("no collections")
         return EXIT_OK
-    rows = [(c.name, c.embedding_model, c.dimension, f"{c.rows:,}") for c in found]
-    out(table(["collection", "model", "dim", f"rows in {found[0].table}"], rows))
+    rows = [
+        (c.name, ", ".join(c.aliases), c.embedding_model, c.dimension, f"{c.rows:,}",
+         size(c.size_bytes))
+        for c in found
+    ]  # fmt: skip
+    out(table(["collection", "aliases", "model", "dim", f"rows in {found[0].table}", "size"], rows))
     return EXIT_OK
 
 
@@ -69,6 +75,8 @@ def cmd_info(args: argparse.Namespace) -> int:
     out(f"collection: {info.name} (id {info.id})")
     out(f"model:      {info.embedding_model}, {info.dimension}-d")
     out(f"rows:       {info.rows:,} in {info.table}")
+    out(f"size:       {size(info.size_bytes)} (estimated: its share of the table, its own indexes)")
+    out(f"aliases:    {', '.join(info.aliases) or 'none'}")
     out(f"indexes:    {', '.join(info.indexes) or 'none of its own (table-wide ones serve it)'}")
     return EXIT_OK
 
@@ -112,10 +120,11 @@ def cmd_rename(args: argparse.Namespace) -> int:
 
     engine = engine_for(args)
     try:
-        rename_collection(engine, args.old, args.new)
+        rename_collection(engine, args.old, args.new, alias=args.alias)
     finally:
         engine.dispose()
-    out(f"collection {args.old} renamed to {args.new}")
+    kept = f" (alias {args.old} -> {args.new} kept)" if args.alias else ""
+    out(f"collection {args.old} renamed to {args.new}{kept}")
     return EXIT_OK
 
 
@@ -129,7 +138,7 @@ def add_collection_commands(commands: Any) -> None:
     add_document_model_argument(listing)
     listing.set_defaults(func=cmd_list)
 
-    info = sub.add_parser("info", help="one collection: model, rows, its own indexes")
+    info = sub.add_parser("info", help="one collection: model, rows, size, indexes, aliases")
     info.add_argument("name", help="collection name")
     info.add_argument("--json", action="store_true", help="print JSON")
     add_document_model_argument(info)
@@ -159,4 +168,8 @@ def add_collection_commands(commands: Any) -> None:
     rename = sub.add_parser("rename", help="rename a collection")
     rename.add_argument("old", help="current name")
     rename.add_argument("new", help="new name")
+    rename.add_argument(
+        "--alias", action="store_true",
+        help="leave the old name as an alias of the new one (readers go on working)",
+    )  # fmt: skip
     rename.set_defaults(func=cmd_rename)

@@ -13,11 +13,13 @@ rename, describe); ``vectorstore collection ...`` calls them.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
-from sqlalchemy import URL, Engine, Table, delete, func, select, text, update
+from sqlalchemy import URL, Engine, Table, delete, func, or_, select, text, update
+from sqlalchemy import exc as sa_exc
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.orm import Session
 
@@ -32,10 +34,12 @@ from vectorstore.errors import (
     EmbeddingModelMismatchError,
     ValidationError,
     db_errors,
+    sqlstate,
 )
 from vectorstore.models import (
     DEFAULT_MODEL_NAME,
     Collection,
+    CollectionAlias,
     Document,
     DocumentMixin,
     embedding_dimension,
@@ -49,40 +53,138 @@ from .rls import row_security_enabled, tenant_sql
 __all__ = [
     "CollectionSpec",
     "check_compatible",
+    "claim_name",
     "collection_info",
     "create_collection",
     "create_or_find",
     "drop_collection",
     "find",
     "list_collections",
+    "pin_collection_id",
     "rename_collection",
 ]
 
 
-def find(session: Session, name: str) -> CollectionInfo | None:
-    """The collection called ``name``, or None (one query, nothing written)."""
-    row = session.execute(select(Collection).where(Collection.name == name)).scalar_one_or_none()
-    return None if row is None else CollectionInfo(row.id, row.name, row.embedding_model,
-                                                   row.dimension)  # fmt: skip
+def _info(row: Any, name: str) -> CollectionInfo:
+    alias = None if row.name == name else name
+    return CollectionInfo(row.id, row.name, row.embedding_model, row.dimension, alias)
+
+
+def find(session: Session, name: str, *, lock: bool = False) -> CollectionInfo | None:
+    """The collection called ``name``, directly or through an alias, or None (nothing written).
+
+    An alias wins over a collection of the same name (the two name spaces are
+    kept apart, see :func:`claim_name`, so that only happens after a race).
+    The result's ``alias`` says whether it was reached through one.
+
+    Args:
+        lock: in a write's transaction, hold the alias row (``FOR SHARE``)
+            until that transaction ends, so a switch of the alias waits for
+            the write and the write lands in the collection the alias points
+            to when it commits (see :func:`vectorstore.switch_alias`).
+    """
+    if lock:
+        row = session.execute(
+            select(Collection.id, Collection.name, Collection.embedding_model,
+                   Collection.dimension)
+            .join(CollectionAlias, CollectionAlias.collection_id == Collection.id)
+            .where(CollectionAlias.name == name)
+            .with_for_update(read=True, of=CollectionAlias)
+        ).one_or_none()  # fmt: skip
+        if row is not None:
+            return _info(row, name)
+        row = session.execute(
+            select(Collection.id, Collection.name, Collection.embedding_model,
+                   Collection.dimension).where(Collection.name == name)
+        ).one_or_none()  # fmt: skip
+        return None if row is None else _info(row, name)
+    aliased = (
+        select(CollectionAlias.collection_id).where(CollectionAlias.name == name).scalar_subquery()
+    )
+    row = session.execute(
+        select(Collection.id, Collection.name, Collection.embedding_model, Collection.dimension)
+        .where(or_(Collection.name == name, Collection.id == aliased))
+        .order_by(Collection.name == name)  # the alias's target (False) first
+        .limit(1)
+    ).one_or_none()
+    return None if row is None else _info(row, name)
+
+
+def pin_collection_id(session: Session, name: str, info: CollectionInfo) -> int:
+    """The id a write in ``session``'s transaction must use for the collection ``info``.
+
+    ``info`` as resolved before the write's transaction began.  Reached by its
+    own name, that is its id (a rename keeps the id).  Reached through an
+    alias, the alias is resolved again here and held (see :func:`find`), so a
+    switch that committed in between is followed and a switch that starts
+    now waits for this write.
+
+    Raises:
+        CollectionNotFoundError: the alias was dropped meanwhile.
+        DimensionMismatchError: the alias now points to vectors of another dimension.
+    """
+    if info.alias is None:
+        return info.id
+    found = find(session, name, lock=True)
+    if found is None:
+        raise CollectionNotFoundError(f"no collection named {name!r}")
+    if found.dimension != info.dimension:
+        raise DimensionMismatchError(
+            f"alias {name!r} now points to {found.name!r}, which holds {found.dimension}-d "
+            f"vectors, not {info.dimension}-d"
+        )
+    return found.id
+
+
+def _name_lock(session: Session, name: str) -> None:
+    session.execute(select(func.pg_advisory_xact_lock(func.hashtext("vectorstore.name:" + name))))
+
+
+def claim_name(session: Session, name: str, *, kind: str) -> None:
+    """Reserve ``name`` for a new collection or alias in this transaction, or refuse.
+
+    Collections and aliases share one name space.  A transaction-scoped
+    advisory lock on the name serialises two transactions that create the
+    same name, then both tables are checked.
+
+    Raises:
+        ConflictError: a collection or an alias has the name already.
+    """
+    _name_lock(session, name)
+    if session.execute(select(CollectionAlias.name).where(CollectionAlias.name == name)).first():
+        raise ConflictError(f"an alias named {name!r} exists already; a {kind} cannot take it")
+    if session.execute(select(Collection.id).where(Collection.name == name)).first():
+        raise ConflictError(f"a collection named {name!r} exists already")
 
 
 def create_or_find(
-    session: Session, spec: CollectionSpec, embedder: Embedder | None
+    session: Session, spec: CollectionSpec, embedder: Embedder | None, *, lock: bool = True
 ) -> CollectionInfo:
     """The collection, created in ``session``'s transaction if it does not exist yet.
 
     Two writers creating the same collection at once both succeed: the insert
-    does nothing when the name exists, and both read the one row.
+    does nothing when the name exists, and both read the one row.  A name
+    that is an alias resolves to the collection it points to (never created);
+    with ``lock`` (the writes' default) the alias is held until the
+    transaction ends (see :func:`find`).
 
     Raises:
         CollectionNotFoundError: it does not exist and ``spec.create`` is False.
         DimensionMismatchError, EmbeddingModelMismatchError: it exists, for
             other vectors (see :func:`check_compatible`).
     """
-    info = find(session, spec.name)
+    info = find(session, spec.name, lock=lock)
     if info is None:
         if not spec.create:
             raise CollectionNotFoundError(f"no collection named {spec.name!r}")
+        _name_lock(session, spec.name)  # against a create_alias of the same name
+        if session.execute(
+            select(CollectionAlias.name).where(CollectionAlias.name == spec.name)
+        ).first():  # an alias created since the lookup: follow it
+            info = find(session, spec.name, lock=lock)
+            assert info is not None
+            check_compatible(info, spec, embedder)
+            return info
         created = session.execute(
             pg_insert(Collection)
             .values(
@@ -98,7 +200,7 @@ def create_or_find(
             table = spec.model.__table__
             if is_partitioned(session, table):
                 create_partition(session, table, int(created), spec.model)
-        info = find(session, spec.name)
+        info = find(session, spec.name, lock=lock)
         assert info is not None  # inserted or found: the name is unique
     check_compatible(info, spec, embedder)
     if spec.model is not None and row_security_enabled(session, spec.model.__table__):
@@ -181,13 +283,22 @@ def _summaries(session: Session, model: Any, name: str | None) -> list[Collectio
     if name is not None:
         query = query.where(Collection.name == name)
     own: dict[int, list[str]] = {}
+    own_bytes: dict[int, int] = {}
+    shared_bytes = table_rows = 0
     if session.execute(select(func.to_regclass(qualified))).scalar_one() is not None:
         for ix in list_ann_indexes(session, table):
             if ix.collection_id is not None:
                 own.setdefault(ix.collection_id, []).append(ix.name)
         found: list[tuple[Any, Any]] = [tuple(row) for row in session.execute(query).all()]
+        own_bytes, shared_bytes = _sizes(session, qualified)
+        table_rows = int(session.execute(select(func.count()).select_from(model)).scalar_one())
     else:  # the model's table does not exist (yet): its collections hold nothing there
         found = [(c, 0) for c in session.execute(query.with_only_columns(Collection)).scalars()]
+    aliases: dict[int, list[str]] = {}
+    for alias, target in session.execute(
+        select(CollectionAlias.name, CollectionAlias.collection_id).order_by(CollectionAlias.name)
+    ):
+        aliases.setdefault(int(target), []).append(str(alias))
     return [
         CollectionSummary(
             id=c.id,
@@ -197,9 +308,41 @@ def _summaries(session: Session, model: Any, name: str | None) -> list[Collectio
             rows=int(n),
             table=qualified,
             indexes=tuple(own.get(c.id, ())),
+            aliases=tuple(aliases.get(c.id, ())),
+            size_bytes=own_bytes.get(c.id, 0)
+            + (shared_bytes * int(n) // table_rows if table_rows else 0),
         )
         for c, n in found
     ]
+
+
+def _sizes(session: Session, qualified: str) -> tuple[dict[int, int], int]:
+    """Bytes of each collection's own indexes on the table, and of everything else of it.
+
+    "Everything else" is the heap, its TOAST data and the table-wide indexes
+    (``pg_total_relation_size`` less the per-collection indexes).
+    """
+    rows = session.execute(
+        text(
+            "SELECT pg_get_expr(i.indpred, i.indrelid), pg_relation_size(i.indexrelid) "
+            "FROM pg_index i WHERE i.indrelid = CAST(:t AS regclass) AND i.indpred IS NOT NULL"
+        ),
+        {"t": qualified},
+    ).all()
+    own: dict[int, int] = {}
+    for predicate, size in rows:
+        match = _OWN_PREDICATE.fullmatch(str(predicate))
+        if match:
+            key = int(match.group(1))
+            own[key] = own.get(key, 0) + int(size)
+    total = session.execute(
+        text("SELECT pg_total_relation_size(CAST(:t AS regclass))"), {"t": qualified}
+    ).scalar_one()
+    return own, max(0, int(total) - sum(own.values()))
+
+
+#: The predicate of a per-collection (partial) index, as ``pg_get_expr`` prints it.
+_OWN_PREDICATE = re.compile(r"\(?collection_id = (\d+)\)?")
 
 
 def list_collections(bind: Bindable = None, *, model: Any = Document) -> list[CollectionSummary]:
@@ -216,14 +359,15 @@ def list_collections(bind: Bindable = None, *, model: Any = Document) -> list[Co
 
 
 def collection_info(bind: Bindable, name: str, *, model: Any = Document) -> CollectionSummary:
-    """One collection with its size (see :func:`list_collections`).
+    """One collection with its size (see :func:`list_collections`); ``name`` may be an alias.
 
     Raises:
         CollectionNotFoundError: there is no collection called ``name``.
     """
     check_collection_name(name)
     with _transaction(bind, f"read collection {name!r}") as session:
-        found = _summaries(session, model, name)
+        resolved = find(session, name)
+        found = [] if resolved is None else _summaries(session, model, resolved.name)
     if not found:
         raise CollectionNotFoundError(f"no collection named {name!r}")
     return found[0]
@@ -243,7 +387,7 @@ def create_collection(
     declaring one up front (``vectorstore collection create``).
 
     Raises:
-        ConflictError: a collection called ``name`` exists already.
+        ConflictError: a collection or an alias called ``name`` exists already.
         ValidationError: a bad name, model name or dimension.
     """
     check_collection_name(name)
@@ -262,6 +406,7 @@ def create_collection(
             f"{dimension}"
         )
     with _transaction(bind, f"create collection {name!r}") as session:
+        claim_name(session, name, kind="collection")
         created = session.execute(
             pg_insert(Collection)
             .values(name=name, embedding_model=embedding_model, dimension=dimension)
@@ -276,42 +421,53 @@ def create_collection(
 def drop_collection(
     bind: Bindable, name: str, *, model: Any = Document, missing_ok: bool = False
 ) -> int:
-    """Delete a collection, its documents in ``model``'s table and its own indexes, at once.
+    """Delete a collection, its documents and its own indexes, at once; refuse while it is written.
 
-    One transaction: the per-collection (partial) ANN indexes are dropped, the
-    documents deleted and the collection's row removed, or, on any error,
-    nothing is.  Returns the number of documents deleted.
+    One transaction: the collection's row is locked without waiting (a
+    writer that is adding documents holds it: the drop is refused rather
+    than queued behind it, and writers that come later wait for the drop and
+    then find no collection), its per-collection (partial) indexes on every
+    document table are dropped, its documents deleted and its row removed;
+    on any error, nothing is.  Returns the number of documents deleted from
+    ``model``'s table (rows of other document tables go with the collection
+    too, through their foreign key).
 
     Args:
         missing_ok: a collection that does not exist is no error (0 deleted).
 
     Raises:
         CollectionNotFoundError: there is no collection called ``name`` (and
-            ``missing_ok`` is False).
+            ``missing_ok`` is False).  An alias is not dropped here: drop it
+            with :func:`vectorstore.drop_alias`.
+        ConflictError: a writer holds the collection, or an alias points to it.
     """
     check_collection_name(name)
     table = _document_table(model)
     try:
         with _transaction(bind, f"drop collection {name!r}") as session:
-            info = session.execute(
-                select(Collection.id).where(Collection.name == name).with_for_update()
-            ).scalar_one_or_none()
+            info = _lock_for_drop(session, name)
             if info is None:
                 if missing_ok:
                     return 0
                 raise CollectionNotFoundError(f"no collection named {name!r}")
-            schema = table.schema
-            partitioned = is_partitioned(session, table)
-            if partitioned:  # its partition's rows are counted, then dropped with it
+            pointing = session.execute(
+                select(CollectionAlias.name).where(CollectionAlias.collection_id == info)
+            ).scalars().all()  # fmt: skip
+            if pointing:
+                raise ConflictError(
+                    f"collection {name!r} is the target of alias(es) {', '.join(pointing)}; "
+                    "switch or drop them first"
+                )
+            for index in own_indexes(session, info):
+                session.execute(text(f"DROP INDEX {index}"))
+            if is_partitioned(
+                session, table
+            ):  # its partition's rows are counted, then dropped with it
                 deleted = session.execute(
                     select(func.count()).where(model.collection_id == info)
                 ).scalar_one()
                 drop_partition(session, table, info)
-            for ix in [] if partitioned else list_ann_indexes(session, table):
-                if ix.collection_id == info:
-                    qualified = f'"{schema}"."{ix.name}"' if schema else f'"{ix.name}"'
-                    session.execute(text(f"DROP INDEX {qualified}"))
-            if not partitioned:
+            else:
                 done: Any = session.execute(delete(model).where(model.collection_id == info))
                 deleted = done.rowcount
             session.execute(delete(Collection).where(Collection.id == info))
@@ -320,22 +476,74 @@ def drop_collection(
     return int(deleted or 0)
 
 
-def rename_collection(bind: Bindable, old: str, new: str) -> CollectionInfo:
+def _lock_for_drop(session: Session, name: str) -> int | None:
+    """Lock the collection's row (NOWAIT) and return its id, or None when there is none."""
+    try:
+        with session.begin_nested():
+            found = session.execute(
+                select(Collection.id).where(Collection.name == name).with_for_update(nowait=True)
+            ).scalar_one_or_none()
+    except sa_exc.DBAPIError as exc:
+        if sqlstate(exc) != "55P03":
+            raise
+        raise ConflictError(
+            f"collection {name!r} is being written (a writer holds it); "
+            "drop it when the write is done"
+        ) from exc
+    return None if found is None else int(found)
+
+
+def own_indexes(session: Session, collection_id: int) -> list[str]:
+    """The quoted names of the collection's own (partial) indexes, on every document table.
+
+    A document table is any table with a foreign key to the collections
+    table; an index is the collection's own when its predicate is exactly
+    ``collection_id = <id>``.
+    """
+    rows = session.execute(
+        text(
+            "SELECT DISTINCT quote_ident(n.nspname) || '.' || quote_ident(c.relname), "
+            "pg_get_expr(i.indpred, i.indrelid) "
+            "FROM pg_constraint f JOIN pg_index i ON i.indrelid = f.conrelid "
+            "JOIN pg_class c ON c.oid = i.indexrelid "
+            "JOIN pg_namespace n ON n.oid = c.relnamespace "
+            "WHERE f.contype = 'f' AND f.confrelid = CAST(:collections AS regclass) "
+            "AND i.indpred IS NOT NULL ORDER BY 1"
+        ),
+        {"collections": Collection.__tablename__},
+    ).all()
+    return [
+        str(index)
+        for index, predicate in rows
+        if (match := _OWN_PREDICATE.fullmatch(str(predicate)))
+        and int(match.group(1)) == collection_id
+    ]
+
+
+def rename_collection(bind: Bindable, old: str, new: str, *, alias: bool = False) -> CollectionInfo:
     """Give collection ``old`` the name ``new`` (its documents and indexes stay as they are).
+
+    Args:
+        alias: also leave an alias ``old`` -> ``new`` in the same transaction,
+            so repositories that use the old name go on working, unchanged
+            (the usual first step of an online re-embedding: the old name
+            becomes an alias that :func:`vectorstore.reembed` can switch).
 
     Raises:
         CollectionNotFoundError: there is no collection called ``old``.
-        ConflictError: a collection called ``new`` exists already.
+        ConflictError: a collection or an alias called ``new`` exists already.
     """
     check_collection_name(old)
     check_collection_name(new)
     with _transaction(bind, f"rename collection {old!r}") as session:
-        if old != new and find(session, new) is not None:
-            raise ConflictError(f"a collection named {new!r} exists already")
+        if old != new:
+            claim_name(session, new, kind="collection")
         row = session.execute(
             update(Collection).where(Collection.name == old).values(name=new)
             .returning(Collection.id, Collection.embedding_model, Collection.dimension)
         ).one_or_none()  # fmt: skip
         if row is None:
             raise CollectionNotFoundError(f"no collection named {old!r}")
+        if alias and old != new:
+            session.execute(pg_insert(CollectionAlias).values(name=old, collection_id=row.id))
     return CollectionInfo(int(row.id), new, str(row.embedding_model), int(row.dimension))

@@ -38,7 +38,13 @@ from sqlalchemy import ColumnElement, bindparam, delete, literal, select, update
 from sqlalchemy.dialects.postgresql import JSONB
 
 from vectorstore._target import Target
-from vectorstore.errors import ConfigurationError, DocumentNotFoundError, ValidationError
+from vectorstore.errors import (
+    ConfigurationError,
+    ConflictError,
+    DocumentNotFoundError,
+    ValidationError,
+)
+from vectorstore.schema.collections import pin_collection_id
 
 from .batch import Record, batches_from_records
 
@@ -144,6 +150,23 @@ def prepare_change(
     )
 
 
+def _hold_collection(session: Any, target: Target[Any]) -> None:
+    """Through an alias: hold it for this transaction, and refuse if it moved.
+
+    The filter and ids were compiled for the collection the alias pointed to
+    when the call began; a switch waits for this transaction, and one that
+    committed before it began is refused rather than followed.
+    """
+    info = target.collection
+    if info is None or info.alias is None:
+        return
+    if pin_collection_id(session, info.alias, info) != info.id:
+        raise ConflictError(
+            f"alias {info.alias!r} was switched to another collection during this call; "
+            "no further rows were changed (repeat the call to change the new collection)"
+        )
+
+
 def update_one(target: Target[Any], key: int | str, change: DocumentChange) -> Any:
     """Apply ``change`` to the document ``key`` names; return the updated row.
 
@@ -161,6 +184,7 @@ def update_one(target: Target[Any], key: int | str, change: DocumentChange) -> A
         .execution_options(synchronize_session=False, populate_existing=True)
     )
     with target.sessions.write("update") as session:
+        _hold_collection(session, target)
         row = session.scalars(stmt).one_or_none()
     if row is None:
         raise DocumentNotFoundError(
@@ -188,6 +212,7 @@ def _batched(
     total = 0
 
     def one_batch(session: Any) -> list[int]:
+        _hold_collection(session, target)
         picked = (
             select(model.id)
             .where(where, model.id > literal(last))

@@ -204,8 +204,9 @@ class BufferedWriter:
         try:
             batches = batches_from_records(records, self._dimension, chunk_rows=DEFAULT_CHUNK_ROWS)
             result, collection = bulk_add(self._target, batches, self.on_conflict)
-            if self._target.collection is None:
-                # The first flush created the collection: later flushes need not look.
+            if self._target.collection is None and collection.alias is None:
+                # The first flush created the collection: later flushes need not look
+                # (through an alias each flush resolves it again: schema.aliases).
                 self._target = replace(self._target, collection=collection)
         except Exception as exc:
             if raise_errors:
