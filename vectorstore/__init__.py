@@ -68,6 +68,7 @@ if _typing.TYPE_CHECKING:  # what type checkers and IDEs see; at run time, __get
         CollectionInfo,
         CollectionSummary,
         IngestResult,
+        MergeResult,
         ResultSet,
         SearchResult,
     )
@@ -145,6 +146,7 @@ _LAZY: dict[str, str] = {
     "BulkResult": "vectorstore.results",
     "CollectionInfo": "vectorstore.results",
     "IngestResult": "vectorstore.results",
+    "MergeResult": "vectorstore.results",
     "ResultSet": "vectorstore.results",
     "SearchResult": "vectorstore.results",
     "AnnIndex": "vectorstore.schema.catalog",
@@ -205,6 +207,7 @@ __all__ = [
     "IndexBuildError",
     "IndexSpec",
     "IngestResult",
+    "MergeResult",
     "Metric",
     "MissingDependencyError",
     "NearestOptions",
