@@ -45,8 +45,9 @@ def upgrade() -> None:
         sa.Column("stage", sa.Text(), nullable=False),
         sa.Column("part", sa.Text(), nullable=False),
         sa.Column("rows", sa.BigInteger(), nullable=False, server_default=sa.text("0")),
-        sa.Column("staged_at", sa.DateTime(timezone=True), nullable=False,
-                  server_default=sa.func.now()),
+        sa.Column(
+            "staged_at", sa.DateTime(timezone=True), nullable=False, server_default=sa.func.now()
+        ),
         sa.PrimaryKeyConstraint("slot", name="pk_vectorstore_stage_parts"),
         sa.UniqueConstraint("stage", "part", name="uq_vectorstore_stage_parts"),
         prefixes=["UNLOGGED"],
@@ -72,8 +73,9 @@ def upgrade() -> None:
         sa.Column("inserted", sa.BigInteger(), nullable=False, server_default=sa.text("0")),
         sa.Column("updated", sa.BigInteger(), nullable=False, server_default=sa.text("0")),
         sa.Column("skipped", sa.BigInteger(), nullable=False, server_default=sa.text("0")),
-        sa.Column("merged_at", sa.DateTime(timezone=True), nullable=False,
-                  server_default=sa.func.now()),
+        sa.Column(
+            "merged_at", sa.DateTime(timezone=True), nullable=False, server_default=sa.func.now()
+        ),
         sa.PrimaryKeyConstraint("stream", "batch", name="pk_vectorstore_ingest_ledger"),
     )
 

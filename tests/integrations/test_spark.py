@@ -30,7 +30,7 @@ pyspark = pytest.importorskip("pyspark")
 
 from pyspark import TaskContext  # noqa: E402
 from pyspark.sql import SparkSession  # noqa: E402
-from pyspark.sql import functions as F  # noqa: E402
+from pyspark.sql import functions as F  # noqa: E402, N812
 
 from vectorstore.integrations import spark as vs_spark  # noqa: E402
 
@@ -148,7 +148,8 @@ def test_batch_write_embeds_on_the_executors_and_rebuilds_the_index(
     assert result.inserted == 200
     assert result.rebuilt == tuple(before)
     assert [ix.definition for ix in repo.list_indexes()] == before
-    assert result.embed_s > 0 and result.write_s > 0
+    assert result.embed_s > 0
+    assert result.write_s > 0
     top = repo.nearest("document 11 about topic 4", k=1)
     assert top[0].document.external_id == "doc-11"
     repo.close()
@@ -157,11 +158,11 @@ def test_batch_write_embeds_on_the_executors_and_rebuilds_the_index(
 
 def test_an_id_column_is_required_and_the_error_says_why(spark: SparkSession, db_url: URL) -> None:
     df = frame(spark, rows(5))
-    with pytest.raises(vs.ConfigurationError, match="id column.*sha2"):
+    with pytest.raises(vs.ConfigurationError, match=r"id column.*sha2"):
         vs_spark.write(df, db_url, collection=COLLECTION, embedding_col="embedding")
     with pytest.raises(vs.ConfigurationError, match="no column 'nope'"):
         vs_spark.write(df, db_url, collection=COLLECTION, id_col="nope", embedding_col="embedding")
-    with pytest.raises(vs.ValidationError, match="skip.*update"):
+    with pytest.raises(vs.ValidationError, match=r"skip.*update"):
         vs_spark.write(df, db_url, collection=COLLECTION, id_col="id", embedding_col="embedding",
                        on_conflict="error")  # fmt: skip
 
@@ -180,12 +181,12 @@ class FailingFirstAttempt:
     def embed(self, texts: list[str]) -> Any:
         context = TaskContext.get()
         self.calls += 1
-        if context is not None and context.partitionId() == 1 and context.attemptNumber() == 0:
-            if self.calls >= 2:  # one batch of this partition is already COPYed
-                self.calls = 0
-                if self.kill:
-                    os._exit(1)  # the Python worker dies mid-transaction
-                raise RuntimeError("injected failure after part of the partition was sent")
+        first = context is not None and context.partitionId() == 1 and context.attemptNumber() == 0
+        if first and self.calls >= 2:  # one batch of this partition is already COPYed
+            self.calls = 0
+            if self.kill:
+                os._exit(1)  # the Python worker dies mid-transaction
+            raise RuntimeError("injected failure after part of the partition was sent")
         return self.inner.embed(texts)
 
 
@@ -262,7 +263,8 @@ def test_two_attempts_of_one_partition_at_once_write_it_once(db_url: URL) -> Non
         t.join()
     assert sorted(o["replayed"] for o in outcomes) == [False, True]
     recorded = repo.ledger("spark-write/speculative")
-    assert recorded[0].inserted == 120 and recorded[0].updated == 0
+    assert recorded[0].inserted == 120
+    assert recorded[0].updated == 0
     repo.forget_ledger("spark-write/speculative")
     repo.close()
     assert set(stored(db_url)) == {r["id"] for r in data}

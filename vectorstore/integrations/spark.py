@@ -70,7 +70,9 @@ DEFAULT_BATCH_ROWS = 2048
 Bind = str | URL | Callable[[], Engine]
 EmbedderFactory = Callable[[], vs.Embedder]
 
-_STATS_SCHEMA = "partition INT, chunks INT, rows LONG, embed_s DOUBLE, write_s DOUBLE, replayed BOOLEAN"
+_STATS_SCHEMA = (
+    "partition INT, chunks INT, rows LONG, embed_s DOUBLE, write_s DOUBLE, replayed BOOLEAN"
+)
 
 
 # -- what a Python worker process keeps between tasks ---------------------------------
@@ -502,8 +504,9 @@ def write(
         index_s = 0.0
         try:
             stats = _run_spark(
-                lambda: df.mapInArrow(lambda it: _stage_partition(plan, it), _STATS_SCHEMA)
-                .collect()
+                lambda: df.mapInArrow(
+                    lambda it: _stage_partition(plan, it), _STATS_SCHEMA
+                ).collect()
             )
         finally:
             if dropped:
@@ -653,8 +656,9 @@ class StreamingSink:
             batch_rows=self.batch_rows, on_conflict=self.on_conflict, run=None, stage=stage,
         )  # fmt: skip
         stats = _run_spark(
-            lambda: batch_df.mapInArrow(lambda it: _stage_partition(plan, it), _STATS_SCHEMA)
-            .collect()
+            lambda: batch_df.mapInArrow(
+                lambda it: _stage_partition(plan, it), _STATS_SCHEMA
+            ).collect()
         )
         parts = sum(int(s["chunks"]) for s in stats)
         self.last_result = self._merge(repo, stage, parts, (stream, batch))

@@ -129,9 +129,7 @@ def stage_rows(target: Target[Any], batches: Iterable[Batch], stage: str, part: 
         nonlocal staged
         for batch in batches:
             ids = batch.external_ids
-            missing = (
-                0 if ids is None else next((i for i, x in enumerate(ids) if x is None), None)
-            )
+            missing = 0 if ids is None else next((i for i, x in enumerate(ids) if x is None), None)
             if missing is not None:
                 row = batch.locate(missing)[0]
                 raise ValidationError(
@@ -284,9 +282,13 @@ def ledger_entries(
         ).all()  # fmt: skip
     return {
         int(r[0]): MergeResult(
-            inserted=int(r[1]), updated=int(r[2]), skipped=int(r[3]),
-            replayed=True, stream=stream, batch=int(r[0]),
-        )  # fmt: skip
+            inserted=int(r[1]),
+            updated=int(r[2]),
+            skipped=int(r[3]),
+            replayed=True,
+            stream=stream,
+            batch=int(r[0]),
+        )
         for r in rows
     }
 
