@@ -43,6 +43,7 @@ def spark_session(cores: int) -> Any:
         .appName("vectorstore-bench")
         .config("spark.ui.enabled", "false")
         .config("spark.driver.memory", "2g")
+        .config("spark.ui.showConsoleProgress", "false")
         .config("spark.python.worker.reuse", "true")
         .getOrCreate()
     )
