@@ -420,7 +420,12 @@ def _model_identity(
     """The embedding model name (and dimension) to record on the collection."""
     if embedding_model is not None or embedder is None:
         return embedding_model, None
-    probe = embedder()  # SentenceTransformerEmbedder loads nothing for its name
+    if isinstance(embedder, _SentenceTransformerFactory):
+        return embedder.model_name or vs.DEFAULT_MODEL_NAME, None
+    # Any other factory is built once on the driver for its model name (a
+    # SentenceTransformerEmbedder loads no weights for that); pass
+    # embedding_model=... to avoid it.
+    probe = embedder()
     return probe.model_name, None
 
 
