@@ -171,8 +171,9 @@ def test_an_id_column_is_required_and_the_error_says_why(spark: SparkSession, db
 class FailingFirstAttempt:
     """An embedder whose second batch fails on the first attempt of partition 1."""
 
-    def __init__(self, kill: bool) -> None:
+    def __init__(self, kill: bool, fired: Path) -> None:
         self.kill = kill
+        self.fired = fired
         self.inner = vs.HashingTestEmbedder()
         self.model_name = self.inner.model_name
         self.dimension = self.inner.dimension
@@ -184,6 +185,7 @@ class FailingFirstAttempt:
         first = context is not None and context.partitionId() == 1 and context.attemptNumber() == 0
         if first and self.calls >= 2:  # one batch of this partition is already COPYed
             self.calls = 0
+            self.fired.touch()
             if self.kill:
                 os._exit(1)  # the Python worker dies mid-transaction
             raise RuntimeError("injected failure after part of the partition was sent")
@@ -192,12 +194,15 @@ class FailingFirstAttempt:
 
 @pytest.mark.parametrize("kill", [False, True], ids=["raise", "kill-worker"])
 def test_a_partition_failing_midway_on_its_first_attempt(
-    spark: SparkSession, db_url: URL, kill: bool
+    spark: SparkSession, db_url: URL, kill: bool, tmp_path: Path
 ) -> None:
+    fired = tmp_path / "fired"
     data = rows(240)
     df = frame(spark, data).drop("embedding")
     result = vs_spark.write(df, db_url, collection=COLLECTION, id_col="id",
-                            embedder=lambda: FailingFirstAttempt(kill), batch_rows=30)  # fmt: skip
+                            embedder=lambda: FailingFirstAttempt(kill, fired),
+                            batch_rows=30)  # fmt: skip
+    assert fired.exists(), "the injected failure did not happen"
     assert result.inserted == 240
     assert set(stored(db_url)) == {r["id"] for r in data}
 
