@@ -183,6 +183,7 @@ def main() -> None:
         lines += ["", f"Spark write split (last round, summed over partitions): "
                   f"write {last.write_s:.2f} s, index rebuild + ANALYZE {last.index_s:.2f} s, "
                   f"elapsed {last.elapsed_s:.2f} s", ""]  # fmt: skip
+        print("\n".join(lines), flush=True)  # each section as soon as it is measured
         if not args.skip_model:
             lines += model_section(spark, url, args)
     finally:
