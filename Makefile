@@ -3,7 +3,7 @@
 #   make test   - lint, type check, import contracts, the docs site and the whole test suite (CI)
 #   make docs   - build the documentation site (mkdocs build --strict) into build/site
 #   make test-fast - the same checks and the suite without fault, load, replication,
-#                    model, slow and browser tests (the developer's loop)
+#                    model, slow, browser and spark tests (the developer's loop)
 #   make test-explore - the property tests with random examples, many more of them
 
 PYTHON ?= python3
@@ -60,7 +60,7 @@ docs: $(STAMP)
 
 test: lint typecheck contracts docs pytest
 
-FAST_MARKERS = not faults and not load and not replication and not model and not slow and not browser
+FAST_MARKERS = not faults and not load and not replication and not model and not slow and not browser and not spark
 test-fast: lint typecheck contracts
 	$(PY) -m pytest -m "$(FAST_MARKERS)"
 

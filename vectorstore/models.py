@@ -46,6 +46,7 @@ from typing import Any, ClassVar, Literal
 from pgvector.sqlalchemy import Vector
 from sqlalchemy import (
     BigInteger,
+    Column,
     ColumnElement,
     Computed,
     DateTime,
@@ -56,6 +57,7 @@ from sqlalchemy import (
     LargeBinary,
     MetaData,
     PrimaryKeyConstraint,
+    Table,
     Text,
     UniqueConstraint,
     func,
@@ -72,7 +74,10 @@ from vectorstore.errors import ConfigurationError
 __all__ = [
     "DEFAULT_DIMENSION",
     "DEFAULT_MODEL_NAME",
+    "INGEST_LEDGER",
     "NAMING_CONVENTION",
+    "STAGE_PARTS",
+    "STAGE_ROWS",
     "Base",
     "Collection",
     "CollectionAlias",
@@ -329,3 +334,42 @@ def text_search_vector(model: Any) -> ColumnElement[Any]:
 def embedding_dimension(model: Any) -> int:
     """The dimension of a mapped document class's ``embedding`` column."""
     return int(model.__table__.c.embedding.type.dim)
+
+
+# The staging area and ledger of staged writes (vectorstore.write.stage, migration
+# 0008): plain tables, no mapped classes; the staging ones are UNLOGGED.
+STAGE_PARTS = Table(
+    "vectorstore_stage_parts",
+    Base.metadata,
+    Column("slot", Integer, primary_key=True, autoincrement=True),
+    Column("stage", Text, nullable=False),
+    Column("part", Text, nullable=False),
+    Column("rows", BigInteger, nullable=False, server_default=sql_text("0")),
+    Column("staged_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+    UniqueConstraint("stage", "part", name="uq_vectorstore_stage_parts"),
+)
+STAGE_ROWS = Table(
+    "vectorstore_stage_rows",
+    Base.metadata,
+    Column("slot", Integer, nullable=False),
+    Column("ord", BigInteger, Identity(), nullable=False),
+    Column("content_hash", LargeBinary),
+    Column("embedding", Vector()),
+    Column("external_id", Text, nullable=False),
+    Column("text", Text, nullable=False),
+    Column("metadata", JSONB),
+    PrimaryKeyConstraint("ord", name="pk_vectorstore_stage_rows"),
+    Index("ix_vectorstore_stage_rows_slot", "slot"),
+)
+INGEST_LEDGER = Table(
+    "vectorstore_ingest_ledger",
+    Base.metadata,
+    Column("stream", Text, nullable=False),
+    Column("batch", BigInteger, nullable=False),
+    Column("collection_id", Integer),
+    Column("inserted", BigInteger, nullable=False, server_default=sql_text("0")),
+    Column("updated", BigInteger, nullable=False, server_default=sql_text("0")),
+    Column("skipped", BigInteger, nullable=False, server_default=sql_text("0")),
+    Column("merged_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+    PrimaryKeyConstraint("stream", "batch", name="pk_vectorstore_ingest_ledger"),
+)

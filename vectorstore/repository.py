@@ -49,7 +49,7 @@ from .query.options import (
 )
 from .query.settings import settings_scope
 from .query.statement import build_statement
-from .results import BulkResult, CollectionInfo, IngestResult, Page, ResultSet
+from .results import BulkResult, CollectionInfo, IngestResult, MergeResult, Page, ResultSet
 from .schema import indexes
 from .schema.catalog import AnnIndex
 from .schema.collections import check_compatible, create_or_find, find, pin_collection_id
@@ -57,6 +57,7 @@ from .schema.indexes import IndexSpec
 from .schema.rls import tenant_sessions
 from .write import ingest as ingest_wing
 from .write import load
+from .write import stage as staging
 from .write import update as update_wing
 from .write.batch import DEFAULT_CHUNK_ROWS, Record, batches_from_records
 from .write.inputs import batches_from, source_total
@@ -429,6 +430,86 @@ class DocumentRepository(Generic[DocT]):
         )  # fmt: skip
         self._remember(collection)
         return result
+
+    # -- staged writes (distributed ingest: vectorstore.write.stage) ---------------
+    def stage(
+        self,
+        data: Any,
+        *,
+        stage: str,
+        part: str = "0",
+        embeddings: Any = None,
+        texts: Sequence[str] | None = None,
+        metadata: Sequence[Mapping[str, Any] | None] | None = None,
+        external_ids: Sequence[str | None] | None = None,
+        chunk_rows: int = DEFAULT_CHUNK_ROWS,
+    ) -> int:
+        """Stage rows for a later :meth:`merge_staged`; returns how many were staged.
+
+        For writers on many machines (Spark, Ray, Dask): each worker stages its
+        part, one transaction merges the stage.  ``data`` and the parallel
+        inputs are as for :meth:`bulk_add`; every row needs an external id.
+        Staging the same (``stage``, ``part``) again, e.g. from a retried
+        task, replaces the part's rows.  Needs migration 0008.
+
+        Raises:
+            ValidationError: a bad row (named) or a row without an external id;
+                the part is left as it was.
+            SchemaError: the staging tables are missing (run the migrations).
+        """
+        if isinstance(chunk_rows, bool) or not isinstance(chunk_rows, int) or chunk_rows <= 0:
+            raise ValidationError(f"chunk_rows must be positive, got {chunk_rows}")
+        batches = batches_from(
+            data, self.dimension, chunk_rows=chunk_rows, embeddings=embeddings, texts=texts,
+            metadata=metadata, external_ids=external_ids,
+        )  # fmt: skip
+        return staging.stage_rows(self._stage_target(), batches, stage, part)
+
+    def merge_staged(
+        self,
+        stage: str,
+        *,
+        on_conflict: ConflictPolicy = "skip",
+        parts: int | None = None,
+        ledger: tuple[str, int] | None = None,
+        rebuild_index: bool | None = False,
+        index_options: Mapping[str, Any] | None = None,
+    ) -> MergeResult:
+        """Merge the rows staged under ``stage`` into this collection, once, in one transaction.
+
+        Args:
+            on_conflict: ``"skip"`` or ``"update"`` on an existing external id.
+            parts: how many parts the stage must hold (else WriteError, nothing merged).
+            ledger: ``(stream, batch)`` to record with the merge: a key already
+                recorded merges nothing and returns the recorded counts with
+                ``replayed=True`` (a batch delivered again).
+            rebuild_index, index_options: big-load mode, as for :meth:`bulk_add`.
+        """
+        policy = check_policy(on_conflict)
+        result, collection = staging.merge_stage(
+            self._write_target(), stage, policy, parts=parts, ledger=ledger,
+            rebuild_index=rebuild_index, index_options=index_options,
+        )  # fmt: skip
+        self._remember(collection)
+        return result
+
+    def discard_staged(self, stage: str) -> int:
+        """Delete what is staged under ``stage``; returns the rows deleted."""
+        return staging.discard_stage(self._stage_target(), stage)
+
+    def ledger(self, stream: str, batch: int | None = None) -> dict[int, MergeResult]:
+        """The merges the ingest ledger recorded for ``stream``, by batch number."""
+        return staging.ledger_entries(self._stage_target(), stream, batch)
+
+    def forget_ledger(self, stream: str) -> int:
+        """Delete the ingest ledger's entries of ``stream``; returns how many."""
+        return staging.forget_ledger(self._stage_target(), stream)
+
+    def _stage_target(self) -> Target[DocT]:
+        """A target for the staging area: the collection need not exist yet."""
+        if self._known() is None:
+            return Target(self.model, None, self.embedder, self._sessions, self._spec)
+        return self._target()
 
     def writer(
         self,

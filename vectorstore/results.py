@@ -13,6 +13,7 @@ __all__ = [
     "CollectionInfo",
     "CollectionSummary",
     "IngestResult",
+    "MergeResult",
     "Page",
     "ResultSet",
     "SearchResult",
@@ -79,6 +80,36 @@ class AliasInfo:
     previous: str | None
     table: str | None
     switched_at: datetime | None = None
+
+
+@dataclass(frozen=True)
+class MergeResult:
+    """What merging one stage of staged rows did (``DocumentRepository.merge_staged``).
+
+    Attributes:
+        inserted, updated, skipped: rows new, overwritten, and left alone
+            (their external id existed under ``on_conflict="skip"``, or the
+            same id was staged twice: the last staged wins).
+        parts: the parts the stage held.
+        replayed: the ledger already held this (stream, batch): nothing was
+            written, and the counts are those recorded by the first merge.
+        stream, batch: the ledger entry, when the merge had one.
+        elapsed_s: wall time of the merge in seconds.
+    """
+
+    inserted: int = 0
+    updated: int = 0
+    skipped: int = 0
+    parts: int = 0
+    replayed: bool = False
+    stream: str | None = None
+    batch: int | None = None
+    elapsed_s: float = 0.0
+
+    @property
+    def rows(self) -> int:
+        """Rows the merge handled (inserted + updated + skipped)."""
+        return self.inserted + self.updated + self.skipped
 
 
 @dataclass(frozen=True)

@@ -23,3 +23,10 @@ def test_importing_the_integrations_connects_to_nothing_and_loads_no_model() -> 
         "assert 'sentence_transformers' not in sys.modules\n"
         "from django.conf import settings\n"
         "assert not settings.configured  # the Django integration read no setting\n")  # fmt: skip
+
+
+def test_importing_the_spark_integration_imports_no_spark() -> None:
+    run("import sys, vectorstore\n"
+        "import vectorstore.integrations.spark\n"
+        "assert 'pyspark' not in sys.modules\n"
+        "assert 'torch' not in sys.modules\n")  # fmt: skip

@@ -271,16 +271,24 @@ class Loader:
             self.session.execute(text(f"TRUNCATE {self._stage}"))
         return self._stage
 
-    def _merge(self, sent: int) -> LoadCounts:
-        """Move the staged rows with one INSERT ... SELECT ... ON CONFLICT."""
+    def _merge(
+        self, sent: int, source: str | None = None, params: Mapping[str, Any] | None = None
+    ) -> LoadCounts:
+        """Move the staged rows with one INSERT ... SELECT ... ON CONFLICT.
+
+        ``source``: a SELECT of the COPY columns to move instead of this
+        loader's own staging table (the shared staging area of
+        :mod:`vectorstore.write.stage`), with its ``params``.
+        """
         stage = self._stage
         cols = ", ".join(self._columns)
         # The last occurrence of an external id in the input wins; NULL ids never conflict.
-        source = (
-            f"SELECT {cols} FROM (SELECT DISTINCT ON (external_id) * FROM {stage} "
-            f"WHERE external_id IS NOT NULL ORDER BY external_id, ord DESC) AS keyed "
-            f"UNION ALL SELECT {cols} FROM {stage} WHERE external_id IS NULL"
-        )
+        if source is None:
+            source = (
+                f"SELECT {cols} FROM (SELECT DISTINCT ON (external_id) * FROM {stage} "
+                f"WHERE external_id IS NOT NULL ORDER BY external_id, ord DESC) AS keyed "
+                f"UNION ALL SELECT {cols} FROM {stage} WHERE external_id IS NULL"
+            )
         if self.policy == "skip":
             action = "DO NOTHING"
         else:
@@ -310,7 +318,8 @@ class Loader:
                 f"RETURNING {fresh} AS fresh) "
                 f"SELECT count(*) FILTER (WHERE fresh), count(*) FILTER (WHERE NOT fresh) "
                 f"FROM written"
-            )
+            ),
+            dict(params or {}),
         ).one()
         inserted, updated = int(row[0]), int(row[1])
         if fresh == "false":  # partitioned, on_conflict="update": see above
@@ -319,6 +328,24 @@ class Loader:
         return LoadCounts(
             inserted=inserted, updated=updated, skipped=sent - inserted - updated, rows=sent
         )
+
+    def merge_from(self, source: str, params: Mapping[str, Any], sent: int) -> LoadCounts:
+        """Move the rows of ``source`` (a SELECT of the COPY columns) under the conflict policy.
+
+        The merge of :mod:`vectorstore.write.stage`: rows staged elsewhere (the
+        shared staging area), moved in this loader's transaction.  ``sent``:
+        the rows ``source`` holds, for the skipped count.
+        """
+        started = time.perf_counter()
+        with db_errors(self.action):
+            done = self._merge(sent, source, params)
+        done.write_s = time.perf_counter() - started
+        self.counts.inserted += done.inserted
+        self.counts.skipped += done.skipped
+        self.counts.updated += done.updated
+        self.counts.rows += done.rows
+        self.counts.write_s += done.write_s
+        return done
 
     def close(self) -> None:
         """Drop the staging table now rather than at commit."""
