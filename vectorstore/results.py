@@ -6,6 +6,8 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Generic, TypeVar, overload
 
+from vectorstore.embedding.provenance import Provenance
+
 __all__ = [
     "BulkResult",
     "CollectionInfo",
@@ -20,12 +22,17 @@ DocT = TypeVar("DocT")
 
 @dataclass(frozen=True)
 class CollectionInfo:
-    """A collection as the repository sees it (a detached, immutable copy)."""
+    """A collection as the repository sees it (a detached, immutable copy).
+
+    ``embedding_backend``: the backend and precision that produced its
+    vectors, None when not recorded.
+    """
 
     id: int
     name: str
     embedding_model: str
     dimension: int
+    embedding_backend: Provenance | None = None
 
 
 @dataclass(frozen=True)
@@ -212,6 +219,9 @@ class IngestResult:
         elapsed_s: wall time of the whole call.
         lookup_s: seconds spent asking which texts the collection already stores.
         index_s, big_load, rebuilt, big_load_reason: as in :class:`BulkResult`.
+        embedder: the embedder that embedded the texts, with its backend
+            (e.g. ``SentenceTransformerEmbedder(model=..., backend='openvino/fp32',
+            chosen by auto)``); empty without one.
     """
 
     rows: int
@@ -228,6 +238,7 @@ class IngestResult:
     big_load: bool = False
     rebuilt: tuple[str, ...] = ()
     big_load_reason: str = ""
+    embedder: str = ""
 
     @property
     def rows_per_s(self) -> float:

@@ -25,6 +25,7 @@ from vectorstore._identifiers import check_collection_name, check_model_identifi
 from vectorstore._target import CollectionSpec
 from vectorstore.config import make_engine
 from vectorstore.embedders import Embedder
+from vectorstore.embedding.provenance import AUTO_PENDING, Provenance, compatible
 from vectorstore.errors import (
     CollectionNotFoundError,
     ConflictError,
@@ -61,7 +62,26 @@ def find(session: Session, name: str) -> CollectionInfo | None:
     """The collection called ``name``, or None (one query, nothing written)."""
     row = session.execute(select(Collection).where(Collection.name == name)).scalar_one_or_none()
     return None if row is None else CollectionInfo(row.id, row.name, row.embedding_model,
-                                                   row.dimension)  # fmt: skip
+                                                   row.dimension,
+                                                   Provenance.from_json(row.embedding_backend))  # fmt: skip
+
+
+def provenance_of(embedder: Embedder | None) -> Provenance | None:
+    """The embedder's backend and precision, when it tells (``SentenceTransformerEmbedder`` does).
+
+    Read without loading a model: ``claimed_provenance`` when the embedder
+    has it, else ``provenance``.
+    """
+    for attribute in ("claimed_provenance", "provenance"):
+        found = getattr(embedder, attribute, None)
+        if isinstance(found, Provenance):
+            return found
+    return None
+
+
+def _recorded(embedder: Embedder | None) -> dict[str, Any] | None:
+    found = provenance_of(embedder)
+    return None if found is None or found == AUTO_PENDING else found.to_json()
 
 
 def create_or_find(
@@ -87,6 +107,7 @@ def create_or_find(
                 name=spec.name,
                 embedding_model=spec.recorded_model(embedder),
                 dimension=spec.dimension,
+                embedding_backend=_recorded(embedder),
             )
             .on_conflict_do_nothing(index_elements=["name"])
         )
@@ -120,6 +141,13 @@ def check_compatible(info: CollectionInfo, spec: CollectionSpec, embedder: Embed
             raise EmbeddingModelMismatchError(
                 f"collection {info.name!r} was embedded with {info.embedding_model!r}; "
                 f"refusing to mix in vectors from {embedder.model_name!r}"
+            )
+        backend = provenance_of(embedder)
+        if not compatible(info.embedding_backend, backend):
+            raise EmbeddingModelMismatchError(
+                f"collection {info.name!r} was embedded by {info.embedding_backend}; refusing "
+                f"to mix in vectors from {backend}: only backends admitted by the quality "
+                "gate share a collection"
             )
     if spec.embedding_model is not None and spec.embedding_model != info.embedding_model:
         raise EmbeddingModelMismatchError(
