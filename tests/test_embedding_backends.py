@@ -16,11 +16,11 @@ from sqlalchemy import Engine
 
 import vectorstore as vs
 from vectorstore._stdlib_corpus import extract_corpus
+from vectorstore.embedders import bundled_model_path
 from vectorstore.embedding.export import export_dir, export_onnx
 from vectorstore.embedding.onnx_backend import OnnxRuntimeBackend
 from vectorstore.embedding.select import build, gated, split_sample
 from vectorstore.embedding.tokens import Tokens
-from vectorstore.embedders import bundled_model_path
 
 pytestmark = pytest.mark.model
 
@@ -52,8 +52,16 @@ def reference(minilm: vs.SentenceTransformerEmbedder, sample: list[str]) -> np.n
 
 def _backend(name: str, precision: str, model_dir: Path, sample: list[str], cache: Path) -> object:
     calibration, _ = split_sample(sample)
-    return build(name, precision, model_dir=model_dir, calibration=calibration, device="cpu",
-                 dimension=384, batch_size=32, cache=cache)  # fmt: skip
+    return build(
+        name,
+        precision,
+        model_dir=model_dir,
+        calibration=calibration,
+        device="cpu",
+        dimension=384,
+        batch_size=32,
+        cache=cache,
+    )
 
 
 def test_the_raw_tokenizer_drops_the_built_in_padding(model_dir: Path) -> None:
@@ -75,12 +83,17 @@ def test_fp32_exports_are_the_same_model(
     assert backend.provenance.admitted  # type: ignore[attr-defined]
 
 
-@pytest.mark.parametrize(("name", "precision"), [("onnxruntime", "int8"), ("openvino", "int8"),
-                                                 ("torch", "bf16")])  # fmt: skip
+@pytest.mark.parametrize(
+    ("name", "precision"), [("onnxruntime", "int8"), ("openvino", "int8"), ("torch", "bf16")]
+)
 def test_the_gate_decides_on_the_faster_backends(
-    name: str, precision: str, model_dir: Path, sample: list[str], cache: Path,
+    name: str,
+    precision: str,
+    model_dir: Path,
+    sample: list[str],
+    cache: Path,
     reference: np.ndarray,
-) -> None:  # fmt: skip
+) -> None:
     pytest.importorskip({"onnxruntime": "onnxruntime", "openvino": "nncf", "torch": "torch"}[name])
     backend = _backend(name, precision, model_dir, sample, cache)
     held_out = split_sample(sample)[1]
@@ -90,16 +103,23 @@ def test_the_gate_decides_on_the_faster_backends(
     # ... and the verdict is the thresholds', recorded in the provenance.
     assert report.admitted == (report.min_cosine >= 0.99 and report.agreement >= 0.99)
     assert backend.provenance.admitted == report.admitted  # type: ignore[attr-defined]
-    emb = vs.SentenceTransformerEmbedder(backend=name, precision=precision, gate_sample=sample,
-                                         cache_dir=cache, device="cpu")  # fmt: skip
+    emb = vs.SentenceTransformerEmbedder(
+        backend=name, precision=precision, gate_sample=sample, cache_dir=cache, device="cpu"
+    )
     if report.admitted:
         assert emb.embed(["a cat"]).shape == (1, 384)
         assert emb.provenance.admitted
     else:
         with pytest.raises(vs.EmbedderQualityError, match="refused"):
             emb.embed(["a cat"])
-        forced = vs.SentenceTransformerEmbedder(backend=name, precision=precision, gate=False,
-                                                gate_sample=sample, cache_dir=cache, device="cpu")  # fmt: skip
+        forced = vs.SentenceTransformerEmbedder(
+            backend=name,
+            precision=precision,
+            gate=False,
+            gate_sample=sample,
+            cache_dir=cache,
+            device="cpu",
+        )
         forced.embed(["a cat"])
         assert not forced.provenance.admitted
 
@@ -116,19 +136,22 @@ def test_a_broken_export_is_refused(
     for init in graph.graph.initializer:  # the first attention layer's weights, scrambled
         if "layer.0.attention" in init.name and len(init.dims) == 2:
             w = numpy_helper.to_array(init)
-            init.CopyFrom(numpy_helper.from_array(rng.permutation(w.ravel()).reshape(w.shape),
-                                                  init.name))  # fmt: skip
+            init.CopyFrom(
+                numpy_helper.from_array(rng.permutation(w.ravel()).reshape(w.shape), init.name)
+            )
     # A poisoned cache: the broken file where the fp32 export of these weights belongs.
     poisoned = tmp_path / "cache"
     target = export_dir(model_dir, poisoned) / "model-fp32.onnx"
     target.parent.mkdir(parents=True)
     onnx.save(graph, str(target))
-    backend = OnnxRuntimeBackend(target, Tokens(model_dir), precision="fp32", dimension=384,
-                                 batch_size=32)  # fmt: skip
+    backend = OnnxRuntimeBackend(
+        target, Tokens(model_dir), precision="fp32", dimension=384, batch_size=32
+    )
     report = gated(backend, reference, split_sample(sample)[1])
     assert not report.admitted
-    emb = vs.SentenceTransformerEmbedder(backend="onnxruntime", gate_sample=sample,
-                                         cache_dir=poisoned, device="cpu")  # fmt: skip
+    emb = vs.SentenceTransformerEmbedder(
+        backend="onnxruntime", gate_sample=sample, cache_dir=poisoned, device="cpu"
+    )
     with pytest.raises(vs.EmbedderQualityError, match="onnxruntime/fp32: refused"):
         emb.embed(["a cat"])
 
@@ -146,11 +169,10 @@ def test_a_changed_source_file_gets_a_fresh_export(
     assert not export_dir(copy, cache).exists()
 
 
-def test_auto_chooses_an_admitted_backend_and_says_which(
-    sample: list[str], cache: Path
-) -> None:
-    emb = vs.SentenceTransformerEmbedder(backend="auto", gate_sample=sample, cache_dir=cache,
-                                         device="cpu")  # fmt: skip
+def test_auto_chooses_an_admitted_backend_and_says_which(sample: list[str], cache: Path) -> None:
+    emb = vs.SentenceTransformerEmbedder(
+        backend="auto", gate_sample=sample, cache_dir=cache, device="cpu"
+    )
     vectors = emb.embed(sample[:5])
     assert vectors.shape == (5, 384)
     choice = emb.selection
@@ -161,8 +183,10 @@ def test_auto_chooses_an_admitted_backend_and_says_which(
     assert "chosen by auto" in repr(emb)
     measured = {m.label: m for m in choice.measured}
     assert measured[label].report is None or measured[label].report.admitted
-    fastest = max((m for m in choice.measured if m.report is None or m.report.admitted),
-                  key=lambda m: m.texts_per_s)  # fmt: skip
+    fastest = max(
+        (m for m in choice.measured if m.report is None or m.report.admitted),
+        key=lambda m: m.texts_per_s,
+    )
     assert fastest.label == label
 
 
@@ -187,6 +211,7 @@ def test_ingest_reports_the_backend_and_the_collection_records_it(
         label = emb.provenance.label
         assert label in result.embedder
         assert repo.collection.embedding_backend == emb.provenance
-        assert emb.selection is not None and "held-out" in emb.selection.reason  # the corpus's own
+        assert emb.selection is not None
+        assert "held-out" in emb.selection.reason  # chosen on the corpus's own texts
     finally:
         repo.close()

@@ -1,4 +1,4 @@
-"""The embedding backends' plumbing without the model: the gate, provenance, the cache, auto's choice.
+"""The embedding backends without the model: the gate, provenance, the cache, auto's choice.
 
 The real backends against torch fp32 are in tests/test_embedding_backends.py
 (marked ``model``).
@@ -114,8 +114,7 @@ def test_the_collection_records_the_backend_and_refuses_an_unadmitted_one(
 ) -> None:
     first = vs.DocumentRepository(session, collection="prov", embedder=_Told(REFERENCE))
     first.bulk_add(["alpha", "beta"])
-    assert _recorded(session, "prov") == {"backend": "torch", "precision": "fp32",
-                                          "admitted": True}  # fmt: skip
+    assert _recorded(session, "prov") == {"backend": "torch", "precision": "fp32", "admitted": True}
     assert first.collection.embedding_backend == REFERENCE
     admitted = _Told(Provenance("openvino", "int8", admitted=True))
     vs.DocumentRepository(session, collection="prov", embedder=admitted).bulk_add(["gamma"])
@@ -134,7 +133,9 @@ def test_an_unadmitted_collection_takes_only_its_own_backend(engine: Engine) -> 
     try:
         repo.add("one")
         vs.DocumentRepository.standalone(engine, collection="own", embedder=_Told(own)).add("two")
-        other = vs.DocumentRepository.standalone(engine, collection="own", embedder=_Told(REFERENCE))
+        other = vs.DocumentRepository.standalone(
+            engine, collection="own", embedder=_Told(REFERENCE)
+        )
         with pytest.raises(vs.EmbeddingModelMismatchError, match="onnxruntime/int8"):
             other.add("three")
         assert repo.count() == 2
@@ -211,8 +212,12 @@ def test_auto_chooses_only_an_admitted_backend(vectors: np.ndarray) -> None:
             raise ImportError("openvino is not installed")
         return _Fake(f"{backend}/{precision}", bad if precision == "int8" else good)
 
-    pairs = [("torch", "fp32"), ("onnxruntime", "fp32"), ("onnxruntime", "int8"),
-             ("openvino", "fp32")]  # fmt: skip
+    pairs = [
+        ("torch", "fp32"),
+        ("onnxruntime", "fp32"),
+        ("onnxruntime", "int8"),
+        ("openvino", "fp32"),
+    ]
     choice = choose(reference, make, pairs, texts)
     assert choice.backend.provenance.admitted
     assert choice.backend.provenance.label in {"torch/fp32", "onnxruntime/fp32"}

@@ -10,11 +10,15 @@ int8 is *static* quantization (onnxruntime's ``quantize_static``, QDQ
 format): weights per channel, activations per tensor with ranges calibrated
 on a sample of the user's own texts.  Only the MatMuls that multiply by a
 weight are quantized; the attention's activation-by-activation products
-(Q·Kᵀ, softmax·V) stay in float, where int8 costs the most accuracy.
+(Q·Kᵀ, softmax·V) stay in float, where int8 costs the most accuracy, and so
+do the feed-forward down-projections, whose input (the GELU output) has the
+outliers that per-tensor activation ranges cannot hold (measured on 150
+held-out stdlib texts: min cosine 0.874 with them quantized, 0.987 without).
 """
 
 from __future__ import annotations
 
+import logging
 import warnings
 from collections.abc import Iterator, Sequence
 from pathlib import Path
@@ -22,10 +26,10 @@ from typing import Any
 
 from vectorstore._optional import require
 
-from .source import cached, cache_root, fingerprint, texts_hash
+from .source import cache_root, cached, fingerprint, texts_hash
 from .tokens import Tokens
 
-__all__ = ["export_onnx", "export_onnx_int8", "export_dir"]
+__all__ = ["export_dir", "export_onnx", "export_onnx_int8"]
 
 
 def export_dir(model_dir: Path, cache: str | Path | None = None) -> Path:
@@ -37,7 +41,7 @@ def _pooled_model(model_dir: Path) -> Any:
     torch = require("torch", extra="embeddings", feature="the ONNX export")
     transformers = require("transformers", extra="embeddings", feature="the ONNX export")
 
-    class Pooled(torch.nn.Module):  # type: ignore[misc]
+    class Pooled(torch.nn.Module):  # type: ignore[misc,name-defined]
         def __init__(self, bert: Any) -> None:
             super().__init__()
             self.bert = bert
@@ -52,7 +56,14 @@ def _pooled_model(model_dir: Path) -> Any:
             mean = (hidden * mask).sum(dim=1) / mask.sum(dim=1).clamp(min=1e-9)
             return torch.nn.functional.normalize(mean, p=2.0, dim=1)
 
-    bert = transformers.AutoModel.from_pretrained(str(model_dir), attn_implementation="eager")
+    logging_: Any = transformers.utils.logging
+    was_enabled = logging_.is_progress_bar_enabled()
+    logging_.disable_progress_bar()
+    try:
+        bert = transformers.AutoModel.from_pretrained(str(model_dir), attn_implementation="eager")
+    finally:
+        if was_enabled:
+            logging_.enable_progress_bar()
     return Pooled(bert.eval())
 
 
@@ -112,16 +123,37 @@ def _weight_matmuls(path: Path) -> tuple[list[str], list[str]]:
     for node in graph.node:
         if node.op_type == "Transpose" and node.input[0] in weights:
             weights.update(node.output)
-    keep, skip = [], []
+    keep: list[str] = []
+    skip: list[str] = []
     for node in graph.node:
         if node.op_type in ("MatMul", "Gemm"):
             (keep if any(i in weights for i in node.input) else skip).append(node.name)
     return keep, skip
 
 
+def _is_ffn_down(name: str) -> bool:
+    # torch.onnx names nodes by module: .../layer.N/output/dense/MatMul is the FFN's
+    # second linear layer (.../attention/output/dense is the attention's projection).
+    return "/output/dense/" in name and "/attention/" not in name
+
+
 def _write_int8(fp32: Path, tokens: Tokens, calibration: Sequence[str], out: Path) -> None:
     quant = require("onnxruntime.quantization", extra="onnx", feature="int8 quantization")
-    _, activation_matmuls = _weight_matmuls(fp32)
+    weight_matmuls, activation_matmuls = _weight_matmuls(fp32)
+    excluded = activation_matmuls + [n for n in weight_matmuls if _is_ffn_down(n)]
+    root = logging.getLogger()
+    level = root.level
+    root.setLevel(logging.ERROR)  # quantize_static logs advice on the root logger
+    try:
+        _quantize_static(quant, fp32, tokens, calibration, out, excluded)
+    finally:
+        root.setLevel(level)
+
+
+def _quantize_static(
+    quant: Any, fp32: Path, tokens: Tokens, calibration: Sequence[str], out: Path,
+    excluded: list[str],
+) -> None:  # fmt: skip
     quant.quantize_static(
         str(fp32),
         str(out),
@@ -131,7 +163,7 @@ def _write_int8(fp32: Path, tokens: Tokens, calibration: Sequence[str], out: Pat
         activation_type=quant.QuantType.QUInt8,
         weight_type=quant.QuantType.QInt8,
         op_types_to_quantize=["MatMul", "Gemm"],
-        nodes_to_exclude=activation_matmuls,
+        nodes_to_exclude=excluded,
         calibrate_method=quant.CalibrationMethod.MinMax,
         extra_options={"ActivationSymmetric": False, "WeightSymmetric": True},
     )

@@ -65,9 +65,7 @@ def export_openvino_int8(
     fp32 = export_openvino(model_dir, cache)
     path = fp32.with_name(f"openvino-int8-{texts_hash(calibration)}.xml")
     tokens = Tokens(model_dir)
-    return cached(
-        path, lambda out: _quantize(fp32, tokens, calibration, out), companions=(".bin",)
-    )
+    return cached(path, lambda out: _quantize(fp32, tokens, calibration, out), companions=(".bin",))
 
 
 class OpenVINOBackend(TokenBackend):

@@ -75,7 +75,7 @@ class Choice:
 
 
 def split_sample(texts: Sequence[str]) -> tuple[list[str], list[str]]:
-    """Up to :data:`SAMPLE_SIZE` distinct non-empty texts, spread over ``texts``: (calibration, held-out)."""
+    """Up to :data:`SAMPLE_SIZE` distinct texts spread over ``texts``: (calibration, held-out)."""
     unique = list(dict.fromkeys(t for t in texts if isinstance(t, str) and t.strip()))
     if len(unique) > SAMPLE_SIZE:
         step = len(unique) / SAMPLE_SIZE
@@ -111,7 +111,7 @@ def build(
     cache: str | Path | None,
     threads: int | None = None,
 ) -> Backend:
-    """A non-reference backend of the model in ``model_dir`` (exports built or read from the cache)."""
+    """A non-reference backend of ``model_dir``'s model (exports built or read from the cache)."""
     tokens = Tokens(model_dir)
     common: dict[str, Any] = {"precision": precision, "dimension": dimension,
                               "batch_size": batch_size}  # fmt: skip
@@ -189,8 +189,8 @@ def choose(
         measured.append(Measurement(report.label, report, rate))
         if report.admitted and rate > best[0]:
             best = (rate, candidate, report)
-    rate, backend, report = best
+    _, backend, chosen = best
     reason = f"fastest admitted on {len(held_out)} held-out texts: {backend.provenance.label}"
     if notes:
         reason += "; " + "; ".join(notes)
-    return Choice(backend, report, measured, reason)
+    return Choice(backend, chosen, measured, reason)

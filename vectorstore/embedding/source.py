@@ -20,7 +20,7 @@ from pathlib import Path
 __all__ = ["EXPORT_VERSION", "SOURCE_FILES", "cache_root", "cached", "fingerprint", "texts_hash"]
 
 #: Bumped whenever the export changes what it writes (the graph, the quantization recipe).
-EXPORT_VERSION = "1"
+EXPORT_VERSION = "2"
 
 #: The files of a model folder an export depends on.
 SOURCE_FILES = (
@@ -55,7 +55,7 @@ def fingerprint(model_dir: Path) -> str:
             continue
         digest.update(name.encode() + b"\0")
         with path.open("rb") as f:
-            for block in iter(lambda f=f: f.read(1 << 20), b""):
+            while block := f.read(1 << 20):
                 digest.update(block)
     return digest.hexdigest()[:16]
 

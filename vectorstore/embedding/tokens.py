@@ -1,4 +1,4 @@
-"""The bundled model's tokenizer without sentence-transformers: no built-in padding, truncation at 256.
+"""The bundled model's tokenizer without sentence-transformers: no built-in padding, cut at 256.
 
 The bundled ``tokenizer.json`` has *fixed* padding to 128 tokens built in.
 sentence-transformers ignores it (it pads each batch to its longest text and

@@ -58,7 +58,7 @@ class TorchReference:
 
 
 def attention_implementation(device: str, precision: str) -> str:
-    """``flash_attention_2`` where it can run (CUDA, half precision, the wheel installed), else sdpa."""
+    """``flash_attention_2`` where it runs (CUDA, fp16/bf16, its wheel installed), else sdpa."""
     if (
         device.startswith("cuda")
         and precision in ("fp16", "bf16")

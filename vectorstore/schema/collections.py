@@ -61,9 +61,10 @@ __all__ = [
 def find(session: Session, name: str) -> CollectionInfo | None:
     """The collection called ``name``, or None (one query, nothing written)."""
     row = session.execute(select(Collection).where(Collection.name == name)).scalar_one_or_none()
-    return None if row is None else CollectionInfo(row.id, row.name, row.embedding_model,
-                                                   row.dimension,
-                                                   Provenance.from_json(row.embedding_backend))  # fmt: skip
+    if row is None:
+        return None
+    backend = Provenance.from_json(row.embedding_backend)
+    return CollectionInfo(row.id, row.name, row.embedding_model, row.dimension, backend)
 
 
 def provenance_of(embedder: Embedder | None) -> Provenance | None:
