@@ -2,7 +2,7 @@
 
 Marked ``model``: the real all-MiniLM-L6-v2 from the bundled weights.  The
 exports are built once per test session into a temporary cache; the sample
-is 300 texts of the stdlib documentation corpus (the demo's).
+is 200 texts of the stdlib documentation corpus (the demo's).
 """
 
 from __future__ import annotations
@@ -34,7 +34,7 @@ def cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture(scope="session")
 def sample() -> list[str]:
-    _, texts = extract_corpus(limit=300)
+    _, texts = extract_corpus(limit=200)
     return [t.text for t in texts]
 
 
