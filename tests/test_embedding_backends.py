@@ -133,12 +133,12 @@ def test_a_broken_export_is_refused(
     good = export_onnx(model_dir, cache)
     graph = onnx.load(str(good))
     rng = np.random.default_rng(0)
-    for init in graph.graph.initializer:  # the first attention layer's weights, scrambled
-        if "layer.0.attention" in init.name and len(init.dims) == 2:
-            w = numpy_helper.to_array(init)
-            init.CopyFrom(
-                numpy_helper.from_array(rng.permutation(w.ravel()).reshape(w.shape), init.name)
-            )
+    matrices = [i for i in graph.graph.initializer if len(i.dims) == 2 and min(i.dims) >= 384]
+    assert len(matrices) > 4
+    for init in matrices[-4:]:  # the last weight matrices (the last layer's), scrambled
+        w = numpy_helper.to_array(init)
+        scrambled = rng.permutation(w.ravel()).reshape(w.shape)
+        init.CopyFrom(numpy_helper.from_array(scrambled, init.name))
     # A poisoned cache: the broken file where the fp32 export of these weights belongs.
     poisoned = tmp_path / "cache"
     target = export_dir(model_dir, poisoned) / "model-fp32.onnx"
