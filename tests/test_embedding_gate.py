@@ -267,3 +267,34 @@ def test_nothing_heavy_is_imported_with_the_embedders() -> None:
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]"
+
+
+def test_flash_attention_only_on_cuda_in_half_precision_with_its_wheel(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import importlib.util
+
+    from vectorstore.embedding import torch_backend
+
+    real = importlib.util.find_spec
+    monkeypatch.setattr(
+        torch_backend.importlib.util,
+        "find_spec",
+        lambda name, *a: object() if name == "flash_attn" else real(name, *a),
+    )
+    assert torch_backend.attention_implementation("cuda", "fp16") == "flash_attention_2"
+    assert torch_backend.attention_implementation("cuda:1", "bf16") == "flash_attention_2"
+    assert torch_backend.attention_implementation("cuda", "fp32") == "sdpa"
+    assert torch_backend.attention_implementation("cpu", "bf16") == "sdpa"
+    monkeypatch.setattr(torch_backend.importlib.util, "find_spec", lambda name, *a: None)
+    assert torch_backend.attention_implementation("cuda", "fp16") == "sdpa"
+
+
+def test_candidates_follow_the_device() -> None:
+    from vectorstore.embedding.select import candidates
+
+    assert candidates("cuda") == [("torch", "fp32"), ("torch", "fp16"), ("torch", "bf16")]
+    assert candidates("mps") == [("torch", "fp32")]
+    cpu = candidates("cpu")
+    assert cpu[0] == ("torch", "fp32")
+    assert all(backend in {"torch", "onnxruntime", "openvino"} for backend, _ in cpu)

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from typing import Any
 
 import numpy as np
 import numpy.typing as npt
@@ -10,9 +12,24 @@ import numpy.typing as npt
 from .provenance import Provenance
 from .tokens import Batch, Tokens, length_sorted
 
-__all__ = ["FloatMatrix", "TokenBackend", "embed_sorted"]
+__all__ = ["FloatMatrix", "TokenBackend", "embed_sorted", "quiet_loading"]
 
 FloatMatrix = npt.NDArray[np.float32]
+
+
+@contextmanager
+def quiet_loading() -> Iterator[None]:
+    """transformers' "Loading weights" progress bar off while a model loads (restored after)."""
+    from transformers.utils import logging
+
+    hf: Any = logging
+    was_enabled = hf.is_progress_bar_enabled()
+    hf.disable_progress_bar()
+    try:
+        yield
+    finally:
+        if was_enabled:
+            hf.enable_progress_bar()
 
 
 def embed_sorted(

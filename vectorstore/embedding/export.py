@@ -26,6 +26,7 @@ from typing import Any
 
 from vectorstore._optional import require
 
+from .base import quiet_loading
 from .source import cache_root, cached, fingerprint, texts_hash
 from .tokens import Tokens
 
@@ -56,14 +57,8 @@ def _pooled_model(model_dir: Path) -> Any:
             mean = (hidden * mask).sum(dim=1) / mask.sum(dim=1).clamp(min=1e-9)
             return torch.nn.functional.normalize(mean, p=2.0, dim=1)
 
-    logging_: Any = transformers.utils.logging
-    was_enabled = logging_.is_progress_bar_enabled()
-    logging_.disable_progress_bar()
-    try:
+    with quiet_loading():
         bert = transformers.AutoModel.from_pretrained(str(model_dir), attn_implementation="eager")
-    finally:
-        if was_enabled:
-            logging_.enable_progress_bar()
     return Pooled(bert.eval())
 
 

@@ -29,7 +29,7 @@ import numpy as np
 
 from vectorstore._optional import require
 
-from .base import FloatMatrix
+from .base import FloatMatrix, quiet_loading
 from .provenance import REFERENCE, Provenance
 from .tokens import Batch, Tokens
 
@@ -85,15 +85,16 @@ class TorchHalf:
         transformers = require("transformers", extra="embeddings", feature="the torch backend")
         dtype = {"fp16": torch.float16, "bf16": torch.bfloat16, "fp32": torch.float32}[precision]
         self.attention = attention_implementation(device, precision)
-        try:
-            model = transformers.AutoModel.from_pretrained(
-                str(model_dir), dtype=dtype, attn_implementation=self.attention
-            )
-        except (ImportError, ValueError):  # FlashAttention-2 refused for this model or build
-            self.attention = "sdpa"
-            model = transformers.AutoModel.from_pretrained(
-                str(model_dir), dtype=dtype, attn_implementation="sdpa"
-            )
+        with quiet_loading():
+            try:
+                model = transformers.AutoModel.from_pretrained(
+                    str(model_dir), dtype=dtype, attn_implementation=self.attention
+                )
+            except (ImportError, ValueError):  # FlashAttention-2 refused for this model/build
+                self.attention = "sdpa"
+                model = transformers.AutoModel.from_pretrained(
+                    str(model_dir), dtype=dtype, attn_implementation="sdpa"
+                )
         self._torch = torch
         self._model = model.to(device).eval()
         self.tokens = tokens
