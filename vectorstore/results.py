@@ -7,6 +7,8 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Generic, TypeVar, overload
 
+from vectorstore.embedding.provenance import Provenance
+
 __all__ = [
     "AliasInfo",
     "BulkResult",
@@ -24,7 +26,11 @@ DocT = TypeVar("DocT")
 
 @dataclass(frozen=True)
 class CollectionInfo:
-    """A collection as the repository sees it (a detached, immutable copy)."""
+    """A collection as the repository sees it (a detached, immutable copy).
+
+    ``embedding_backend``: the backend and precision that produced its
+    vectors, None when not recorded.
+    """
 
     id: int
     name: str
@@ -32,6 +38,7 @@ class CollectionInfo:
     dimension: int
     #: The alias the collection was reached through (None: by its own name).
     alias: str | None = None
+    embedding_backend: Provenance | None = None
 
 
 @dataclass(frozen=True)
@@ -275,6 +282,9 @@ class IngestResult:
         elapsed_s: wall time of the whole call.
         lookup_s: seconds spent asking which texts the collection already stores.
         index_s, big_load, rebuilt, big_load_reason: as in :class:`BulkResult`.
+        embedder: the embedder that embedded the texts, with its backend
+            (e.g. ``SentenceTransformerEmbedder(model=..., backend='openvino/fp32',
+            chosen by auto)``); empty without one.
     """
 
     rows: int
@@ -291,6 +301,7 @@ class IngestResult:
     big_load: bool = False
     rebuilt: tuple[str, ...] = ()
     big_load_reason: str = ""
+    embedder: str = ""
 
     @property
     def rows_per_s(self) -> float:

@@ -80,11 +80,13 @@ def show_url(url: URL) -> str:
     return url.render_as_string(hide_password=True)
 
 
-def make_embedder(model: str, *, device: str | None = None, dimension: int = 384) -> Embedder:
+def make_embedder(
+    model: str, *, device: str | None = None, dimension: int = 384, backend: str = "torch"
+) -> Embedder:
     """The embedder a model name stands for (see :func:`vectorstore.embedders.embedder_for`)."""
     from vectorstore.embedders import embedder_for
 
-    return embedder_for(model, device=device, dimension=dimension)
+    return embedder_for(model, device=device, dimension=dimension, backend=backend)
 
 
 # -- the document model (--model) and the embedder (--embedder) --------------------------

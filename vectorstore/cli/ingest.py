@@ -48,7 +48,7 @@ def _embedder_for(args: argparse.Namespace, engine: Any) -> Any:
             name = collection_model(engine, args.collection)
         except CollectionNotFoundError:
             name = DEFAULT_MODEL_NAME
-    return make_embedder(name, device=args.device)
+    return make_embedder(name, device=args.device, backend=getattr(args, "backend", "torch"))
 
 
 def _should_rebuild(engine: Any, model: Any, rows: int | None) -> tuple[bool, str | None]:
@@ -147,6 +147,8 @@ def _ingest(
         f"{result.rows_per_s:,.0f} rows/s)",
         flush=True,
     )
+    if result.embedded and result.embedder:
+        print(f"embedded by {result.embedder}", flush=True)
     return 0
 
 
@@ -300,6 +302,14 @@ def add_pipeline_commands(commands: Any) -> None:
     )
     ingest.add_argument("--device", default=None, help="embedding device: cpu, cuda, mps")
     add_embedder_argument(ingest, default_help="default: the collection's, else all-MiniLM-L6-v2")
+    ingest.add_argument(
+        "--backend",
+        choices=["torch", "onnxruntime", "openvino", "auto"],
+        default="torch",
+        help="how the model runs: torch (default), onnxruntime or openvino (CPU, fp32), or "
+        "auto: the fastest backend the quality gate admits on this machine, chosen on the "
+        "file's first texts (docs/embedding-backends.md)",
+    )
     add_document_model_argument(ingest)
     ingest.add_argument(
         "--rebuild-index",

@@ -27,6 +27,7 @@ from vectorstore._identifiers import check_collection_name, check_model_identifi
 from vectorstore._target import CollectionSpec
 from vectorstore.config import make_engine
 from vectorstore.embedders import Embedder
+from vectorstore.embedding.provenance import AUTO_PENDING, Provenance, compatible
 from vectorstore.errors import (
     CollectionNotFoundError,
     ConflictError,
@@ -67,7 +68,10 @@ __all__ = [
 
 def _info(row: Any, name: str) -> CollectionInfo:
     alias = None if row.name == name else name
-    return CollectionInfo(row.id, row.name, row.embedding_model, row.dimension, alias)
+    backend = Provenance.from_json(row.embedding_backend)
+    return CollectionInfo(
+        row.id, row.name, row.embedding_model, row.dimension, alias, embedding_backend=backend
+    )
 
 
 def find(session: Session, name: str, *, lock: bool = False) -> CollectionInfo | None:
@@ -86,7 +90,7 @@ def find(session: Session, name: str, *, lock: bool = False) -> CollectionInfo |
     if lock:
         row = session.execute(
             select(Collection.id, Collection.name, Collection.embedding_model,
-                   Collection.dimension)
+                   Collection.dimension, Collection.embedding_backend)
             .join(CollectionAlias, CollectionAlias.collection_id == Collection.id)
             .where(CollectionAlias.name == name)
             .with_for_update(read=True, of=CollectionAlias)
@@ -95,14 +99,21 @@ def find(session: Session, name: str, *, lock: bool = False) -> CollectionInfo |
             return _info(row, name)
         row = session.execute(
             select(Collection.id, Collection.name, Collection.embedding_model,
-                   Collection.dimension).where(Collection.name == name)
+                   Collection.dimension, Collection.embedding_backend)
+            .where(Collection.name == name)
         ).one_or_none()  # fmt: skip
         return None if row is None else _info(row, name)
     aliased = (
         select(CollectionAlias.collection_id).where(CollectionAlias.name == name).scalar_subquery()
     )
     row = session.execute(
-        select(Collection.id, Collection.name, Collection.embedding_model, Collection.dimension)
+        select(
+            Collection.id,
+            Collection.name,
+            Collection.embedding_model,
+            Collection.dimension,
+            Collection.embedding_backend,
+        )
         .where(or_(Collection.name == name, Collection.id == aliased))
         .order_by(Collection.name == name)  # the alias's target (False) first
         .limit(1)
@@ -157,6 +168,24 @@ def claim_name(session: Session, name: str, *, kind: str) -> None:
         raise ConflictError(f"a collection named {name!r} exists already")
 
 
+def provenance_of(embedder: Embedder | None) -> Provenance | None:
+    """The embedder's backend and precision, when it tells (``SentenceTransformerEmbedder`` does).
+
+    Read without loading a model: ``claimed_provenance`` when the embedder
+    has it, else ``provenance``.
+    """
+    for attribute in ("claimed_provenance", "provenance"):
+        found = getattr(embedder, attribute, None)
+        if isinstance(found, Provenance):
+            return found
+    return None
+
+
+def _recorded(embedder: Embedder | None) -> dict[str, Any] | None:
+    found = provenance_of(embedder)
+    return None if found is None or found == AUTO_PENDING else found.to_json()
+
+
 def create_or_find(
     session: Session, spec: CollectionSpec, embedder: Embedder | None, *, lock: bool = True
 ) -> CollectionInfo:
@@ -191,6 +220,7 @@ def create_or_find(
                 name=spec.name,
                 embedding_model=spec.recorded_model(embedder),
                 dimension=spec.dimension,
+                embedding_backend=_recorded(embedder),
             )
             .on_conflict_do_nothing(index_elements=["name"])
             .returning(Collection.id)
@@ -232,6 +262,13 @@ def check_compatible(info: CollectionInfo, spec: CollectionSpec, embedder: Embed
             raise EmbeddingModelMismatchError(
                 f"collection {info.name!r} was embedded with {info.embedding_model!r}; "
                 f"refusing to mix in vectors from {embedder.model_name!r}"
+            )
+        backend = provenance_of(embedder)
+        if not compatible(info.embedding_backend, backend):
+            raise EmbeddingModelMismatchError(
+                f"collection {info.name!r} was embedded by {info.embedding_backend}; refusing "
+                f"to mix in vectors from {backend}: only backends admitted by the quality "
+                "gate share a collection"
             )
     if spec.embedding_model is not None and spec.embedding_model != info.embedding_model:
         raise EmbeddingModelMismatchError(

@@ -43,7 +43,7 @@ from vectorstore.results import CollectionInfo, IngestResult
 
 from .batch import DEFAULT_CHUNK_ROWS, Batch
 from .inputs import batches_from, source_total
-from .load import ConflictPolicy, bulk_load, embed_missing
+from .load import ConflictPolicy, bulk_load, embed_missing, primed
 
 __all__ = ["IngestResult", "export_parquet", "ingest"]
 
@@ -74,6 +74,7 @@ def ingest(
         source, target.dimension, chunk_rows=chunk_rows, files=True, columns=columns
     )
     total, estimated = source_total(source)
+    batches = primed(target.embedder, batches)  # a backend="auto" embedder chooses on them
     counts = {"rows": 0, "known": 0, "embedded": 0}
     timing = {"embed": 0.0, "lookup": 0.0}
 
@@ -148,6 +149,7 @@ def ingest(
         write_s=loader.counts.write_s, elapsed_s=time.perf_counter() - started,
         index_s=big.index_s, big_load=big.started, rebuilt=big.describe(),
         big_load_reason=big.reason,
+        embedder="" if target.embedder is None else repr(target.embedder),
     )  # fmt: skip
     return result, loader.collection
 

@@ -30,6 +30,7 @@ external id, like the client-side validation errors do.
 from __future__ import annotations
 
 import bisect
+import itertools
 import re
 import time
 from collections.abc import Iterable, Iterator, Mapping
@@ -69,12 +70,34 @@ __all__ = [
     "bulk_load",
     "check_policy",
     "embed_missing",
+    "primed",
 ]
 
 #: What to do with an external id the collection already holds.
 ConflictPolicy = Literal["error", "skip", "update"]
 POLICIES: tuple[ConflictPolicy, ...] = ("error", "skip", "update")
 _CONTEXT_LINE = re.compile(r"\bline (\d+)\b")
+
+
+def primed(embedder: Embedder | None, batches: Iterable[Batch]) -> Iterator[Batch]:
+    """``batches``, after the embedder has seen the first one's texts (when it wants to).
+
+    An embedder that chooses its backend on the user's own texts
+    (``SentenceTransformerEmbedder(backend="auto")``, or any gated backend)
+    has ``prepare(sample)``: it is called here, before the load opens its
+    transaction and the collection records the backend, with the texts of
+    the first batch.
+    """
+    prepare = getattr(embedder, "prepare", None)
+    it = iter(batches)
+    if prepare is None:
+        return it
+    first = next(it, None)
+    if first is None:
+        return it
+    if first.needs_embedding:
+        prepare(list(first.texts))
+    return itertools.chain([first], it)
 
 
 def check_policy(policy: object) -> ConflictPolicy:
@@ -426,6 +449,7 @@ def bulk_add(
             embedded += embed_missing(batch, target.embedder)
             yield batch
 
+    batches = primed(target.embedder, batches)
     with bulk_load(target, policy, action="bulk_add", rebuild_index=rebuild_index,
                    index_options=index_options, expected_rows=expected_rows) as loader:  # fmt: skip
         loader.load(prepare())
