@@ -171,7 +171,8 @@ def load(engine: Any, data: np.ndarray[Any, Any], cats: list[str], randoms: list
             print(f"    [{p.number}/{p.total}] {p.index}: {p.phase}{share}", flush=True)
 
     texts = texts_for(len(cats), seed)
-    metadata = [{"cat": c, "rnd": r, "i": i} for i, (c, r) in enumerate(zip(cats, randoms))]
+    pairs = zip(cats, randoms, strict=True)
+    metadata = [{"cat": c, "rnd": r, "i": i} for i, (c, r) in enumerate(pairs)]
     options: dict[str, Any] = {"maintenance_work_mem": memory, "progress": progress}
     if workers is not None:
         options["parallel_workers"] = workers
@@ -218,8 +219,11 @@ def near(data: np.ndarray[Any, Any], i: int, rng: np.random.Generator) -> np.nda
     return (q / np.linalg.norm(q)).astype(np.float32)
 
 
+Case = tuple[str, str, Any, list[tuple[np.ndarray[Any, Any], list[int]]]]
+
+
 def cases(data: np.ndarray[Any, Any], cats: list[str], randoms: list[str], n: int,
-          seed: int) -> list[tuple[str, str, Any, list[tuple[np.ndarray[Any, Any], list[int]]]]]:  # fmt: skip
+          seed: int) -> list[Case]:  # fmt: skip
     """(kind, selectivity, filter, [(query, truth)]) for every case."""
     rng = np.random.default_rng(seed + 3)
     rows = len(cats)
@@ -252,7 +256,7 @@ def run_cases(repo: Any, all_cases: Any, rounds: int) -> list[dict[str, Any]]:
         used: dict[str, int] = {}
         for _ in range(rounds):
             for q, want in queries:
-                ms, got = timed(lambda q=q: repo.nearest(q, k=K, filter=flt))
+                ms, got = timed(lambda q=q, f=flt: repo.nearest(q, k=K, filter=f))
                 times.append(ms)
                 ids = [int(h.document.external_id) for h in got]
                 recalls.append(recall(ids, want))
