@@ -111,3 +111,23 @@ def test_a_big_load_warns_when_its_hnsw_rebuild_will_spill(engine: Engine, embed
             "JOIN pg_am a ON a.oid = c.relam WHERE a.amname = 'hnsw'"
         )).scalar_one()  # fmt: skip
     assert valid is True
+
+
+def test_rebuilding_a_partial_halfvec_definition_counts_only_its_collection(
+    repo: Repo, session: Session
+) -> None:
+    other: Repo = vs.DocumentRepository(session, collection="other", embedder=repo.embedder)
+    other.bulk_add([f"o {i}" for i in range(ROWS)], embeddings=_data())
+    repo.bulk_add([f"h {i}" for i in range(1000)], embeddings=_data(1000))
+    cid = repo.collection.id
+    definition = (f"CREATE INDEX vsx_half ON public.vectorstore_documents USING hnsw "
+                  f"(((embedding)::halfvec(384)) halfvec_cosine_ops) WITH (m='16') "
+                  f"WHERE (collection_id = {cid})")  # fmt: skip
+    with pytest.warns(vs.IndexMemoryWarning) as caught:
+        vs.rebuild_ann_indexes(session, vs.Document, [definition], maintenance_work_mem="1MB")
+    before = [m for m in _messages(caught) if "will spill" in m]
+    assert before, _messages(caught)
+    assert "over 1000 rows" in before[0]  # the partial index's rows, not the table's
+    warning = next(w.message for w in caught if "will spill" in str(w.message))
+    assert isinstance(warning, vs.IndexMemoryWarning)
+    assert warning.needed == hnsw_graph_bytes(1000, 384, precision="halfvec")
