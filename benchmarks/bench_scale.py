@@ -291,7 +291,8 @@ def main() -> int:
     data, cats, randoms = build_set(args.rows, args.seed)
     print(f"built {args.rows} vectors in {time.perf_counter() - started:.1f} s", flush=True)
     memory = args.maintenance_work_mem or (
-        f"{int(hnsw_graph_bytes(args.rows, DIM) * 1.1 / 1024**2) + 64}MB")
+        f"{int(hnsw_graph_bytes(args.rows, DIM) * 1.1 / 1024**2) + 64}MB"
+    )
     load_info: dict[str, Any] = {}
     if args.reuse:
         engine = existing_engine(args.url, args.rows)
