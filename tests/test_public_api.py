@@ -27,7 +27,9 @@ def test_every_exported_name_exists() -> None:
 def test_errors_share_one_base() -> None:
     for name in vs.__all__:
         value = getattr(vs, name)
-        if inspect.isclass(value) and issubclass(value, Exception):
+        if inspect.isclass(value) and issubclass(value, Warning):
+            assert issubclass(value, vs.VectorStoreWarning), name
+        elif inspect.isclass(value) and issubclass(value, Exception):
             assert issubclass(value, vs.VectorStoreError), name
     assert issubclass(vs.ValidationError, ValueError)
     assert issubclass(vs.CollectionNotFoundError, LookupError)

@@ -24,6 +24,9 @@
     ├── WriteError                    a buffered writer could not write some records
     └── IndexBuildError               an ANN index could not be (re)built
 
+    VectorStoreWarning (UserWarning)
+    └── IndexMemoryWarning            an HNSW build's graph does not fit maintenance_work_mem
+
 Driver errors are translated in exactly one place, :func:`translate_db_error`,
 which classifies by SQLSTATE (the ``pgcode``/``sqlstate`` attribute of the
 psycopg2 or psycopg 3 exception), never by matching message text.  Callers
@@ -85,6 +88,7 @@ __all__ = [
     "ExtensionMissingError",
     "FilterError",
     "IndexBuildError",
+    "IndexMemoryWarning",
     "MissingDependencyError",
     "QueryTimeoutError",
     "ReadOnlyError",
@@ -93,6 +97,7 @@ __all__ = [
     "StorageFullError",
     "ValidationError",
     "VectorStoreError",
+    "VectorStoreWarning",
     "VerificationError",
     "WriteError",
     "db_errors",
@@ -283,6 +288,27 @@ class IndexBuildError(VectorStoreError):
     def __init__(self, message: str, *, definitions: Sequence[str] = ()) -> None:
         super().__init__(message)
         self.definitions = list(definitions)
+
+
+class VectorStoreWarning(UserWarning):
+    """Base class of the warnings vectorstore emits (something works, but worse than it could)."""
+
+
+class IndexMemoryWarning(VectorStoreWarning):
+    """An HNSW build's graph does not fit in ``maintenance_work_mem``: the build spills.
+
+    The build still completes, several times slower.  Raised as a warning
+    before a build whose estimated graph is larger than the setting, and when
+    pgvector reports during a build that the graph no longer fits.
+    Attributes: ``needed`` (estimated bytes, or None when only pgvector's
+    notice was seen) and ``available`` (the setting's bytes, or None).
+    """
+
+    def __init__(self, message: str, *, needed: int | None = None,
+                 available: int | None = None) -> None:  # fmt: skip
+        super().__init__(message)
+        self.needed = needed
+        self.available = available
 
 
 # SQLSTATE classes, see the PostgreSQL manual, appendix A "Error codes".

@@ -29,6 +29,9 @@ from __future__ import annotations
 
 import hashlib
 import re
+import warnings
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -36,12 +39,23 @@ from sqlalchemy import func, select, text
 
 from vectorstore._metrics import Metric, normalize_metric, opclass, short_name
 from vectorstore._target import Sessions
-from vectorstore.errors import IndexBuildError, ValidationError
+from vectorstore.errors import IndexBuildError, IndexMemoryWarning, ValidationError
 from vectorstore.models import embedding_dimension
 
 from .catalog import AnnIndex, forget, list_ann_indexes
 
-__all__ = ["IndexSpec", "create_index", "drop_index", "index_ddl", "list_indexes"]
+__all__ = [
+    "IndexSpec",
+    "check_build_memory",
+    "check_definition_memory",
+    "create_index",
+    "drop_index",
+    "hnsw_graph_bytes",
+    "index_ddl",
+    "list_indexes",
+    "memory_bytes",
+    "surfaced_notices",
+]
 
 _NAME = re.compile(r"^[a-z_][a-z0-9_]{0,62}$")
 _HNSW_MAX_DIM = {"vector": 2000, "halfvec": 4000, "binary": 64000}
@@ -162,6 +176,195 @@ def index_ddl(
     )
 
 
+# -- build memory -------------------------------------------------------------------
+#: Bytes of an HNSW graph element besides its vector and neighbour lists
+#: (element header, heap TIDs, allocator overhead), fitted to the point where
+#: pgvector 0.8 reported that 100,000 384-d rows no longer fit (see docs/scale.md).
+_ELEMENT_OVERHEAD = 190
+#: Bytes per neighbour slot (a pointer and a distance).
+_NEIGHBOUR_BYTES = 16
+_VECTOR_BYTES = {"vector": 4.0, "halfvec": 2.0, "binary": 1 / 8}
+_UNITS = {"": 1024, "kb": 1024, "mb": 1024**2, "gb": 1024**3, "tb": 1024**4, "b": 1}
+_MEMORY = re.compile(r"^\s*(\d+)\s*(b|kb|mb|gb|tb)?\s*$", re.IGNORECASE)
+
+
+def hnsw_graph_bytes(rows: int, dimension: int, *, m: int = 16, precision: str = "vector") -> int:
+    """The estimated size of the in-memory graph of an HNSW build over ``rows`` rows.
+
+    pgvector builds the graph in ``maintenance_work_mem`` while it fits, then
+    inserts the remaining rows on disk, which is several times slower.  Per
+    row: the indexed value, ``2 m`` neighbour slots on layer 0 and ``m`` on
+    each upper layer a row reaches (``1 / (m - 1)`` of them on average), and a
+    fixed overhead.
+    """
+    value = 8 + _VECTOR_BYTES.get(precision, 4.0) * dimension
+    slots = 2 * m + m / max(m - 1, 1)
+    return int(rows * (value + slots * _NEIGHBOUR_BYTES + _ELEMENT_OVERHEAD))
+
+
+def memory_bytes(setting: str) -> int:
+    """Bytes of a PostgreSQL memory setting as written or shown (``'512MB'``, ``'65536kB'``)."""
+    found = _MEMORY.match(setting)
+    if found is None:
+        raise ValidationError(f"{setting!r} is not a memory size like '512MB'")
+    return int(found.group(1)) * _UNITS[(found.group(2) or "").lower()]
+
+
+def _size(n: float) -> str:
+    for unit, scale in (("GB", 1024**3), ("MB", 1024**2)):
+        if n >= scale:
+            return f"{n / scale:.1f} {unit}"
+    return f"{n / 1024:.0f} kB"
+
+
+def check_build_memory(
+    rows: int, dimension: int, memory: str, *, m: int = 16, precision: str = "vector",
+    index: str = "the HNSW index",
+) -> bool:  # fmt: skip
+    """Warn (:class:`~vectorstore.IndexMemoryWarning`) when the graph will not fit ``memory``.
+
+    Returns whether it fits.  A warning, not an error: the build still
+    completes, only more slowly.
+    """
+    needed = hnsw_graph_bytes(rows, dimension, m=m, precision=precision)
+    available = memory_bytes(memory)
+    if needed <= available:
+        return True
+    warnings.warn(
+        IndexMemoryWarning(
+            f"building {index} over {rows} rows needs about {_size(needed)} of "
+            f"maintenance_work_mem for its graph; {memory} is set, so the build will spill "
+            f"to disk and take several times longer. Pass maintenance_work_mem="
+            f"'{-(-needed // 1024**2)}MB' (or more) if the server has the memory.",
+            needed=needed, available=available,
+        ),
+        stacklevel=3,
+    )  # fmt: skip
+    return False
+
+
+#: pgvector's NOTICE when the graph outgrows maintenance_work_mem during a build.
+#: Notices carry SQLSTATE 00000, so this one is known by its text.
+_SPILL_NOTICE = "no longer fits into maintenance_work_mem"
+
+
+class _NoticeRecorder:
+    """Stands in for psycopg2's ``connection.notices`` list during a build.
+
+    SQLAlchemy's psycopg2 dialect drains that list after every statement (to
+    its INFO logger), so the build's notices are recorded as psycopg2 appends
+    them; the list operations SQLAlchemy uses still work.
+    """
+
+    def __init__(self, seen: list[str]) -> None:
+        self.seen = seen
+        self.items: list[Any] = []
+
+    def append(self, notice: Any) -> None:
+        self.seen.append(str(notice))
+        self.items.append(notice)
+
+    def __iter__(self) -> Iterator[Any]:
+        return iter(self.items)
+
+    def __len__(self) -> int:
+        return len(self.items)
+
+    def __setitem__(self, key: Any, value: Any) -> None:
+        self.items[key] = value
+
+
+@contextmanager
+def surfaced_notices(connection: Any, index: str) -> Iterator[None]:
+    """Re-emit pgvector's "graph no longer fits" NOTICE of a build as an IndexMemoryWarning.
+
+    ``connection``: the SQLAlchemy connection the build runs on (psycopg2 or
+    psycopg 3; other drivers are left alone).
+    """
+    raw = getattr(connection.connection, "dbapi_connection", None)
+    seen: list[str] = []
+    handler = None
+    original = getattr(raw, "notices", None)
+    if isinstance(original, list):  # psycopg2
+        raw.notices = _NoticeRecorder(seen)  # type: ignore[union-attr]
+    elif raw is not None and hasattr(raw, "add_notice_handler"):  # psycopg 3
+
+        def handler(diag: Any) -> None:
+            seen.append(str(diag.message_primary or ""))
+
+        raw.add_notice_handler(handler)
+    try:
+        yield
+    finally:
+        if handler is not None and raw is not None:
+            raw.remove_notice_handler(handler)
+        if isinstance(original, list):
+            raw.notices = original  # type: ignore[union-attr]
+        spilled = [n.strip() for n in seen if _SPILL_NOTICE in n]
+        if spilled:
+            text_ = spilled[0].removeprefix("NOTICE:").strip().splitlines()[0]
+            warnings.warn(
+                IndexMemoryWarning(
+                    f"building {index}: pgvector reported '{text_}'; the rest of the build "
+                    f"ran on disk, several times slower. Raise maintenance_work_mem (see "
+                    f"vectorstore.schema.indexes.hnsw_graph_bytes) for the next build."
+                ),
+                stacklevel=3,
+            )  # fmt: skip
+
+
+_DEFINITION = re.compile(
+    r" ON (?:ONLY )?(?P<table>\S+) USING hnsw \(\(*(?P<column>\w+)\)?(?:::\w+\((?P<dim>\d+)\))?"
+    r"(?P<rest>.*)$",
+    re.IGNORECASE | re.DOTALL,
+)
+_M = re.compile(r"\bm\s*=\s*'?(\d+)")
+_WHERE = re.compile(r"\sWHERE\s(.+)$", re.IGNORECASE | re.DOTALL)
+
+
+def check_definition_memory(connection: Any, definition: str, memory: str) -> bool | None:
+    """:func:`check_build_memory` for a ``CREATE INDEX`` text (as ``pg_get_indexdef`` gives it).
+
+    Counts the rows the index will cover on ``connection`` (inside the
+    caller's transaction, so a big load's own rows are counted).  None when
+    ``definition`` is not an HNSW index this can read.
+    """
+    found = _DEFINITION.search(definition)
+    if found is None:
+        return None
+    table, column, rest = found.group("table"), found.group("column"), found.group("rest")
+    m = _M.search(rest)
+    where = _WHERE.search(rest)
+    precision = ("binary" if "binary_quantize" in definition
+                 else "halfvec" if "halfvec(" in definition else "vector")  # fmt: skip
+    dim = found.group("dim")
+    clause = f" WHERE {where.group(1)}" if where else ""
+    rows, dims = connection.execute(text(
+        f"SELECT count(*), (SELECT vector_dims({column}) FROM {table} LIMIT 1) "
+        f"FROM {table}{clause}"
+    )).one()  # fmt: skip
+    if dims is None:
+        return True
+    name = definition.split(" ON ")[0].split()[-1]
+    return check_build_memory(int(rows), int(dim or dims), memory, precision=precision,
+                              m=int(m.group(1)) if m else 16, index=name)  # fmt: skip
+
+
+def _build_check(
+    sessions: Sessions, model: Any, spec: IndexSpec, collection_id: int | None,
+    memory: str | None, name: str,
+) -> None:  # fmt: skip
+    """The memory check before building ``spec`` (HNSW only)."""
+    if spec.method != "hnsw":
+        return
+    rows = _rows(sessions, model, collection_id)
+    if memory is None:
+        with sessions.read("show maintenance_work_mem") as session:
+            memory = str(session.execute(text("SHOW maintenance_work_mem")).scalar_one())
+    check_build_memory(rows, embedding_dimension(model), memory, m=spec.m,
+                       precision=spec.precision, index=name)  # fmt: skip
+
+
 # -- DDL ---------------------------------------------------------------------------
 def list_indexes(sessions: Sessions, model: Any) -> list[AnnIndex]:
     """The HNSW / IVFFlat indexes on ``model``'s table."""
@@ -222,12 +425,14 @@ def create_index(
               if maintenance_work_mem else None)  # fmt: skip
     try:
         with sessions.errors(f"create index {name}"):
+            _build_check(sessions, model, spec, collection_id, maintenance_work_mem, name)
             if concurrently:
                 with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
                     if memory:
                         conn.exec_driver_sql(memory)
                     try:
-                        conn.exec_driver_sql(ddl)
+                        with surfaced_notices(conn, name):
+                            conn.exec_driver_sql(ddl)
                     except Exception:
                         conn.exec_driver_sql(f"DROP INDEX CONCURRENTLY IF EXISTS {name}")
                         raise
@@ -238,7 +443,8 @@ def create_index(
                 with sessions.write(f"create index {name}") as session:
                     if memory:
                         session.execute(text(f"SET LOCAL {memory[4:]}"))
-                    session.execute(text(ddl))
+                    with surfaced_notices(session.connection(), name):
+                        session.execute(text(ddl))
     except ValidationError:
         raise
     except Exception as exc:

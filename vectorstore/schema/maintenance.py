@@ -39,6 +39,7 @@ from sqlalchemy.schema import CreateIndex
 from vectorstore.errors import IndexBuildError, ValidationError, db_errors
 
 from .catalog import forget, list_ann_indexes
+from .indexes import check_definition_memory, surfaced_notices
 
 __all__ = [
     "DEFAULT_MAINTENANCE_WORK_MEM",
@@ -215,13 +216,18 @@ def run_with_progress(
 ) -> None:
     """Run one ``CREATE INDEX`` with ``settings``, reporting progress to ``progress``."""
     name = index or _name_of(definition)
+    connection = bind.connection() if isinstance(bind, Session) else bind
+    hnsw = " using hnsw " in definition.lower()
     with _settings(bind, settings):
-        if progress is None:
-            bind.execute(text(definition))
-            return
-        pid = int(bind.execute(text("SELECT pg_backend_pid()")).scalar_one())
-        with _ProgressReader(_engine(bind), pid, progress, name, number, total):
-            bind.execute(text(definition))
+        if hnsw and "maintenance_work_mem" in settings:
+            check_definition_memory(connection, definition, settings["maintenance_work_mem"])
+        with surfaced_notices(connection, name):
+            if progress is None:
+                bind.execute(text(definition))
+                return
+            pid = int(bind.execute(text("SELECT pg_backend_pid()")).scalar_one())
+            with _ProgressReader(_engine(bind), pid, progress, name, number, total):
+                bind.execute(text(definition))
     progress(IndexBuildProgress(name, "done", 0, 0, 0, 0, number, total))
 
 
