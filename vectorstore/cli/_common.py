@@ -9,7 +9,8 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
@@ -74,6 +75,16 @@ def engine_for(args: argparse.Namespace) -> Engine:
     from vectorstore.config import make_engine
 
     return make_engine(url_for(args))
+
+
+@contextmanager
+def opened_engine(args: argparse.Namespace) -> Iterator[Engine]:
+    """The command's engine, disposed of when the command is done with it."""
+    engine = engine_for(args)
+    try:
+        yield engine
+    finally:
+        engine.dispose()
 
 
 def show_url(url: URL) -> str:

@@ -11,7 +11,7 @@ import argparse
 import json
 from typing import Any
 
-from ._common import EXIT_OK, add_subcommands, engine_for, out, table
+from ._common import EXIT_OK, add_subcommands, opened_engine, out, table
 
 __all__ = ["add_alias_commands"]
 
@@ -27,11 +27,8 @@ def _as_dict(info: Any) -> dict[str, Any]:
 def cmd_list(args: argparse.Namespace) -> int:
     from vectorstore.schema.aliases import list_aliases
 
-    engine = engine_for(args)
-    try:
+    with opened_engine(args) as engine:
         found = list_aliases(engine)
-    finally:
-        engine.dispose()
     if args.json:
         out(json.dumps([_as_dict(a) for a in found], indent=2))
         return EXIT_OK
@@ -44,11 +41,8 @@ def cmd_list(args: argparse.Namespace) -> int:
 
 
 def _one(args: argparse.Namespace, call: Any, *names: str) -> Any:
-    engine = engine_for(args)
-    try:
+    with opened_engine(args) as engine:
         return call(engine, *names)
-    finally:
-        engine.dispose()
 
 
 def cmd_create(args: argparse.Namespace) -> int:

@@ -17,7 +17,7 @@ from ._common import (
     add_document_model_argument,
     add_subcommands,
     document_model,
-    engine_for,
+    opened_engine,
     out,
     positive_int,
     size,
@@ -40,11 +40,8 @@ def cmd_list(args: argparse.Namespace) -> int:
     from vectorstore.schema.collections import list_collections
 
     model = document_model(args.model)
-    engine = engine_for(args)
-    try:
+    with opened_engine(args) as engine:
         found = list_collections(engine, model=model)
-    finally:
-        engine.dispose()
     if args.json:
         out(json.dumps([_summary(c) for c in found], indent=2))
         return EXIT_OK
@@ -64,11 +61,8 @@ def cmd_info(args: argparse.Namespace) -> int:
     from vectorstore.schema.collections import collection_info
 
     model = document_model(args.model)
-    engine = engine_for(args)
-    try:
+    with opened_engine(args) as engine:
         info = collection_info(engine, args.name, model=model)
-    finally:
-        engine.dispose()
     if args.json:
         out(json.dumps(_summary(info), indent=2))
         return EXIT_OK
@@ -86,14 +80,11 @@ def cmd_create(args: argparse.Namespace) -> int:
     from vectorstore.schema.collections import create_collection
 
     model = document_model(args.model)
-    engine = engine_for(args)
-    try:
+    with opened_engine(args) as engine:
         info = create_collection(
             engine, args.name, embedding_model=args.embedder or DEFAULT_MODEL_NAME,
             dimension=args.dimension, model=model,
         )  # fmt: skip
-    finally:
-        engine.dispose()
     out(f"collection {info.name} created ({info.embedding_model}, {info.dimension}-d)")
     return EXIT_OK
 
@@ -106,11 +97,8 @@ def cmd_drop(args: argparse.Namespace) -> int:
             f"dropping collection {args.name!r} deletes its documents: add --yes to confirm"
         )
     model = document_model(args.model)
-    engine = engine_for(args)
-    try:
+    with opened_engine(args) as engine:
         deleted = drop_collection(engine, args.name, model=model)
-    finally:
-        engine.dispose()
     out(f"collection {args.name} dropped ({deleted:,} documents deleted)")
     return EXIT_OK
 
@@ -118,11 +106,8 @@ def cmd_drop(args: argparse.Namespace) -> int:
 def cmd_rename(args: argparse.Namespace) -> int:
     from vectorstore.schema.collections import rename_collection
 
-    engine = engine_for(args)
-    try:
+    with opened_engine(args) as engine:
         rename_collection(engine, args.old, args.new, alias=args.alias)
-    finally:
-        engine.dispose()
     kept = f" (alias {args.old} -> {args.new} kept)" if args.alias else ""
     out(f"collection {args.old} renamed to {args.new}{kept}")
     return EXIT_OK

@@ -17,7 +17,7 @@ from ._common import (
     add_document_model_argument,
     add_subcommands,
     document_model,
-    engine_for,
+    opened_engine,
     out,
     table,
 )
@@ -29,11 +29,8 @@ def cmd_create(args: argparse.Namespace) -> int:
     from vectorstore.schema.partitions import create_tenant
 
     model = document_model(args.model)
-    engine = engine_for(args)
-    try:
+    with opened_engine(args) as engine:
         info = create_tenant(engine, args.name, model=model, embedding_model=args.embedder)
-    finally:
-        engine.dispose()
     out(f"tenant {info.name} created (collection id {info.id}, {info.embedding_model})")
     return EXIT_OK
 
@@ -42,11 +39,8 @@ def cmd_detach(args: argparse.Namespace) -> int:
     from vectorstore.schema.partitions import detach_tenant
 
     model = document_model(args.model)
-    engine = engine_for(args)
-    try:
+    with opened_engine(args) as engine:
         name = detach_tenant(engine, args.name, model=model)
-    finally:
-        engine.dispose()
     out(f"tenant {args.name} detached: its rows are kept in table {name}")
     return EXIT_OK
 
@@ -55,11 +49,8 @@ def cmd_attach(args: argparse.Namespace) -> int:
     from vectorstore.schema.partitions import attach_tenant
 
     model = document_model(args.model)
-    engine = engine_for(args)
-    try:
+    with opened_engine(args) as engine:
         name = attach_tenant(engine, args.name, model=model)
-    finally:
-        engine.dispose()
     out(f"tenant {args.name} attached again ({name})")
     return EXIT_OK
 
@@ -72,11 +63,8 @@ def cmd_drop(args: argparse.Namespace) -> int:
             f"dropping tenant {args.name!r} deletes its documents: add --yes to confirm"
         )
     model = document_model(args.model)
-    engine = engine_for(args)
-    try:
+    with opened_engine(args) as engine:
         deleted = drop_tenant(engine, args.name, model=model)
-    finally:
-        engine.dispose()
     out(f"tenant {args.name} dropped ({deleted:,} documents deleted)")
     return EXIT_OK
 
@@ -88,13 +76,10 @@ def cmd_list(args: argparse.Namespace) -> int:
     from vectorstore.schema.partitions import list_partitions
 
     model = document_model(args.model)
-    engine = engine_for(args)
-    try:
+    with opened_engine(args) as engine:
         with Session(engine) as session:
             names = dict(session.query(Collection.id, Collection.name).all())
             found = list_partitions(session, model.__table__)
-    finally:
-        engine.dispose()
     rows: list[Any] = [
         (names.get(p.collection_id, "?"), p.collection_id, p.name,
          "attached" if p.attached else "detached")
