@@ -188,7 +188,7 @@ def _ingest(backend: Any, texts: list[str], key: tuple[str, str, int], rounds: i
             began = time.perf_counter()
             emb.embed(texts)
             bare.append(len(texts) / (time.perf_counter() - began))
-            repo = vs.DocumentRepository(url, collection=f"bench-{r}", embedder=emb)
+            repo = vs.DocumentRepository.standalone(url, collection=f"bench-{r}", embedder=emb)
             try:
                 result = repo.ingest(texts, chunk_rows=chunk, progress=False)
             finally:
