@@ -271,3 +271,26 @@ def test_readers_during_switches_never_see_an_error_or_an_empty_result(engine: E
         t.join()
     assert errors == []
     assert len(seen) >= 1
+
+
+def test_changes_through_an_alias_follow_it_or_refuse(engine: Engine) -> None:
+    """update / update_where / delete_where hold the alias like add and delete do."""
+    _fill(engine, "v1", 3)
+    _fill(engine, "v2", 3, prefix="new")
+    vs.create_alias(engine, "a", "v1")
+    with vs.DocumentRepository.standalone(engine, collection="a", embedder=EMB) as repo:
+        vs.switch_alias(engine, "a", "v2")
+        assert repo.update_where({}, merge_metadata={"seen": True}) == 3
+        assert repo.update("new-0", metadata={"k": 1}, merge=True).external_id == "new-0"
+    with vs.DocumentRepository.standalone(engine, collection="v1", embedder=EMB) as old:
+        assert old.count({"seen": True}) == 0  # the old collection was not touched
+    with Session(engine) as session:
+        repo = vs.DocumentRepository(session, collection="a", embedder=EMB)
+        assert repo.count({"seen": True}) == 3  # resolved for this transaction: v2
+        vs.switch_alias(engine, "a", "v1")  # committed by another connection
+        with pytest.raises(vs.ConflictError, match="switched"):
+            repo.delete_where({})
+        session.rollback()
+    for name in ("v1", "v2"):
+        with vs.DocumentRepository.standalone(engine, collection=name, embedder=EMB) as r:
+            assert r.count() == 3  # nothing deleted anywhere
