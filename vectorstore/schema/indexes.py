@@ -281,13 +281,14 @@ def surfaced_notices(connection: Any, index: str) -> Iterator[None]:
     ``connection``: the SQLAlchemy connection the build runs on (psycopg2 or
     psycopg 3; other drivers are left alone).
     """
-    raw = getattr(connection.connection, "dbapi_connection", None)
+    raw: Any = getattr(connection.connection, "dbapi_connection", None)
     seen: list[str] = []
     handler = None
     original = getattr(raw, "notices", None)
     if isinstance(original, list):  # psycopg2
-        raw.notices = _NoticeRecorder(seen)  # type: ignore[union-attr]
-    elif raw is not None and hasattr(raw, "add_notice_handler"):  # psycopg 3
+        raw.notices = _NoticeRecorder(seen)
+    elif hasattr(raw, "add_notice_handler") and hasattr(raw, "remove_notice_handler"):
+        # psycopg 3 (its async adapter has no remove_notice_handler: left alone)
 
         def handler(diag: Any) -> None:
             seen.append(str(diag.message_primary or ""))
@@ -299,7 +300,7 @@ def surfaced_notices(connection: Any, index: str) -> Iterator[None]:
         if handler is not None and raw is not None:
             raw.remove_notice_handler(handler)
         if isinstance(original, list):
-            raw.notices = original  # type: ignore[union-attr]
+            raw.notices = original
         spilled = [n.strip() for n in seen if _SPILL_NOTICE in n]
         if spilled:
             text_ = spilled[0].removeprefix("NOTICE:").strip().splitlines()[0]
