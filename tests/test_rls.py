@@ -47,6 +47,9 @@ def secured(engine: Engine) -> Engine:
             f"vectorstore_collections TO {APP_ROLE}"
         ))  # fmt: skip
         conn.execute(text(f"GRANT USAGE ON ALL SEQUENCES IN SCHEMA public TO {APP_ROLE}"))
+        conn.execute(text(
+            f"GRANT SELECT, UPDATE (switched_at) ON vectorstore_aliases TO {APP_ROLE}"
+        ))  # fmt: skip
     for name, seed, n in (("acme", 1, 300), ("globex", 2, 60)):
         repo = vs.DocumentRepository.standalone(engine, collection=name, embedding_model="m")
         vecs = _vectors(n, seed)
@@ -230,6 +233,9 @@ def test_partition_pruning_under_the_policy_and_no_direct_partition_access(
         ))  # fmt: skip
         conn.execute(text(f"GRANT SELECT, INSERT ON vectorstore_documents, "
                           f"vectorstore_collections TO {APP_ROLE}"))  # fmt: skip
+        conn.execute(text(
+            f"GRANT SELECT, UPDATE (switched_at) ON vectorstore_aliases TO {APP_ROLE}"
+        ))  # fmt: skip
         rls.enable_row_level_security(conn, PartitionedDocument)
     ids = _ids(engine)
     with Session(engine) as session:

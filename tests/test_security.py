@@ -43,6 +43,7 @@ GRANT CONNECT ON DATABASE {DB} TO {APP};
 GRANT USAGE ON SCHEMA public TO {APP};
 GRANT SELECT, INSERT, UPDATE, DELETE ON vectorstore_collections, vectorstore_documents TO {APP};
 GRANT SELECT ON vectorstore_alembic_version TO {APP};
+GRANT SELECT, UPDATE (switched_at) ON vectorstore_aliases TO {APP};
 """
 
 
