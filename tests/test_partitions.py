@@ -25,6 +25,7 @@ from vectorstore.errors import (
 )
 from vectorstore.models import NAMING_CONVENTION
 from vectorstore.schema import partitions
+from vectorstore.schema import tenants as tenant_ops
 
 DIM = 8
 
@@ -284,7 +285,7 @@ def test_a_big_load_rebuilds_only_that_tenants_indexes(tenants: Engine) -> None:
 def test_create_detach_attach_drop_with_documents_in_flight(tenants: Engine) -> None:
     steady = standalone(tenants, "steady")
     _load(steady, 10, 1)
-    info = partitions.create_tenant(tenants, "t1", model=TenantDoc, embedding_model="test")
+    info = tenant_ops.create_tenant(tenants, "t1", model=TenantDoc, embedding_model="test")
     t1 = standalone(tenants, "t1")
     _load(t1, 10, 2)
     with Session(tenants) as writer:  # a write in flight into another tenant
@@ -293,18 +294,18 @@ def test_create_detach_attach_drop_with_documents_in_flight(tenants: Engine) -> 
         # Creating a tenant attaches with SHARE UPDATE EXCLUSIVE: no wait on the writer.
         with Session(tenants) as admin, admin.begin():
             admin.execute(text("SET LOCAL lock_timeout = '5s'"))
-            partitions.create_tenant(admin, "t2", model=TenantDoc, embedding_model="test")
+            tenant_ops.create_tenant(admin, "t2", model=TenantDoc, embedding_model="test")
         # Detaching takes ACCESS EXCLUSIVE: with a writer in flight it waits; under a
         # lock timeout it fails and changes nothing.
         with Session(tenants) as admin, admin.begin():
             admin.execute(text("SET LOCAL lock_timeout = '200ms'"))
             with pytest.raises(VectorStoreError):
-                partitions.detach_tenant(admin, "t1", model=TenantDoc)
+                tenant_ops.detach_tenant(admin, "t1", model=TenantDoc)
         writer.commit()
     assert _partitions(tenants)[info.id].attached
     assert t1.count() == 10
     assert steady.count() == 11
-    name = partitions.detach_tenant(tenants, "t1", model=TenantDoc)
+    name = tenant_ops.detach_tenant(tenants, "t1", model=TenantDoc)
     assert not _partitions(tenants)[info.id].attached
     with tenants.connect() as conn:  # the rows are kept in the detached table
         assert conn.execute(text(f'SELECT count(*) FROM "{name}"')).scalar_one() == 10
@@ -313,21 +314,21 @@ def test_create_detach_attach_drop_with_documents_in_flight(tenants: Engine) -> 
     with pytest.raises(VectorStoreError):  # a detached tenant refuses writes
         t1.add("nope", embedding=_vectors(1, 1)[0])
     with pytest.raises(ValidationError, match="no attached partition"):
-        partitions.detach_tenant(tenants, "t1", model=TenantDoc)
-    partitions.attach_tenant(tenants, "t1", model=TenantDoc)
+        tenant_ops.detach_tenant(tenants, "t1", model=TenantDoc)
+    tenant_ops.attach_tenant(tenants, "t1", model=TenantDoc)
     assert t1.count() == 10
     assert len(t1.nearest(_vectors(1, 1)[0], k=3)) == 3
-    assert partitions.drop_tenant(tenants, "t1", model=TenantDoc) == 10
+    assert tenant_ops.drop_tenant(tenants, "t1", model=TenantDoc) == 10
     assert info.id not in _partitions(tenants)
     with pytest.raises(CollectionNotFoundError):
-        partitions.detach_tenant(tenants, "t1", model=TenantDoc)
+        tenant_ops.detach_tenant(tenants, "t1", model=TenantDoc)
     assert steady.count() == 11
 
 
 def test_dropping_a_detached_tenant_drops_its_table(tenants: Engine) -> None:
     t = standalone(tenants, "t")
     _load(t, 7, 1)
-    name = partitions.detach_tenant(tenants, "t", model=TenantDoc)
+    name = tenant_ops.detach_tenant(tenants, "t", model=TenantDoc)
     assert vs.drop_collection(tenants, "t", model=TenantDoc) == 0  # the parent holds none
     with tenants.connect() as conn:
         assert conn.execute(text("SELECT to_regclass(:n)"), {"n": name}).scalar_one() is None
@@ -339,14 +340,14 @@ def test_tenant_operations_refuse_a_table_that_is_not_partitioned(engine: Engine
     if partitioned_layout():
         pytest.skip("the default table is partitioned in this run")
     with pytest.raises(ConfigurationError, match="not partitioned"):
-        partitions.create_tenant(engine, "x", model=vs.Document)
+        tenant_ops.create_tenant(engine, "x", model=vs.Document)
     assert vs.list_collections(engine) == []
 
 
 def test_a_tenant_name_that_exists_is_a_conflict_and_nothing_changes(tenants: Engine) -> None:
-    partitions.create_tenant(tenants, "t", model=TenantDoc)
+    tenant_ops.create_tenant(tenants, "t", model=TenantDoc)
     with pytest.raises(ConflictError):
-        partitions.create_tenant(tenants, "t", model=TenantDoc)
+        tenant_ops.create_tenant(tenants, "t", model=TenantDoc)
     assert len(_partitions(tenants)) == 1
 
 
@@ -455,7 +456,7 @@ def test_a_failed_revision_leaves_no_tenant(engine: Engine) -> None:
 def test_alembic_autogenerate_ignores_the_partitions(tenants: Engine) -> None:
     from vectorstore.alembic import include_object
 
-    partitions.create_tenant(tenants, "t", model=TenantDoc)
+    tenant_ops.create_tenant(tenants, "t", model=TenantDoc)
     name = next(iter(_partitions(tenants).values())).name
     assert include_object(None, name, "table", True, None) is False
     assert include_object(None, "tenant_docs", "table", False, TenantDoc.__table__) is True

@@ -99,8 +99,8 @@ if _typing.TYPE_CHECKING:  # what type checkers and IDEs see; at run time, __get
     from .schema.indexes import IndexSpec
     from .schema.maintenance import rebuild_ann_indexes
     from .schema.migrate import check_schema, current_revision, downgrade, migrate
-    from .schema.partitions import attach_tenant, create_tenant, detach_tenant, drop_tenant
     from .schema.rls import disable_row_level_security, enable_row_level_security
+    from .schema.tenants import attach_tenant, create_tenant, detach_tenant, drop_tenant
     from .server import EmbeddedServer
     from .write.batch import MAX_METADATA_DEPTH, Record
     from .write.load import ConflictPolicy
@@ -191,10 +191,10 @@ _LAZY: dict[str, str] = {
     "rename_collection": "vectorstore.schema.collections",
     "IndexSpec": "vectorstore.schema.indexes",
     "rebuild_ann_indexes": "vectorstore.schema.maintenance",
-    "attach_tenant": "vectorstore.schema.partitions",
-    "create_tenant": "vectorstore.schema.partitions",
-    "detach_tenant": "vectorstore.schema.partitions",
-    "drop_tenant": "vectorstore.schema.partitions",
+    "attach_tenant": "vectorstore.schema.tenants",
+    "create_tenant": "vectorstore.schema.tenants",
+    "detach_tenant": "vectorstore.schema.tenants",
+    "drop_tenant": "vectorstore.schema.tenants",
     "disable_row_level_security": "vectorstore.schema.rls",
     "enable_row_level_security": "vectorstore.schema.rls",
     "check_schema": "vectorstore.schema.migrate",

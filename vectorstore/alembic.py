@@ -58,7 +58,7 @@ from typing import Any
 from sqlalchemy import URL
 
 from vectorstore.results import CollectionInfo
-from vectorstore.schema import alembic_hooks, partitions, rls
+from vectorstore.schema import alembic_hooks, partitions, rls, tenants
 from vectorstore.schema.migrate import VERSION_TABLE
 
 __all__ = [
@@ -178,24 +178,22 @@ def create_tenant(
     op: Any, name: str, *, model: Any, embedding_model: str | None = None
 ) -> CollectionInfo:
     """Create collection ``name`` and its partition of ``model``'s table (in the revision)."""
-    return partitions.create_tenant(
-        op.get_bind(), name, model=model, embedding_model=embedding_model
-    )
+    return tenants.create_tenant(op.get_bind(), name, model=model, embedding_model=embedding_model)
 
 
 def detach_tenant(op: Any, name: str, *, model: Any) -> str:
     """Detach collection ``name``'s partition (rows kept); returns the partition's name."""
-    return partitions.detach_tenant(op.get_bind(), name, model=model)
+    return tenants.detach_tenant(op.get_bind(), name, model=model)
 
 
 def attach_tenant(op: Any, name: str, *, model: Any) -> str:
     """Attach collection ``name``'s detached partition again; returns its name."""
-    return partitions.attach_tenant(op.get_bind(), name, model=model)
+    return tenants.attach_tenant(op.get_bind(), name, model=model)
 
 
 def drop_tenant(op: Any, name: str, *, model: Any, missing_ok: bool = False) -> int:
     """Drop collection ``name`` and its partition; returns the documents it held."""
-    return partitions.drop_tenant(op.get_bind(), name, model=model, missing_ok=missing_ok)
+    return tenants.drop_tenant(op.get_bind(), name, model=model, missing_ok=missing_ok)
 
 
 def enable_row_level_security(op: Any, model: Any, *, force: bool = False) -> None:

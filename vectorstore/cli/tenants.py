@@ -26,7 +26,7 @@ __all__ = ["add_tenant_commands"]
 
 
 def cmd_create(args: argparse.Namespace) -> int:
-    from vectorstore.schema.partitions import create_tenant
+    from vectorstore.schema.tenants import create_tenant
 
     model = document_model(args.model)
     with opened_engine(args) as engine:
@@ -36,7 +36,7 @@ def cmd_create(args: argparse.Namespace) -> int:
 
 
 def cmd_detach(args: argparse.Namespace) -> int:
-    from vectorstore.schema.partitions import detach_tenant
+    from vectorstore.schema.tenants import detach_tenant
 
     model = document_model(args.model)
     with opened_engine(args) as engine:
@@ -46,7 +46,7 @@ def cmd_detach(args: argparse.Namespace) -> int:
 
 
 def cmd_attach(args: argparse.Namespace) -> int:
-    from vectorstore.schema.partitions import attach_tenant
+    from vectorstore.schema.tenants import attach_tenant
 
     model = document_model(args.model)
     with opened_engine(args) as engine:
@@ -56,7 +56,7 @@ def cmd_attach(args: argparse.Namespace) -> int:
 
 
 def cmd_drop(args: argparse.Namespace) -> int:
-    from vectorstore.schema.partitions import drop_tenant
+    from vectorstore.schema.tenants import drop_tenant
 
     if not args.yes:
         raise UserError(
