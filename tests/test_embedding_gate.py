@@ -298,3 +298,18 @@ def test_candidates_follow_the_device() -> None:
     cpu = candidates("cpu")
     assert cpu[0] == ("torch", "fp32")
     assert all(backend in {"torch", "onnxruntime", "openvino"} for backend, _ in cpu)
+
+
+@pytest.mark.parametrize("native", [True, False])
+def test_cpu_bf16_is_a_candidate_only_where_the_cpu_computes_it(
+    monkeypatch: pytest.MonkeyPatch, native: bool
+) -> None:
+    import torch
+
+    from vectorstore.embedding import select
+
+    monkeypatch.setattr(torch.cpu, "_is_avx512_bf16_supported", lambda: native)
+    monkeypatch.setattr(torch.cpu, "_is_amx_tile_supported", lambda: False)
+    assert select.cpu_has_bf16() is native
+    assert (("torch", "bf16") in select.candidates("cpu")) is native
+    assert ("torch", "fp16") not in select.candidates("cpu")

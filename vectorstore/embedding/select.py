@@ -83,6 +83,19 @@ def split_sample(texts: Sequence[str]) -> tuple[list[str], list[str]]:
     return unique[0::2], unique[1::2]
 
 
+def cpu_has_bf16() -> bool:
+    """Whether this CPU computes bf16 natively (AVX512-BF16 or AMX).
+
+    Without it torch emulates bf16 and is slower than fp32, so ``auto`` does
+    not try it; with it (measured on an AVX512-BF16 CPU: about 2x fp32) it is
+    a candidate like any other and goes through the gate.
+    """
+    import torch
+
+    probes = ("_is_avx512_bf16_supported", "_is_amx_tile_supported")
+    return any(bool(getattr(torch.cpu, name, lambda: False)()) for name in probes)
+
+
 def candidates(device: str) -> list[tuple[str, str]]:
     """The (backend, precision) pairs worth trying on ``device``, the reference first."""
     found = [("torch", "fp32")]
@@ -90,6 +103,8 @@ def candidates(device: str) -> list[tuple[str, str]]:
         return [*found, ("torch", "fp16"), ("torch", "bf16")]
     if device != "cpu":
         return found
+    if cpu_has_bf16():
+        found.append(("torch", "bf16"))
     if installed("onnxruntime") and installed("onnx"):
         found += [("onnxruntime", "fp32"), ("onnxruntime", "int8")]
     if installed("openvino") and installed("onnx"):
