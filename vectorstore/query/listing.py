@@ -36,6 +36,7 @@ from vectorstore.errors import ValidationError
 from vectorstore.results import Page
 
 from .filters import FilterLike, compile_filter
+from .shadow import shadow_condition
 
 __all__ = [
     "DEFAULT_CHUNK",
@@ -71,7 +72,10 @@ def scope(target: Target[Any], filter: FilterLike) -> ColumnElement[bool]:
     """This collection's rows, narrowed by ``filter`` (compiled; FilterError when malformed)."""
     compiled = compile_filter(filter, target.model)
     own: ColumnElement[bool] = target.model.collection_id == target.collection_id
-    return own if compiled is None else own & compiled
+    if compiled is None:
+        return own
+    semi = shadow_condition(target, filter)  # metadata_index = "table": its GIN index
+    return own & compiled if semi is None else own & compiled & semi
 
 
 def count(target: Target[Any], filter: FilterLike = None) -> int:

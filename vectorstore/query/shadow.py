@@ -1,0 +1,52 @@
+"""Reads of the ``metadata_index = "table"`` layout: the semi-join on the shadow's GIN index.
+
+The documents table of that layout has no index on ``metadata``
+(:mod:`vectorstore.metadata_table`), so a read whose speed comes from a
+metadata index (an exact ranking of the filtered rows, a count, a page, the
+batches of ``update_where``) adds::
+
+    id IN (SELECT document_id FROM <table>_metadata
+           WHERE collection_id = :c AND <the filter's metadata conjuncts>)
+
+to the unchanged filter: the conjuncts compiled against the shadow's
+``metadata``, whose GIN index serves them.  The whole filter is still
+evaluated on the documents' own columns, so the result is the inline
+layout's (the shadow only narrows which rows are looked at).  HNSW scans
+filter row-wise and need no join: :func:`shadow_condition` is only asked
+where it helps.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sqlalchemy import ColumnElement, select
+
+from vectorstore._target import Target
+from vectorstore.metadata_table import metadata_table
+
+from .filters import compile_metadata_filter, metadata_conjuncts
+
+__all__ = ["shadow_condition"]
+
+
+def shadow_condition(target: Target[Any], spec: Any) -> ColumnElement[bool] | None:
+    """The semi-join on ``target``'s shadow table for ``spec``; None for the inline layout.
+
+    None too when ``spec`` has no metadata conjunct (a filter on document
+    columns only, a SQLAlchemy expression): nothing for the shadow's index.
+    """
+    shadow = metadata_table(target.model)
+    if shadow is None:
+        return None
+    part = metadata_conjuncts(spec)
+    if part is None:
+        return None
+    compiled = compile_metadata_filter(part, target.model, shadow.c.metadata)
+    if compiled is None:
+        return None
+    ids = select(shadow.c.document_id).where(
+        shadow.c.collection_id == target.collection_id, compiled
+    )
+    found: ColumnElement[bool] = target.model.id.in_(ids)
+    return found
