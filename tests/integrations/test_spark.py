@@ -197,14 +197,18 @@ def test_a_partition_failing_midway_on_its_first_attempt(
     spark: SparkSession, db_url: URL, kill: bool, tmp_path: Path
 ) -> None:
     fired = tmp_path / "fired"
+    write_through_a_failure(spark, db_url, lambda: FailingFirstAttempt(kill, fired), fired)
+
+
+def write_through_a_failure(spark: SparkSession, url: URL, factory: Any, fired: Path) -> None:
+    """Write 240 rows with an embedder that fails once; each row is then stored exactly once."""
     data = rows(240)
     df = frame(spark, data).drop("embedding")
-    result = vs_spark.write(df, db_url, collection=COLLECTION, id_col="id",
-                            embedder=lambda: FailingFirstAttempt(kill, fired),
+    result = vs_spark.write(df, url, collection=COLLECTION, id_col="id", embedder=factory,
                             batch_rows=30)  # fmt: skip
     assert fired.exists(), "the injected failure did not happen"
     assert result.inserted == 240
-    assert set(stored(db_url)) == {r["id"] for r in data}
+    assert set(stored(url)) == {r["id"] for r in data}
 
 
 def test_a_task_dying_after_its_commit_is_not_written_twice(
