@@ -112,7 +112,8 @@ def test_the_layout_moves_the_gin_index_to_the_shadow_table(app_engine: Engine) 
         definition = conn.execute(
             text("SELECT pg_get_indexdef('ix_shadow_docs_metadata'::regclass)")
         ).scalar_one()
-        assert "gin" in definition and "jsonb_path_ops" in definition
+        assert "gin" in definition
+        assert "jsonb_path_ops" in definition
         options = conn.execute(
             text("SELECT reloptions FROM pg_class WHERE relname = 'shadow_docs'")
         ).scalar_one()
@@ -208,7 +209,6 @@ def test_every_write_keeps_the_shadow_exact(driver_engine: Engine, bound: bool) 
             assert _drift(conn) == []
 
     try:
-
         doc = repo.add("one", metadata={"cat": "hats", "i": -1})
         check()
         repo.bulk_add(_rows(40))  # small: COPY with every index kept
@@ -264,13 +264,15 @@ def test_raw_sql_and_a_rollback_keep_the_shadow_exact(app_engine: Engine) -> Non
         conn.execute(text("DELETE FROM shadow_docs"))
         conn.execute(text("UPDATE shadow_docs SET metadata = '{}'"))
         conn.rollback()
-        assert _shadow_count(conn) == before and _drift(conn) == []
+        assert _shadow_count(conn) == before
+        assert _drift(conn) == []
     with app_engine.begin() as conn:
         conn.execute(text("TRUNCATE shadow_docs"))
         assert _shadow_count(conn) == 0
     repo.bulk_add(_rows(5, start=900))
     with app_engine.connect() as conn:
-        assert _drift(conn) == [] and _shadow_count(conn) == 5
+        assert _drift(conn) == []
+        assert _shadow_count(conn) == 5
 
 
 def test_a_text_only_update_does_not_rewrite_the_shadow_row(app_engine: Engine) -> None:
@@ -330,8 +332,9 @@ def test_reads_match_the_inline_layout(loaded: tuple[Any, Any], spec: Any) -> No
     assert shadow.exists(spec) is inline.exists(spec) is True
     page_s, page_i = shadow.list(spec, limit=7), inline.list(spec, limit=7)
     assert [d.external_id for d in page_s.items] == [d.external_id for d in page_i.items]
-    nxt_s, nxt_i = shadow.list(spec, limit=7, after=page_s.next_after), inline.list(
-        spec, limit=7, after=page_i.next_after
+    nxt_s, nxt_i = (
+        shadow.list(spec, limit=7, after=page_s.next_after),
+        inline.list(spec, limit=7, after=page_i.next_after),
     )
     assert [d.external_id for d in nxt_s.items] == [d.external_id for d in nxt_i.items]
     assert [d.external_id for d in shadow.iterate(spec, chunk=50)] == [
@@ -347,9 +350,9 @@ def test_reads_match_the_inline_layout(loaded: tuple[Any, Any], spec: Any) -> No
         for repo in loaded:
             hits = repo.nearest("item colour 3 hats", k=5, filter=spec, strategy=strategy)
             assert set(_ext(hits)) <= matching, strategy
-            assert [round(h.distance, 5) for h in hits] == [
-                round(h.distance, 5) for h in exact
-            ], strategy
+            assert [round(h.distance, 5) for h in hits] == [round(h.distance, 5) for h in exact], (
+                strategy
+            )
 
 
 def test_repeated_filter_shapes_bind_their_own_values(loaded: tuple[Any, Any]) -> None:
@@ -369,7 +372,7 @@ def test_changes_by_filter_match_the_inline_layout(loaded: tuple[Any, Any]) -> N
     for repo in loaded:
         assert repo.update_where({"cat": "bags"}, merge_metadata={"cat": "hats"}) == 75
         assert repo.update_where({"cat": "bags"}, merge_metadata={"cat": "hats"}) == 0
-        # hats are the odd i = 1 (mod 4): bucket 1 or 3 is i = 1, 13 (mod 20); the former bags are even
+        # hats: i = 1 (mod 4), so bucket 1 or 3 is i = 1, 13 (mod 20); former bags are even
         assert repo.count({"cat": "hats", "bucket": {"$in": [1, 3]}}) == 30
         deleted.append(repo.delete_where({"cat": "hats", "bucket": {"$in": [1, 3]}}, batch_size=7))
     assert deleted == [30, 30]
@@ -426,9 +429,7 @@ def _hot_updates(engine: Engine, table: str) -> tuple[int, int]:
     with engine.connect() as conn:
         conn.execute(text("SELECT pg_stat_clear_snapshot()"))
         row = conn.execute(
-            text(
-                "SELECT n_tup_upd, n_tup_hot_upd FROM pg_stat_user_tables WHERE relname = :t"
-            ),
+            text("SELECT n_tup_upd, n_tup_hot_upd FROM pg_stat_user_tables WHERE relname = :t"),
             {"t": table},
         ).one()
     return int(row[0]), int(row[1])

@@ -221,7 +221,7 @@ def declare_metadata_table(documents: Table, metadata: MetaData) -> Table:
     shadow.add_is_dependent_on(documents)
     documents.info[_INFO_KEY] = shadow
     for sql in metadata_table_ddl(documents):
-        event.listen(shadow, "after_create", DDL(sql.replace("%", "%%")))
+        event.listen(shadow, "after_create", DDL(sql.replace("%", "%%")))  # type: ignore[no-untyped-call]
     for sql in drop_ddl(documents):
-        event.listen(shadow, "before_drop", DDL(sql.replace("%", "%%")))
+        event.listen(shadow, "before_drop", DDL(sql.replace("%", "%%")))  # type: ignore[no-untyped-call]
     return shadow
