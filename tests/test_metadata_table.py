@@ -459,3 +459,25 @@ def test_metadata_updates_are_hot_on_this_layout_only(
     assert upd_s == upd_i == 31
     assert hot_s == 31  # a fresh table at fillfactor 80: room on every page
     assert hot_i == 0  # the GIN index on metadata rules HOT out
+
+
+def test_batches_from_the_shadow_go_past_candidates_the_other_conjuncts_reject(
+    loaded: tuple[Any, Any],
+) -> None:
+    """A change's batches read candidate ids from the shadow (the metadata conjuncts only).
+
+    A batch whose 7 candidates all fail the filter's document-column part
+    changes nothing and must not end the call: rows further on still match.
+    """
+    changed = []
+    for repo in loaded:
+        ids = sorted(d.id for d in repo.iterate({"cat": "hats"}, chunk=100))
+        spec = {"cat": "hats", "id": {"$gt": ids[40]}}  # the first 41 candidates fail
+        assert repo.count(spec) == 34
+        changed.append(repo.update_where(spec, merge_metadata={"late": True}, batch_size=7))
+        assert repo.count({"late": True}) == 34
+        assert repo.delete_where({"late": True, "external_id": {"$ne": "e1"}}, batch_size=7) == 34
+        assert repo.count({"cat": "hats"}) == 41
+    assert changed == [34, 34]
+    with loaded[0]._sessions.read("check") as session:
+        assert _drift(session) == []

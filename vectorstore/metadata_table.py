@@ -37,7 +37,7 @@ security (the shadow would need its own policy): see ``docs/changing-data.md``.
 
 Triggers are skipped under ``session_replication_role = replica``, as all
 ordinary triggers are: a tool that loads that way must rebuild the shadow
-(:func:`resync_sql`).
+(:func:`metadata_table_resync_sql`).
 """
 
 from __future__ import annotations
@@ -65,7 +65,7 @@ __all__ = [
     "metadata_index_layout",
     "metadata_table",
     "metadata_table_ddl",
-    "resync_sql",
+    "metadata_table_resync_sql",
 ]
 
 #: A model's metadata index layout: ``DocumentMixin.metadata_index``.
@@ -173,7 +173,7 @@ def drop_ddl(documents: Table) -> list[str]:
     return [f"DROP FUNCTION IF EXISTS {_function(documents, k)}() CASCADE" for k in _TRIGGERS]
 
 
-def resync_sql(documents: Table) -> list[str]:
+def metadata_table_resync_sql(documents: Table) -> list[str]:
     """Statements that rebuild the shadow from the documents (after writes without triggers)."""
     shadow = metadata_table(documents)
     if shadow is None:

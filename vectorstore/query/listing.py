@@ -68,13 +68,21 @@ def check_positive(value: Any, name: str) -> int:
     return value
 
 
-def scope(target: Target[Any], filter: FilterLike) -> ColumnElement[bool]:
-    """This collection's rows, narrowed by ``filter`` (compiled; FilterError when malformed)."""
+def scope(
+    target: Target[Any], filter: FilterLike, *, semi_join: bool = True
+) -> ColumnElement[bool]:
+    """This collection's rows, narrowed by ``filter`` (compiled; FilterError when malformed).
+
+    ``semi_join=False`` leaves out the ``metadata_index = "table"`` layout's
+    semi-join (for a caller that picks candidates from the shadow itself:
+    :func:`.shadow.shadow_batches`).
+    """
     compiled = compile_filter(filter, target.model)
     own: ColumnElement[bool] = target.model.collection_id == target.collection_id
     if compiled is None:
         return own
-    semi = shadow_condition(target, filter)  # metadata_index = "table": its GIN index
+    # metadata_index = "table": the shadow's GIN index
+    semi = shadow_condition(target, filter) if semi_join else None
     return own & compiled if semi is None else own & compiled & semi
 
 

@@ -18,16 +18,20 @@ where it helps.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
-from sqlalchemy import ColumnElement, select
+from sqlalchemy import ColumnElement, Select, select
 
 from vectorstore._target import Target
 from vectorstore.metadata_table import metadata_table
 
 from .filters import compile_metadata_filter, metadata_conjuncts
 
-__all__ = ["shadow_condition"]
+__all__ = ["shadow_batches", "shadow_condition"]
+
+#: ``pick(last, n)``: the next ``n`` candidate ids above ``last``, in id order.
+BatchPicker = Callable[[int, int], Select[tuple[int]]]
 
 
 def shadow_condition(target: Target[Any], spec: Any) -> ColumnElement[bool] | None:
@@ -50,3 +54,32 @@ def shadow_condition(target: Target[Any], spec: Any) -> ColumnElement[bool] | No
     )
     found: ColumnElement[bool] = target.model.id.in_(ids)
     return found
+
+
+def shadow_batches(target: Target[Any], spec: Any) -> BatchPicker | None:
+    """Batches of candidate ids for ``update_where`` / ``delete_where``, read from the shadow.
+
+    A batch of a change by filter is "the next ``n`` matching ids above the
+    last one".  Through the semi-join the planner must join every match to
+    sort them (a whole pass per batch); read from the shadow alone, the next
+    ``n`` ids are a walk of its primary key (or of its GIN index, for a
+    narrow filter).  The candidates are a superset of the matches in their
+    id range (the filter's other conjuncts are checked on the documents), so
+    the caller continues while a batch of candidates is full.  None for the
+    inline layout, or a filter without a metadata conjunct.
+    """
+    shadow = metadata_table(target.model)
+    if shadow is None:
+        return None
+    part = metadata_conjuncts(spec)
+    compiled = None if part is None else compile_metadata_filter(part, target.model,
+                                                                 shadow.c.metadata)  # fmt: skip
+    if compiled is None:
+        return None
+    key = shadow.c.document_id
+    own = shadow.c.collection_id == target.collection_id
+
+    def pick(last: int, n: int) -> Select[tuple[int]]:
+        return select(key).where(own, compiled, key > last).order_by(key).limit(n)
+
+    return pick
