@@ -27,9 +27,9 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import Select, and_, bindparam, select
+from sqlalchemy import BigInteger, Select, and_, any_, bindparam, func, select
 from sqlalchemy import exc as sa_exc
-from sqlalchemy.dialects.postgresql import JSONB
+from sqlalchemy.dialects.postgresql import ARRAY, JSONB
 from sqlalchemy.engine import AdaptedConnection
 
 from vectorstore._async import await_
@@ -172,7 +172,9 @@ def _prepare_equalities(
                 shadow.c.collection_id == target.collection_id,
                 shadow.c.metadata.contains(bindparam(_FILTER_DOC, doc, type_=JSONB)),
             )
-            conditions.append(model.id.in_(ids))
+            # found first, then fetched by id (see shadow_condition's first=True)
+            array = func.array(ids.scalar_subquery(), type_=ARRAY(BigInteger))
+            conditions.append(model.id == any_(array))
         stmt = build_statement(target, param, opts, strategy, columns=True, conditions=conditions)
         prepared = _prepare(dialect, stmt, False)
         if prepared is None or _FILTER_DOC not in prepared[1]:
@@ -239,7 +241,7 @@ def _prepare_shape(
     condition = compile_filter(opts.filter, model)
     if condition is None:
         return None
-    semi = shadow_condition(target, opts.filter) if strategy == "exact" else None
+    semi = shadow_condition(target, opts.filter, first=True) if strategy == "exact" else None
     if semi is not None:  # part of the filter's key: its values change with the filter's
         condition = and_(condition, semi)
     fkey = condition._generate_cache_key()

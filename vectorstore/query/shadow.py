@@ -21,7 +21,8 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from sqlalchemy import ColumnElement, Select, select
+from sqlalchemy import BigInteger, ColumnElement, Select, any_, func, select
+from sqlalchemy.dialects.postgresql import ARRAY
 
 from vectorstore._target import Target
 from vectorstore.metadata_table import metadata_table
@@ -34,11 +35,20 @@ __all__ = ["shadow_batches", "shadow_condition"]
 BatchPicker = Callable[[int, int], Select[tuple[int]]]
 
 
-def shadow_condition(target: Target[Any], spec: Any) -> ColumnElement[bool] | None:
+def shadow_condition(
+    target: Target[Any], spec: Any, *, first: bool = False
+) -> ColumnElement[bool] | None:
     """The semi-join on ``target``'s shadow table for ``spec``; None for the inline layout.
 
     None too when ``spec`` has no metadata conjunct (a filter on document
     columns only, a SQLAlchemy expression): nothing for the shadow's index.
+
+    ``first=True`` (an exact ranking): ``id = ANY(ARRAY(SELECT ...))``, so
+    the shadow's matches are found first (an InitPlan on its GIN index) and
+    the documents fetched by primary key.  PostgreSQL misjudges the size of
+    ``id IN (SELECT ...)``: on 100,000 rows with a 1 % filter it walked
+    half the documents' primary key into a merge join (19.6 ms against
+    5.5 ms for the inline layout's GIN scan).
     """
     shadow = metadata_table(target.model)
     if shadow is None:
@@ -52,7 +62,12 @@ def shadow_condition(target: Target[Any], spec: Any) -> ColumnElement[bool] | No
     ids = select(shadow.c.document_id).where(
         shadow.c.collection_id == target.collection_id, compiled
     )
-    found: ColumnElement[bool] = target.model.id.in_(ids)
+    if first:
+        found: ColumnElement[bool] = target.model.id == any_(
+            func.array(ids.scalar_subquery(), type_=ARRAY(BigInteger))
+        )
+        return found
+    found = target.model.id.in_(ids)
     return found
 
 

@@ -94,7 +94,7 @@ def where_clause(
     if compiled is not None:
         conditions.append(compiled)
         if strategy == "exact":
-            semi = shadow_condition(target, opts.filter)
+            semi = shadow_condition(target, opts.filter, first=True)
             if semi is not None:
                 conditions.append(semi)
     return conditions
