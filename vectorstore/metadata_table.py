@@ -4,7 +4,7 @@ Why: an UPDATE is *HOT* (heap-only: no index is touched) only when no
 indexed column changed and the new row version fits on its page.  The
 inline layout indexes ``metadata`` with a GIN index on the documents table,
 so every metadata update is a new row version in every index, the HNSW graph
-included: ~56x the cost of the same update without HNSW at 100,000 rows
+included: ~43x the cost of the same update without HNSW at 100,000 rows
 (``docs/changing-data.md``).  With ``metadata_index = "table"``:
 
 * the documents table keeps its ``metadata`` column (results, row-wise
