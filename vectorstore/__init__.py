@@ -55,6 +55,11 @@ if _typing.TYPE_CHECKING:  # what type checkers and IDEs see; at run time, __get
         VerificationError,
         WriteError,
     )
+    from .metadata_table import (
+        MetadataIndex,
+        metadata_table_ddl,
+        metadata_table_resync_sql,
+    )
     from .models import (
         DEFAULT_DIMENSION,
         DEFAULT_MODEL_NAME,
@@ -117,6 +122,9 @@ _LAZY: dict[str, str] = {
     "ingest_async": "vectorstore.aio",
     "make_async_engine": "vectorstore.aio",
     "make_engine": "vectorstore.config",
+    "MetadataIndex": "vectorstore.metadata_table",
+    "metadata_table_ddl": "vectorstore.metadata_table",
+    "metadata_table_resync_sql": "vectorstore.metadata_table",
     "normalize_url": "vectorstore.config",
     "resolve_url": "vectorstore.config",
     "Embedder": "vectorstore.embedders",
@@ -251,6 +259,7 @@ __all__ = [
     "IndexSpec",
     "IngestResult",
     "MergeResult",
+    "MetadataIndex",
     "Metric",
     "MissingDependencyError",
     "NearestOptions",
@@ -299,6 +308,8 @@ __all__ = [
     "list_collections",
     "make_async_engine",
     "make_engine",
+    "metadata_table_ddl",
+    "metadata_table_resync_sql",
     "migrate",
     "normalize_url",
     "rebuild_ann_indexes",

@@ -70,6 +70,7 @@ from sqlalchemy.dialects.postgresql import JSONB, TSVECTOR
 from sqlalchemy.orm import DeclarativeBase, Mapped, declared_attr, mapped_column
 
 from vectorstore.errors import ConfigurationError
+from vectorstore.metadata_table import MetadataIndex, declare_metadata_table, metadata_index_layout
 
 __all__ = [
     "DEFAULT_DIMENSION",
@@ -202,6 +203,23 @@ class DocumentMixin:
     table_schema: ClassVar[str | None] = None
     full_text_search: ClassVar[FullTextSearch] = "stored"
     partition_by_collection: ClassVar[bool] = False
+    #: ``"inline"`` (default: a GIN index on the table's ``metadata``) or
+    #: ``"table"`` (the GIN index on a shadow table kept by triggers, so
+    #: metadata updates are HOT: see :mod:`vectorstore.metadata_table`).
+    metadata_index: ClassVar[MetadataIndex] = "inline"
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)  # declarative maps the class here
+        table = cls.__dict__.get("__table__")
+        if not isinstance(table, Table) or metadata_index_layout(cls) != "table":
+            return
+        if partitioned_by_collection(cls):
+            raise ConfigurationError(
+                f"{cls.__name__}: metadata_index = 'table' cannot be combined with "
+                f"partition_by_collection = True (the metadata table is not partitioned); "
+                f"use one or the other"
+            )
+        declare_metadata_table(table, table.metadata)
 
     @declared_attr
     def id(cls) -> Mapped[int]:
@@ -247,7 +265,8 @@ class DocumentMixin:
             args: tuple[Any, ...] = (PrimaryKeyConstraint("collection_id", "id"), unique)
             options: dict[str, Any] = {"postgresql_partition_by": "LIST (collection_id)"}
         else:
-            args = (unique, *secondary_indexes(table, full_text_layout(cls)))
+            inline = metadata_index_layout(cls) == "inline"
+            args = (unique, *secondary_indexes(table, full_text_layout(cls), metadata=inline))
             options = {}
         if cls.table_schema:
             options["schema"] = cls.table_schema
@@ -279,20 +298,24 @@ def partitioned_by_collection(model: Any) -> bool:
     return chosen
 
 
-def secondary_indexes(table: str, layout: FullTextSearch) -> tuple[Index, ...]:
+def secondary_indexes(
+    table: str, layout: FullTextSearch, *, metadata: bool = True
+) -> tuple[Index, ...]:
     """The btree, GIN and HNSW indexes of a document table called ``table`` (unbound).
 
     The default layout declares them on the table; the partitioned layout
-    builds the same ones on every tenant's partition.
+    builds the same ones on every tenant's partition.  ``metadata=False``
+    (the ``metadata_index = "table"`` layout): no GIN index on ``metadata``.
     """
+    gin = Index(
+        f"ix_{table}_metadata",
+        "metadata",
+        postgresql_using="gin",
+        postgresql_ops={"metadata": "jsonb_path_ops"},
+    )
     found: tuple[Index, ...] = (
         Index(None, "collection_id", "content_hash"),
-        Index(
-            f"ix_{table}_metadata",
-            "metadata",
-            postgresql_using="gin",
-            postgresql_ops={"metadata": "jsonb_path_ops"},
-        ),
+        *((gin,) if metadata else ()),
         Index(
             f"ix_{table}_embedding_hnsw",
             "embedding",

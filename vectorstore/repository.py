@@ -36,7 +36,7 @@ from .errors import (
     ValidationError,
 )
 from .models import Document, DocumentMixin, embedding_dimension
-from .query import diagnostics, listing, run
+from .query import diagnostics, listing, run, shadow
 from .query import hybrid as hybrid_query
 from .query.diagnostics import ExplainReport, RecallReport
 from .query.filters import FilterLike, compile_filter
@@ -731,35 +731,42 @@ class DocumentRepository(Generic[DocT]):
             )
         patch = merge_metadata if set_metadata is None else set_metadata
         target = self._existing_target()
-        where = self._where(target, filter, "update_where")
+        where, pick = self._where(target, filter, "update_where")
         if target is None or where is None:
             update_wing.check_batch_rows(batch_size)
             update_wing.check_metadata_patch(patch, "metadata")
             return 0
         return update_wing.update_where(target, where, patch, merge=set_metadata is None,
-                                        batch_size=batch_size)  # fmt: skip
+                                        batch_size=batch_size, pick=pick)  # fmt: skip
 
     def delete_where(
         self, filter: FilterLike, *, batch_size: int = update_wing.DEFAULT_BATCH_ROWS
     ) -> int:
         """Delete every document ``filter`` matches (``{}``: all), in batches; returns the count."""
         target = self._existing_target()
-        where = self._where(target, filter, "delete_where")
+        where, pick = self._where(target, filter, "delete_where")
         if target is None or where is None:
             update_wing.check_batch_rows(batch_size)
             return 0
-        return update_wing.delete_where(target, where, batch_size=batch_size)
+        return update_wing.delete_where(target, where, batch_size=batch_size, pick=pick)
 
     def _where(
         self, target: Target[DocT] | None, filter: FilterLike, action: str
-    ) -> ColumnElement[bool] | None:
-        """``filter`` compiled for a change (checked even when the collection does not exist)."""
+    ) -> tuple[ColumnElement[bool] | None, shadow.BatchPicker | None]:
+        """``filter`` compiled for a change (checked even when the collection does not exist).
+
+        With the ``metadata_index = "table"`` layout, also where the batches'
+        candidate ids come from: the shadow table (:func:`.shadow.shadow_batches`).
+        """
         if filter is None:
             raise ValidationError(
                 f"{action} needs a filter; pass {{}} to match every document of the collection"
             )
         compile_filter(filter, self.model)  # a malformed filter is an error either way
-        return None if target is None else listing.scope(target, filter)
+        if target is None:
+            return None, None
+        pick = shadow.shadow_batches(target, filter)
+        return listing.scope(target, filter, semi_join=pick is None), pick
 
     def _existing_target(self) -> Target[DocT] | None:
         """The target of an existing collection; None (nothing created) when there is none."""

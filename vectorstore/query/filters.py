@@ -122,6 +122,8 @@ __all__ = [
     "FilterLike",
     "check_limits",
     "compile_filter",
+    "compile_metadata_filter",
+    "metadata_conjuncts",
     "plain_equalities",
 ]
 
@@ -502,10 +504,64 @@ def _check_value(value: Any, where: str, budget: _Budget, *, holder: bool) -> No
         stack.extend((child, level + 1) for child in children if isinstance(child, _CONTAINERS))
 
 
+def metadata_conjuncts(spec: Any) -> dict[str, Any] | list[Any] | None:
+    """The part of ``spec`` that reads only metadata, as a filter of its own; None if none.
+
+    A dictionary filter is an AND of its keys: the keys that name metadata
+    (and ``$and`` / ``$or`` / ``$not`` whose every field does) are kept, the
+    document columns left out; a list is an AND of its items.  A SQLAlchemy
+    expression cannot be split (None).  ``spec`` AND the rest is ``spec``,
+    so the kept part is implied by the whole: a superset of its matches.
+    Call on a filter :func:`compile_filter` has checked.
+    """
+    if isinstance(spec, Mapping):
+        kept = {k: v for k, v in spec.items() if isinstance(k, str) and _metadata_only(k, v)}
+        return kept or None
+    if isinstance(spec, Sequence) and not isinstance(spec, str | bytes):
+        parts = [p for p in (metadata_conjuncts(item) for item in spec) if p is not None]
+        return parts or None
+    return None
+
+
+def _metadata_only(key: str, value: Any) -> bool:
+    stack = [(key, value)]
+    while stack:
+        key, value = stack.pop()
+        if key in ("$and", "$or"):
+            if not isinstance(value, list | tuple) or not all(
+                isinstance(v, Mapping) for v in value
+            ):
+                return False
+            stack.extend(item for v in value for item in v.items())
+        elif key == "$not":
+            if not isinstance(value, Mapping):
+                return False
+            stack.extend(value.items())
+        elif not key or key.startswith("$") or key in COLUMN_FIELDS:
+            return False
+    return True
+
+
+def compile_metadata_filter(spec: Any, model: Any, column: Any) -> ColumnElement[bool] | None:
+    """:func:`compile_filter` of a metadata-only ``spec`` against another jsonb ``column``.
+
+    The ``metadata_index = "table"`` layout compiles a filter's metadata
+    conjuncts (:func:`metadata_conjuncts`) against its shadow table's column,
+    which the shadow's GIN index serves.
+    """
+    if spec is None:
+        return None
+    if isinstance(spec, Mapping):
+        return _Compiler(model, column).node(spec, "filter", 0)
+    parts = [compile_metadata_filter(item, model, column) for item in spec]
+    kept = [p for p in parts if p is not None]
+    return and_(*kept) if kept else None
+
+
 class _Compiler:
-    def __init__(self, model: Any) -> None:
+    def __init__(self, model: Any, meta: Any = None) -> None:
         self.model = model
-        self.meta = model.metadata_
+        self.meta = model.metadata_ if meta is None else meta
 
     # -- structure -----------------------------------------------------------
     def node(self, spec: Any, where: str, depth: int) -> ColumnElement[bool]:

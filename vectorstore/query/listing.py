@@ -36,6 +36,7 @@ from vectorstore.errors import ValidationError
 from vectorstore.results import Page
 
 from .filters import FilterLike, compile_filter
+from .shadow import shadow_condition
 
 __all__ = [
     "DEFAULT_CHUNK",
@@ -67,11 +68,22 @@ def check_positive(value: Any, name: str) -> int:
     return value
 
 
-def scope(target: Target[Any], filter: FilterLike) -> ColumnElement[bool]:
-    """This collection's rows, narrowed by ``filter`` (compiled; FilterError when malformed)."""
+def scope(
+    target: Target[Any], filter: FilterLike, *, semi_join: bool = True
+) -> ColumnElement[bool]:
+    """This collection's rows, narrowed by ``filter`` (compiled; FilterError when malformed).
+
+    ``semi_join=False`` leaves out the ``metadata_index = "table"`` layout's
+    semi-join (for a caller that picks candidates from the shadow itself:
+    :func:`.shadow.shadow_batches`).
+    """
     compiled = compile_filter(filter, target.model)
     own: ColumnElement[bool] = target.model.collection_id == target.collection_id
-    return own if compiled is None else own & compiled
+    if compiled is None:
+        return own
+    # metadata_index = "table": the shadow's GIN index
+    semi = shadow_condition(target, filter) if semi_join else None
+    return own & compiled if semi is None else own & compiled & semi
 
 
 def count(target: Target[Any], filter: FilterLike = None) -> int:

@@ -277,7 +277,7 @@ def _plan_by_count(
     target: Target[Any], conn: Connection, opts: SearchOptions, threshold: int
 ) -> tuple[Strategy, int, int | None, str]:
     """For filters the sample cannot judge: the planner's estimate, then a bounded count."""
-    conditions = where_clause(target, opts)
+    conditions = where_clause(target, opts, "exact")  # counted through any metadata index
     probe = select(literal(1)).select_from(target.model)
     if opts.join is not None:
         probe = probe.join(opts.join, opts.join_on)

@@ -27,19 +27,21 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import Select, bindparam
+from sqlalchemy import BigInteger, Select, and_, any_, bindparam, func, select
 from sqlalchemy import exc as sa_exc
-from sqlalchemy.dialects.postgresql import JSONB
+from sqlalchemy.dialects.postgresql import ARRAY, JSONB
 from sqlalchemy.engine import AdaptedConnection
 
 from vectorstore._async import await_
 from vectorstore._target import Target
 from vectorstore._vector import query_param
+from vectorstore.metadata_table import metadata_table
 
 from .filters import compile_filter, plain_equalities
 from .options import SearchOptions, Strategy
 from .plan import SearchPlan, with_fallback
 from .settings import settings_sql
+from .shadow import shadow_condition
 from .statement import VECTOR_PARAM, build_statement, reusable, statement_for, statement_key
 
 __all__ = [
@@ -164,6 +166,15 @@ def _prepare_equalities(
         condition = model.metadata_.contains(bindparam(_FILTER_DOC, doc, type_=JSONB))
         param = query_param(None, target.dimension, VECTOR_PARAM)
         conditions = [model.collection_id == target.collection_id, condition]
+        shadow = metadata_table(model) if strategy == "exact" else None
+        if shadow is not None:  # metadata_index = "table": the same document, on its GIN
+            ids = select(shadow.c.document_id).where(
+                shadow.c.collection_id == target.collection_id,
+                shadow.c.metadata.contains(bindparam(_FILTER_DOC, doc, type_=JSONB)),
+            )
+            # found first, then fetched by id (see shadow_condition's first=True)
+            array = func.array(ids.scalar_subquery(), type_=ARRAY(BigInteger))
+            conditions.append(model.id == any_(array))
         stmt = build_statement(target, param, opts, strategy, columns=True, conditions=conditions)
         prepared = _prepare(dialect, stmt, False)
         if prepared is None or _FILTER_DOC not in prepared[1]:
@@ -230,6 +241,9 @@ def _prepare_shape(
     condition = compile_filter(opts.filter, model)
     if condition is None:
         return None
+    semi = shadow_condition(target, opts.filter, first=True) if strategy == "exact" else None
+    if semi is not None:  # part of the filter's key: its values change with the filter's
+        condition = and_(condition, semi)
     fkey = condition._generate_cache_key()
     if fkey is None:
         return None

@@ -23,6 +23,7 @@ from vectorstore._vector import query_param
 
 from .filters import compile_filter
 from .options import SearchOptions, candidates
+from .shadow import shadow_condition
 
 __all__ = [
     "VECTOR_PARAM",
@@ -78,13 +79,24 @@ def distance_expression(
     return getattr(column, comparator(metric))(param)  # type: ignore[no-any-return]
 
 
-def where_clause(target: Target[Any], opts: SearchOptions) -> list[ColumnElement[bool]]:
-    """The collection predicate and the compiled filter."""
+def where_clause(
+    target: Target[Any], opts: SearchOptions, strategy: str | None = None
+) -> list[ColumnElement[bool]]:
+    """The collection predicate and the compiled filter.
+
+    ``strategy="exact"`` on a ``metadata_index = "table"`` model adds the
+    semi-join on the shadow table's GIN index (:mod:`.shadow`); an ANN scan
+    filters row-wise and needs none.
+    """
     model = target.model
     conditions: list[ColumnElement[bool]] = [model.collection_id == target.collection_id]
     compiled = compile_filter(opts.filter, model)
     if compiled is not None:
         conditions.append(compiled)
+        if strategy == "exact":
+            semi = shadow_condition(target, opts.filter, first=True)
+            if semi is not None:
+                conditions.append(semi)
     return conditions
 
 
@@ -124,7 +136,7 @@ def build_statement(
     dim = target.dimension
     full = distance_expression(model.embedding, vector, opts.metric, dimension=dim)
     if conditions is None:
-        conditions = where_clause(target, opts)
+        conditions = where_clause(target, opts, strategy)
     limit = opts.k + opts.offset
     if opts.mmr is not None:
         limit = max(limit, opts.fetch_k or 4 * limit)

@@ -69,6 +69,7 @@ from sqlalchemy.orm import Session
 from sqlalchemy.schema import CreateIndex
 
 from vectorstore.errors import IndexBuildError, ValidationError
+from vectorstore.metadata_table import metadata_table
 
 from .catalog import ANN_METHODS, forget, planner_rows, qualified_table
 from .maintenance import (
@@ -303,6 +304,9 @@ class BigLoad:
         else:
             self.reason = "rebuild_index=True"
         drop = [ix for ix in (*wide, *mine) if not self._kept(ix)]
+        shadow = metadata_table(self.model)
+        if wide and shadow is not None:  # metadata_index = "table": its GIN index too
+            drop += list_secondary_indexes(self.session, shadow)
         if not drop and not keys:
             return False
         self._drop(drop, keys)
@@ -342,12 +346,15 @@ class BigLoad:
         per-collection or halfvec ones), and an HNSW build is expensive;
         :func:`~vectorstore.rebuild_ann_indexes` builds them on request.
         """
-        present = {ix.name for ix in list_secondary_indexes(self.session, self.table)}
+        shadow = metadata_table(self.model)
+        tables = [self.table] if shadow is None else [self.table, shadow]
+        present = {ix.name for t in tables for ix in list_secondary_indexes(self.session, t)}
         present |= {ix.name for ix in self.indexes}
         dialect = self.session.get_bind().dialect
+        declared = [index for t in tables for index in t.indexes]
         return [
             (str(index.name), str(CreateIndex(index).compile(dialect=dialect)))
-            for index in sorted(self.table.indexes, key=lambda i: str(i.name))
+            for index in sorted(declared, key=lambda i: str(i.name))
             if index.name not in present
             and index.dialect_options["postgresql"].get("using") not in ANN_METHODS
         ]
@@ -387,6 +394,9 @@ class BigLoad:
             except Exception as exc:
                 failed.append((definition, exc))
         session.execute(text(f"ANALYZE {name}"))
+        shadow = metadata_table(self.model)
+        if shadow is not None:
+            session.execute(text(f"ANALYZE {qualified_table(session, shadow)}"))
         forget(self.model.__table__)
         self.index_s = time.perf_counter() - began
         self.finished = True

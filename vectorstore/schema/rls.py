@@ -49,7 +49,8 @@ from sqlalchemy import Connection, Engine, Table, text
 from sqlalchemy.orm import Session
 
 from vectorstore._target import Sessions
-from vectorstore.errors import ValidationError
+from vectorstore.errors import ConfigurationError, ValidationError
+from vectorstore.metadata_table import metadata_table
 
 from .catalog import CATALOG_TTL_S, qualified_table
 
@@ -102,6 +103,12 @@ def enable_row_level_security(bind: Bind, model: Any, *, force: bool = False) ->
         force: apply the policy to the table's owner too (``FORCE ROW LEVEL SECURITY``).
     """
     table = _table_of(model)
+    if metadata_table(table) is not None:
+        raise ConfigurationError(
+            f"{table.name} uses metadata_index = 'table': its metadata table has no tenant "
+            f"policy, so row-level security on the documents alone would not cover it; "
+            f"use metadata_index = 'inline' with row-level security"
+        )
     name = qualified_table(bind, table)
     predicate = tenant_predicate()
     bind.execute(text(f"ALTER TABLE {name} ENABLE ROW LEVEL SECURITY"))

@@ -29,12 +29,12 @@ ends, so there the bound is the host's to keep.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
-from sqlalchemy import ColumnElement, bindparam, delete, literal, select, update
+from sqlalchemy import ColumnElement, Select, bindparam, delete, literal, select, update
 from sqlalchemy.dialects.postgresql import JSONB
 
 from vectorstore._target import Target
@@ -202,24 +202,43 @@ def check_batch_rows(batch_size: Any) -> int:
     return batch_size
 
 
+#: ``pick(last, n)``: a query of the next ``n`` candidate ids above ``last``
+#: in id order (a superset of the matches in that range), for a layout whose
+#: candidates are cheaper to find elsewhere (``metadata_index = "table"``).
+Picker = Callable[[int, int], Select[tuple[int]]]
+
+
 def _batched(
-    target: Target[Any], where: ColumnElement[bool], make: Any, action: str, n: int
+    target: Target[Any],
+    where: ColumnElement[bool],
+    make: Any,
+    action: str,
+    n: int,
+    pick: Picker | None = None,
 ) -> int:
-    """Run ``make(ids_subquery)`` batch by batch in id order; total rows changed."""
+    """Run ``make(ids_condition)`` batch by batch in id order; total rows changed.
+
+    Each batch locks (``FOR UPDATE``, in id order) at most ``n`` rows: the
+    next ``n`` matches of ``where`` above the last batch's, or, with
+    ``pick``, the matches among its next ``n`` candidates.
+    """
     model = target.model
     sessions = target.sessions
     last = -(2**63)
     total = 0
 
-    def one_batch(session: Any) -> list[int]:
+    def one_batch(session: Any) -> tuple[list[int], int | None]:
+        """The ids changed, and the id the next batch starts after (None: done)."""
         _hold_collection(session, target)
-        picked = (
-            select(model.id)
-            .where(where, model.id > literal(last))
-            .order_by(model.id)
-            .limit(n)
-            .with_for_update()
-        )
+        bound: ColumnElement[bool] = model.id > literal(last)
+        if pick is not None:
+            candidates = list(session.execute(pick(last, n)).scalars())
+            if not candidates:
+                return [], None
+            bound = model.id.in_(candidates)
+        picked = select(model.id).where(where, bound).order_by(model.id).with_for_update()
+        if pick is None:
+            picked = picked.limit(n)
         stmt = make(model.id.in_(picked.scalar_subquery())).returning(model.id)
         # "fetch": copies of these rows in the host's Session are expired
         # (updated) or taken out of it (deleted), so it never serves stale rows.
@@ -227,23 +246,25 @@ def _batched(
         ids: list[int] = list(
             session.execute(stmt, execution_options={"synchronize_session": sync}).scalars()
         )
-        return ids
+        if pick is not None:
+            return ids, (max(candidates) if len(candidates) == n else None)
+        return ids, (max(ids) if len(ids) == n else None)
 
     if sessions.owns_transactions:
         while True:
             with sessions.write(action) as session:
-                ids = one_batch(session)
+                ids, after = one_batch(session)
             total += len(ids)
-            if len(ids) < n:
+            if after is None:
                 return total
-            last = max(ids)
+            last = after
     with sessions.write(action) as session:
         while True:
-            ids = one_batch(session)
+            ids, after = one_batch(session)
             total += len(ids)
-            if len(ids) < n:
+            if after is None:
                 return total
-            last = max(ids)
+            last = after
 
 
 def update_where(
@@ -253,6 +274,7 @@ def update_where(
     *,
     merge: bool,
     batch_size: int = DEFAULT_BATCH_ROWS,
+    pick: Picker | None = None,
 ) -> int:
     """Replace or merge the metadata of every document ``where`` matches; returns the count.
 
@@ -270,16 +292,21 @@ def update_where(
     model = target.model
     changing = where & model.metadata_.is_distinct_from(values["metadata_"])
     return _batched(target, changing, lambda cond: update(model).where(cond).values(**values),
-                    "update_where", n)  # fmt: skip
+                    "update_where", n, pick)  # fmt: skip
 
 
 def delete_where(
-    target: Target[Any], where: ColumnElement[bool], *, batch_size: int = DEFAULT_BATCH_ROWS
+    target: Target[Any],
+    where: ColumnElement[bool],
+    *,
+    batch_size: int = DEFAULT_BATCH_ROWS,
+    pick: Picker | None = None,
 ) -> int:
     """Delete every document ``where`` (compiled, collection included) matches; the count."""
     n = check_batch_rows(batch_size)
     model = target.model
-    return _batched(target, where, lambda cond: delete(model).where(cond), "delete_where", n)
+    return _batched(target, where, lambda cond: delete(model).where(cond), "delete_where", n,
+                    pick)  # fmt: skip
 
 
 def check_metadata_patch(metadata: Any, what: str) -> Mapping[str, Any]:
