@@ -481,3 +481,48 @@ def test_batches_from_the_shadow_go_past_candidates_the_other_conjuncts_reject(
     assert changed == [34, 34]
     with loaded[0]._sessions.read("check") as session:
         assert _drift(session) == []
+
+
+def test_reads_and_changes_through_psycopg_3(driver_engine: Engine) -> None:
+    """The semi-join, the ``ANY(ARRAY(...))`` of exact rankings and shadow-picked batches."""
+    _Base.metadata.create_all(driver_engine)
+    shadow, inline = _repo(driver_engine, ShadowDoc), _repo(driver_engine, InlineDoc)
+    for repo in (shadow, inline):
+        repo.bulk_add(_rows(120))
+    for spec in ({"cat": "hats"}, {"cat": {"$in": ["bags", "socks"]}, "i": {"$lt": 90}}):
+        assert shadow.count(spec) == inline.count(spec) > 0
+        got = shadow.nearest("item colour 2", k=6, filter=spec, strategy="exact")
+        want = inline.nearest("item colour 2", k=6, filter=spec, strategy="exact")
+        # template texts tie: the same distances, every hit a match
+        assert [round(h.distance, 5) for h in got] == [round(h.distance, 5) for h in want]
+        assert set(_ext(got)) <= {d.external_id for d in inline.iterate(spec)}
+    for repo in (shadow, inline):
+        assert repo.update_where({"cat": "hats"}, merge_metadata={"v": 1}, batch_size=4) == 30
+        assert repo.delete_where({"v": 1, "i": {"$gte": 60}}, batch_size=4) == 15
+    with driver_engine.connect() as conn:
+        assert _drift(conn) == []
+
+
+@pytest.mark.anyio
+@pytest.mark.parametrize("anyio_backend", ["asyncio"])
+async def test_the_async_repository_on_the_layout(
+    anyio_backend: str, app_engine: Engine, postgresql: Any
+) -> None:
+    from tests.conftest import url_for
+
+    engine = vs.make_async_engine(url_for(postgresql.info.dbname, "asyncpg"))
+    try:
+        repo: Any = vs.AsyncDocumentRepository.standalone(
+            engine, collection="c", embedder=vs.HashingTestEmbedder(dimension=DIM), model=ShadowDoc
+        )
+        await repo.bulk_add(_rows(40))
+        assert await repo.update_where({"cat": "shoes"}, merge_metadata={"v": 2}) == 10
+        assert await repo.count({"v": 2}) == 10
+        hits = await repo.nearest("item colour 3", k=3, filter={"v": 2}, strategy="exact")
+        assert {h.document.metadata_["cat"] for h in hits} == {"shoes"}
+        assert await repo.delete_where({"v": 2}) == 10
+    finally:
+        await engine.dispose()
+    with app_engine.connect() as conn:
+        assert _drift(conn) == []
+        assert _shadow_count(conn) == 30
