@@ -499,3 +499,28 @@ def test_a_check_constraint_on_the_parent_holds_in_new_tenants(tenants: Engine) 
                        vs.Record("x" * 30, None, "b", vecs[1])])  # fmt: skip
     repo.add("short", embedding=vecs[0])
     assert repo.count() == 1
+
+
+def test_a_per_collection_index_is_built_on_the_tenants_partition_only(tenants: Engine) -> None:
+    """A tenant's partition holds only its rows: the index goes there, whole, not on the parent."""
+    a, b = standalone(tenants, "a"), standalone(tenants, "b")
+    _load(a, 20, 1)
+    _load(b, 5, 2)
+    before_b = _index_oids(tenants, f"vsp_tenant_docs_{b.collection.id}")
+    name = a.create_index(vs.IndexSpec(m=8, ef_construction=32, per_collection=True))
+    assert name in _index_oids(tenants, f"vsp_tenant_docs_{a.collection.id}")
+    assert _index_oids(tenants, f"vsp_tenant_docs_{b.collection.id}") == before_b
+    assert name not in _index_oids(tenants, "tenant_docs")
+    with tenants.connect() as conn:
+        definition = conn.execute(
+            text("SELECT pg_get_indexdef(to_regclass(:n))"), {"n": name}
+        ).scalar_one()
+    assert "WHERE" not in definition  # the partition is the tenant: no predicate to recheck
+    assert name in {ix.name for ix in a.list_indexes()}
+    assert a.drop_index(name) is True
+    assert name not in _index_oids(tenants, f"vsp_tenant_docs_{a.collection.id}")
+    vs.create_collection(tenants, "fresh", embedding_model="test", model=TenantDoc)
+    fresh = standalone(tenants, "fresh")  # no write yet, so no partition
+    with pytest.raises(vs.ValidationError, match="no partition"):
+        fresh.create_index(vs.IndexSpec(per_collection=True))
+    assert fresh.collection.id not in _partitions(tenants)

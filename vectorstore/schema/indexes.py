@@ -27,6 +27,7 @@ which is dropped before :class:`~vectorstore.IndexBuildError` is raised.
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import re
 import warnings
@@ -40,9 +41,10 @@ from sqlalchemy import func, select, text
 from vectorstore._metrics import Metric, normalize_metric, opclass, short_name
 from vectorstore._target import Sessions
 from vectorstore.errors import IndexBuildError, IndexMemoryWarning, ValidationError
-from vectorstore.models import embedding_dimension
+from vectorstore.models import embedding_dimension, partitioned_by_collection
 
 from .catalog import AnnIndex, forget, list_ann_indexes
+from .partitions import partition_name, partition_of
 
 __all__ = [
     "IndexSpec",
@@ -416,11 +418,21 @@ def create_index(
         concurrently = sessions.owns_transactions
     engine = sessions.write_engine
     table = str(engine.dialect.identifier_preparer.format_table(table_obj))
+    built = spec
+    if collection_id is not None and partitioned_by_collection(model):
+        # A tenant's partition holds only its rows: the index goes on it, whole
+        # (no predicate), under the name the parent's partial index would have.
+        # (PostgreSQL cannot build an index on a partitioned parent CONCURRENTLY,
+        # and one built there would cascade to every tenant.)
+        table = _partition_of(sessions, table_obj, collection_id)
+        name = spec.name or spec.default_name(table_obj.name, collection_id)
+        built = dataclasses.replace(spec, per_collection=False, name=name)
     rows = None
     if spec.method == "ivfflat" and spec.lists is None:
         rows = _rows(sessions, model, collection_id)
-    ddl = index_ddl(spec, table, dimension=embedding_dimension(model), collection_id=collection_id,
-                    rows=rows, concurrently=concurrently)  # fmt: skip
+    ddl = index_ddl(built, table, dimension=embedding_dimension(model),
+                    collection_id=collection_id, rows=rows,
+                    concurrently=concurrently)  # fmt: skip
     name = ddl.split(" IF NOT EXISTS ")[1].split(" ")[0]
     memory = (f"SET maintenance_work_mem = '{maintenance_work_mem}'"
               if maintenance_work_mem else None)  # fmt: skip
@@ -453,6 +465,20 @@ def create_index(
     finally:
         forget(table_obj)
     return name
+
+
+def _partition_of(sessions: Sessions, table: Any, collection_id: int) -> str:
+    """The quoted name of collection ``collection_id``'s partition (ValidationError if none)."""
+    with sessions.read("find the tenant's partition") as session:
+        found = partition_of(session, table, collection_id)
+    if found is None:
+        raise ValidationError(
+            f"collection {collection_id} has no partition of {table.name} yet (its first write "
+            f"creates it): write its documents, then build the index"
+        )
+    preparer = sessions.write_engine.dialect.identifier_preparer
+    quoted = preparer.quote(partition_name(table, collection_id))
+    return f"{preparer.quote_schema(table.schema)}.{quoted}" if table.schema else quoted
 
 
 def drop_index(
