@@ -27,9 +27,9 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import BigInteger, Select, and_, any_, bindparam, func, select
+from sqlalchemy import Select, and_, bindparam
 from sqlalchemy import exc as sa_exc
-from sqlalchemy.dialects.postgresql import ARRAY, JSONB
+from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.engine import AdaptedConnection
 
 from vectorstore._async import await_
@@ -41,7 +41,7 @@ from .filters import compile_filter, plain_equalities
 from .options import SearchOptions, Strategy
 from .plan import SearchPlan, with_fallback
 from .settings import settings_sql
-from .shadow import shadow_condition
+from .shadow import matches_first, shadow_condition
 from .statement import VECTOR_PARAM, build_statement, reusable, statement_for, statement_key
 
 __all__ = [
@@ -168,13 +168,8 @@ def _prepare_equalities(
         conditions = [model.collection_id == target.collection_id, condition]
         shadow = metadata_table(model) if strategy == "exact" else None
         if shadow is not None:  # metadata_index = "table": the same document, on its GIN
-            ids = select(shadow.c.document_id).where(
-                shadow.c.collection_id == target.collection_id,
-                shadow.c.metadata.contains(bindparam(_FILTER_DOC, doc, type_=JSONB)),
-            )
-            # found first, then fetched by id (see shadow_condition's first=True)
-            array = func.array(ids.scalar_subquery(), type_=ARRAY(BigInteger))
-            conditions.append(model.id == any_(array))
+            on_shadow = shadow.c.metadata.contains(bindparam(_FILTER_DOC, doc, type_=JSONB))
+            conditions.append(matches_first(target, shadow, on_shadow))
         stmt = build_statement(target, param, opts, strategy, columns=True, conditions=conditions)
         prepared = _prepare(dialect, stmt, False)
         if prepared is None or _FILTER_DOC not in prepared[1]:
