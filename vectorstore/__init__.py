@@ -25,6 +25,7 @@ if _typing.TYPE_CHECKING:  # what type checkers and IDEs see; at run time, __get
         ingest_async,
         make_async_engine,
     )
+    from .column_storage import column_storage_ddl
     from .config import make_engine, normalize_url, resolve_url
     from .embedders import Embedder, HashingTestEmbedder, SentenceTransformerEmbedder
     from .errors import (
@@ -122,6 +123,7 @@ _LAZY: dict[str, str] = {
     "ingest_async": "vectorstore.aio",
     "make_async_engine": "vectorstore.aio",
     "make_engine": "vectorstore.config",
+    "column_storage_ddl": "vectorstore.column_storage",
     "MetadataIndex": "vectorstore.metadata_table",
     "metadata_table_ddl": "vectorstore.metadata_table",
     "metadata_table_resync_sql": "vectorstore.metadata_table",
@@ -287,6 +289,7 @@ __all__ = [
     "attach_tenant",
     "check_schema",
     "collection_info",
+    "column_storage_ddl",
     "compile_filter",
     "create_alias",
     "create_collection",

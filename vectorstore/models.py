@@ -69,6 +69,7 @@ from sqlalchemy import (
 from sqlalchemy.dialects.postgresql import JSONB, TSVECTOR
 from sqlalchemy.orm import DeclarativeBase, Mapped, declared_attr, mapped_column
 
+from vectorstore.column_storage import declare_column_storage
 from vectorstore.errors import ConfigurationError
 from vectorstore.metadata_table import MetadataIndex, declare_metadata_table, metadata_index_layout
 
@@ -211,7 +212,10 @@ class DocumentMixin:
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)  # declarative maps the class here
         table = cls.__dict__.get("__table__")
-        if not isinstance(table, Table) or metadata_index_layout(cls) != "table":
+        if not isinstance(table, Table):
+            return
+        declare_column_storage(table)
+        if metadata_index_layout(cls) != "table":
             return
         if partitioned_by_collection(cls):
             raise ConfigurationError(

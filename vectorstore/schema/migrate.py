@@ -18,7 +18,7 @@ from alembic import command
 from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
-from sqlalchemy import URL, Connection, Engine
+from sqlalchemy import URL, Connection, Engine, text
 
 from vectorstore.config import make_engine
 from vectorstore.errors import SchemaError, db_errors
@@ -129,4 +129,35 @@ def check_schema(target: str | URL | Engine | Connection | None = None) -> list[
                 "target_metadata": Base.metadata,
             },
         )
-        return list(compare_metadata(context, Base.metadata))
+        found = list(compare_metadata(context, Base.metadata))
+        return found + _storage_drift(connection, Base.metadata)
+
+
+def _storage_drift(connection: Connection, metadata: Any) -> list[Any]:
+    """``("modify_storage", schema, table, column, found, "m")`` per column not kept in the row.
+
+    Alembic does not compare a column's ``attstorage``; the document tables
+    declare theirs (:mod:`vectorstore.column_storage`).
+    """
+    from vectorstore.column_storage import INLINE_COLUMNS
+
+    wanted = [
+        (table, name)
+        for table in metadata.tables.values()
+        if table.info.get("vectorstore_column_storage")
+        for name in INLINE_COLUMNS
+        if name in table.c
+    ]
+    out: list[Any] = []
+    for table, name in wanted:
+        qualified = f'"{table.schema}"."{table.name}"' if table.schema else f'"{table.name}"'
+        storage = connection.execute(
+            text(
+                "SELECT attstorage FROM pg_attribute "
+                "WHERE attrelid = to_regclass(:t) AND attname = :c AND NOT attisdropped"
+            ),
+            {"t": qualified, "c": name},
+        ).scalar_one_or_none()
+        if storage is not None and storage != "m":
+            out.append(("modify_storage", table.schema, table.name, name, storage, "m"))
+    return out
