@@ -1,4 +1,4 @@
-"""The embedding (and the stored tsvector) stay in the row: ``SET STORAGE MAIN``.
+"""The embedding, the metadata and the stored tsvector stay in the row: ``SET STORAGE MAIN``.
 
 Checked on the server: ``pg_attribute.attstorage`` and, per row,
 ``pg_column_toast_chunk_id`` (NULL when a value is not stored out of line).
@@ -56,15 +56,16 @@ def _add_long_rows(engine: Engine, model: Any = None, n: int = 3) -> None:
         **({"model": model} if model is not None else {}),
     )  # fmt: skip
     for i in range(n):
-        repo.add(_long_text(i), embedding=_vector(i), metadata={"i": i})
+        repo.add(_long_text(i), embedding=_vector(i), metadata={"i": i, "cat": f"c{i}"})
 
 
 def test_the_default_table_keeps_vector_and_tsvector_in_the_row(engine: Engine) -> None:
     assert _storage(engine, "vectorstore_documents", "embedding") == "m"
+    assert _storage(engine, "vectorstore_documents", "metadata") == "m"
     assert _storage(engine, "vectorstore_documents", "text_search") == "m"
     _add_long_rows(engine)
-    assert _out_of_line(engine, "vectorstore_documents", "embedding") == [False] * 3
-    assert _out_of_line(engine, "vectorstore_documents", "text_search") == [False] * 3
+    for column in ("embedding", "metadata", "text_search"):
+        assert _out_of_line(engine, "vectorstore_documents", column) == [False] * 3, column
     # The text is what makes room: compressed in the row or moved out, never the vector.
     with engine.connect() as conn:
         squeezed = conn.execute(text(
@@ -95,14 +96,26 @@ def test_pgvectors_own_storage_moves_the_vector_out(engine: Engine) -> None:
     assert vs.check_schema(engine) == []
 
 
+def test_an_extended_metadata_is_what_the_toaster_would_move_out(engine: Engine) -> None:
+    """Why metadata is MAIN too: with only the vector and tsvector kept in, it goes out."""
+    with engine.begin() as conn:
+        conn.execute(text("ALTER TABLE vectorstore_documents ALTER COLUMN metadata "
+                          "SET STORAGE EXTENDED"))  # fmt: skip
+    _add_long_rows(engine)
+    assert _out_of_line(engine, "vectorstore_documents", "embedding") == [False] * 3
+    assert _out_of_line(engine, "vectorstore_documents", "metadata") == [True] * 3
+
+
 def test_migration_0010_down_and_up(engine: Engine) -> None:
     vs.downgrade(engine, "0009")
     assert _storage(engine, "vectorstore_documents", "embedding") == "e"
+    assert _storage(engine, "vectorstore_documents", "metadata") == "x"
     assert _storage(engine, "vectorstore_documents", "text_search") == "x"
     drift = {d[3] for d in vs.check_schema(engine) if d[0] == "modify_storage"}
-    assert drift == {"embedding", "text_search"}
+    assert drift == {"embedding", "metadata", "text_search"}
     vs.migrate(engine)
     assert _storage(engine, "vectorstore_documents", "embedding") == "m"
+    assert _storage(engine, "vectorstore_documents", "metadata") == "m"
     assert _storage(engine, "vectorstore_documents", "text_search") == "m"
     assert vs.check_schema(engine) == []
 
@@ -144,13 +157,15 @@ def test_create_all_keeps_the_vector_in_the_row(app_tables: Engine, model: Any) 
                 "WHERE i.inhparent = to_regclass(:t)"), {"t": table}).scalar_one()  # fmt: skip
         assert _storage(app_tables, part, "embedding") == "m"
     assert _out_of_line(app_tables, table, "embedding") == [False] * 3
+    assert _out_of_line(app_tables, table, "metadata") == [False] * 3
 
 
 def test_column_storage_ddl_names_only_the_columns_a_table_has() -> None:
     assert column_storage_ddl(PlainDoc.__table__) == [
-        'ALTER TABLE "storage_plain_docs" ALTER COLUMN "embedding" SET STORAGE MAIN'
+        'ALTER TABLE "storage_plain_docs" ALTER COLUMN "embedding" SET STORAGE MAIN, '
+        'ALTER COLUMN "metadata" SET STORAGE MAIN'
     ]
     assert vs.column_storage_ddl(vs.Document.__table__) == [
         'ALTER TABLE "vectorstore_documents" ALTER COLUMN "embedding" SET STORAGE MAIN, '
-        'ALTER COLUMN "text_search" SET STORAGE MAIN'
+        'ALTER COLUMN "metadata" SET STORAGE MAIN, ALTER COLUMN "text_search" SET STORAGE MAIN'
     ]
