@@ -20,8 +20,8 @@ tuples before ``k`` match (:attr:`LocalEstimate.tuples`).  Costs:
   when ``tuples <= SAFE_RANK``, where the scan kept recall.
 
 The constants are measured on the server at hand once per engine, table and
-metric (:func:`measure_costs`: nine ``EXPLAIN ANALYZE`` runs of tens of
-milliseconds in all, in a savepoint that is rolled back) and cached; without them the
+metric (:func:`measure_costs`: fourteen ``EXPLAIN ANALYZE`` runs, about
+0.1-0.3 s in all, in a savepoint that is rolled back) and cached; without them the
 measured defaults of :data:`DEFAULT_COSTS` stand in.
 
 The sampled matching rows nearest the query are also *witnesses*: each is a
@@ -68,6 +68,9 @@ SAFE_RANK = 1_000
 LOCAL_ROWS = 20
 #: Witnesses kept per plan: the sampled matching rows nearest the query.
 WITNESSES = 8
+#: Query vectors (sampled rows) the iterative scan's constants are measured
+#: from; the median counts.
+QUERIES = 5
 
 
 @dataclass(frozen=True)
@@ -202,6 +205,10 @@ def _execution_ms(conn: Connection, sql: str, params: dict[str, Any]) -> float:
     return float(plan.scalar_one()[0]["Execution Time"])
 
 
+def _literal(vector: Any) -> str:
+    return "[" + ",".join(f"{x:.9g}" for x in vector.tolist()) + "]"
+
+
 def measure_costs(
     conn: Connection,
     table: str,
@@ -212,16 +219,18 @@ def measure_costs(
 ) -> CostModel:
     """Measure (once per engine, table and metric) and cache the cost constants.
 
-    Three ``EXPLAIN (ANALYZE, TIMING OFF)`` queries, each run three times
-    (the fastest counts: the first warms the caches), inside a savepoint
-    rolled back at the end, so the caller's transaction and settings are
-    untouched:
+    ``EXPLAIN (ANALYZE, TIMING OFF)`` queries inside a savepoint rolled back
+    at the end, so the caller's transaction and settings are untouched:
 
     * an exact ranking of the sampled rows (``id = ANY(ids)``: rows spread
-      over the table, as a filter's are);
+      over the table, as a filter's are), three times, the fastest counting
+      (the first warms the caches);
     * iterative scans whose filter keeps every 2nd and every m-th row
       (``id % m = 0``, spread evenly through the graph): about ``10 x 2`` and
-      ``10 x m`` tuples returned; the slope is the per-tuple constant.
+      ``10 x m`` tuples returned; the slope is the per-tuple constant.  Each
+      from :data:`QUERIES` different sampled rows' vectors, the median
+      counting: a real query walks a part of the graph of its own, which one
+      vector's warm re-runs underestimated by half.
 
     A collection under :data:`MEASURE_MIN_ROWS` rows, or any error, gives
     :data:`DEFAULT_COSTS` (cached too: the choice matters little there).
@@ -248,7 +257,12 @@ def _measure(
     ef_search: int,
 ) -> CostModel | None:
     op = _OPERATOR[metric]
-    q = "[" + ",".join(f"{x:.9g}" for x in sample.vectors[len(sample.ids) // 2].tolist()) + "]"
+    n = len(sample.ids)
+    # Scans from QUERIES different sampled rows: a real query walks its own
+    # part of the graph, so one vector's warm re-runs measured the scan's
+    # start at 7.5 ms where real scans took 11-19 ms (and chose it wrongly).
+    vectors = [_literal(sample.vectors[(2 * i + 1) * n // (2 * QUERIES)]) for i in range(QUERIES)]
+    q = vectors[QUERIES // 2]
     ids = list(sample.ids)
     m = max(4, min(64, sample.rows // 60))
     exact = (f"SELECT id FROM (SELECT id, embedding {op} CAST(:q AS vector) AS d FROM {table} "
@@ -269,10 +283,11 @@ def _measure(
             "set_config('enable_sort', 'off', true), set_config('enable_seqscan', 'off', true)"
         )
         exact_ms = min(_execution_ms(conn, exact, {"q": q, "ids": ids}) for _ in range(3))
-        base = min(_execution_ms(conn, scan, {"q": q, "c": collection_id, "m": 2})
-                   for _ in range(3))  # fmt: skip
-        far = min(_execution_ms(conn, scan, {"q": q, "c": collection_id, "m": m})
-                  for _ in range(3))  # fmt: skip
+        _execution_ms(conn, scan, {"q": q, "c": collection_id, "m": 2})  # the entry layers
+        base = float(np.median([_execution_ms(conn, scan, {"q": v, "c": collection_id, "m": 2})
+                                for v in vectors]))  # fmt: skip
+        far = float(np.median([_execution_ms(conn, scan, {"q": v, "c": collection_id, "m": m})
+                               for v in vectors]))  # fmt: skip
     except DBAPIError:  # a server refusing (permissions, timeouts): the defaults
         conn.exec_driver_sql("ROLLBACK TO SAVEPOINT vectorstore_costs")
         conn.exec_driver_sql("RELEASE SAVEPOINT vectorstore_costs")
