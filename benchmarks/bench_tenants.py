@@ -67,7 +67,7 @@ from bench_search import (  # noqa: E402
 
 import vectorstore as vs  # noqa: E402
 from vectorstore.models import NAMING_CONVENTION  # noqa: E402
-from vectorstore.schema import partitions  # noqa: E402
+from vectorstore.schema import tenants  # noqa: E402
 
 RESULTS = ROOT / "benchmarks" / "results"
 DIM = 384
@@ -201,19 +201,19 @@ def main() -> int:
     ops: dict[str, list[float]] = {"create": [], "detach": [], "attach": [], "drop": []}
     for j in range(5):
         name = f"new-{j}"
-        ops["create"].append(timed(lambda n=name: partitions.create_tenant(
+        ops["create"].append(timed(lambda n=name: tenants.create_tenant(
             engine, n, model=TenantDoc, embedding_model="synthetic"))[0])  # fmt: skip
         vs.DocumentRepository.standalone(engine, collection=name, model=TenantDoc).bulk_add(
             records(name, data[-1], texts)
         )
-        ops["detach"].append(timed(lambda n=name: partitions.detach_tenant(
+        ops["detach"].append(timed(lambda n=name: tenants.detach_tenant(
             engine, n, model=TenantDoc))[0])  # fmt: skip
-        ops["attach"].append(timed(lambda n=name: partitions.attach_tenant(
+        ops["attach"].append(timed(lambda n=name: tenants.attach_tenant(
             engine, n, model=TenantDoc))[0])  # fmt: skip
-        ops["drop"].append(timed(lambda n=name: partitions.drop_tenant(
+        ops["drop"].append(timed(lambda n=name: tenants.drop_tenant(
             engine, n, model=TenantDoc))[0])  # fmt: skip
-    detached_big = timed(lambda: partitions.detach_tenant(engine, names[0], model=TenantDoc))[0]
-    attached_big = timed(lambda: partitions.attach_tenant(engine, names[0], model=TenantDoc))[0]
+    detached_big = timed(lambda: tenants.detach_tenant(engine, names[0], model=TenantDoc))[0]
+    attached_big = timed(lambda: tenants.attach_tenant(engine, names[0], model=TenantDoc))[0]
 
     # -- queries, interleaved
     qrng = np.random.default_rng(args.seed + 1)

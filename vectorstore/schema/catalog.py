@@ -158,6 +158,10 @@ class Catalog:
     pgvector_version: tuple[int, ...]
     read_at: float = field(default_factory=time.monotonic)
     _shares: dict[int, float] = field(default_factory=dict, repr=False)
+    # usable() per (metric, precision, collection): a partitioned table has an
+    # index per tenant, and scanning 1,000 of them took 0.27 ms of every call.
+    _usable: dict[tuple[str, str, int], list[AnnIndex]] = field(default_factory=dict, repr=False)
+    _collections: frozenset[int] | None = field(default=None, repr=False)
 
     @property
     def fresh(self) -> bool:
@@ -170,19 +174,27 @@ class Catalog:
 
     def usable(self, metric: str, precision: str, collection_id: int) -> list[AnnIndex]:
         """Valid indexes that can serve a query of this metric and precision in the collection."""
-        return [
-            ix for ix in self.indexes
-            if ix.valid and ix.precision == precision
-            and (ix.metric == metric or precision == "binary")
-            and ix.collection_id in (None, collection_id)
-        ]  # fmt: skip
+        key = (metric, precision, collection_id)
+        found = self._usable.get(key)
+        if found is None:
+            found = self._usable[key] = [
+                ix for ix in self.indexes
+                if ix.valid and ix.precision == precision
+                and (ix.metric == metric or precision == "binary")
+                and ix.collection_id in (None, collection_id)
+            ]  # fmt: skip
+        return list(found)
 
     def has_index(self, metric: str, precision: str, collection_id: int) -> bool:
         return bool(self.usable(metric, precision, collection_id))
 
     def cached_share(self, collection_id: int) -> float | None:
         """The collection's share of the table's rows if already known (no query)."""
-        if any(ix.collection_id == collection_id for ix in self.indexes):
+        if self._collections is None:
+            self._collections = frozenset(
+                ix.collection_id for ix in self.indexes if ix.collection_id is not None
+            )
+        if collection_id in self._collections:
             return 1.0  # a partial index serves the collection alone
         return self._shares.get(collection_id)
 
