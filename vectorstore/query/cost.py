@@ -20,8 +20,8 @@ tuples before ``k`` match (:attr:`LocalEstimate.tuples`).  Costs:
   when ``tuples <= SAFE_RANK``, where the scan kept recall.
 
 The constants are measured on the server at hand once per engine, table and
-metric (:func:`measure_costs`: fourteen ``EXPLAIN ANALYZE`` runs, about
-0.1-0.3 s in all, in a savepoint that is rolled back) and cached; without them the
+metric (:func:`measure_costs`: 23 ``EXPLAIN ANALYZE`` runs, about
+0.1-0.5 s in all, in a savepoint that is rolled back) and cached; without them the
 measured defaults of :data:`DEFAULT_COSTS` stand in.
 
 The sampled matching rows nearest the query are also *witnesses*: each is a
@@ -227,10 +227,11 @@ def measure_costs(
       (the first warms the caches);
     * iterative scans whose filter keeps every 2nd and every m-th row
       (``id % m = 0``, spread evenly through the graph): about ``10 x 2`` and
-      ``10 x m`` tuples returned; the slope is the per-tuple constant.  Each
-      from :data:`QUERIES` different sampled rows' vectors, the median
-      counting: a real query walks a part of the graph of its own, which one
-      vector's warm re-runs underestimated by half.
+      ``10 x m`` tuples returned; the slope is the per-tuple constant.  Both
+      from ``2 x`` :data:`QUERIES` different sampled rows' vectors: the first
+      half warms the caches, the second half's medians count (a real query
+      walks a part of the graph of its own: one vector's warm re-runs
+      measured half a real scan's start, a cold server's first scans 4x it).
 
     A collection under :data:`MEASURE_MIN_ROWS` rows, or any error, gives
     :data:`DEFAULT_COSTS` (cached too: the choice matters little there).
@@ -261,8 +262,11 @@ def _measure(
     # Scans from QUERIES different sampled rows: a real query walks its own
     # part of the graph, so one vector's warm re-runs measured the scan's
     # start at 7.5 ms where real scans took 11-19 ms (and chose it wrongly).
-    vectors = [_literal(sample.vectors[(2 * i + 1) * n // (2 * QUERIES)]) for i in range(QUERIES)]
-    q = vectors[QUERIES // 2]
+    # The first half warms the graph's entry and the caches (a restarted
+    # server measured 55 ms cold); the second half's median counts.
+    count = 2 * QUERIES
+    vectors = [_literal(sample.vectors[(2 * i + 1) * n // (2 * count)]) for i in range(count)]
+    q = vectors[QUERIES]
     ids = list(sample.ids)
     m = max(4, min(64, sample.rows // 60))
     exact = (f"SELECT id FROM (SELECT id, embedding {op} CAST(:q AS vector) AS d FROM {table} "
@@ -283,21 +287,26 @@ def _measure(
             "set_config('enable_sort', 'off', true), set_config('enable_seqscan', 'off', true)"
         )
         exact_ms = min(_execution_ms(conn, exact, {"q": q, "ids": ids}) for _ in range(3))
-        _execution_ms(conn, scan, {"q": q, "c": collection_id, "m": 2})  # the entry layers
-        base = float(np.median([_execution_ms(conn, scan, {"q": v, "c": collection_id, "m": 2})
-                                for v in vectors]))  # fmt: skip
-        far = float(np.median([_execution_ms(conn, scan, {"q": v, "c": collection_id, "m": m})
-                               for v in vectors]))  # fmt: skip
+        near, far = [], []
+        for i, v in enumerate(vectors[1::2] + vectors[0::2]):  # interleaved halves
+            pair = [_execution_ms(conn, scan, {"q": v, "c": collection_id, "m": every})
+                    for every in (2, m)]  # fmt: skip
+            if i >= QUERIES:
+                near.append(pair[0])
+                far.append(pair[1] - pair[0])
     except DBAPIError:  # a server refusing (permissions, timeouts): the defaults
         conn.exec_driver_sql("ROLLBACK TO SAVEPOINT vectorstore_costs")
         conn.exec_driver_sql("RELEASE SAVEPOINT vectorstore_costs")
         return None
     conn.exec_driver_sql("ROLLBACK TO SAVEPOINT vectorstore_costs")
     conn.exec_driver_sql("RELEASE SAVEPOINT vectorstore_costs")
-    per_tuple = max(far - base, 0.0) / (10 * (m - 2))
+    # The slope from each vector's own pair (paired, the noise between
+    # vectors cancels); a slope lost in noise keeps the default.
+    slope = float(np.median(far)) / (10 * (m - 2))
+    per_tuple = slope if slope > 0 else DEFAULT_COSTS.iterative_tuple_ms
     return CostModel(
         exact_row_ms=max(exact_ms / len(ids), 1e-5),
-        iterative_base_ms=max(base - 20 * per_tuple, 0.05),
-        iterative_tuple_ms=max(per_tuple, 1e-5),
+        iterative_base_ms=max(float(np.median(near)) - 20 * per_tuple, 0.05),
+        iterative_tuple_ms=per_tuple,
         measured=True,
     )
