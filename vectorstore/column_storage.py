@@ -20,10 +20,11 @@ the text and, in most rows, the 32-byte ``content_hash``.
 Measured side by side on 100,000 rows of 200-1,500-character texts
 (``docs/filtered-search.md``): ranking a filter's rows exactly through the
 GIN index took 0.29-0.36x the time (1 %: 6.5 -> 1.9 ms, 10 %: 58.1 -> 20.1
-ms, 30 %: 213 -> 77 ms; ``benchmarks/bench_column_storage.py``); the heap grows (121 -> 260 MiB) and the TOAST
-table shrinks.  The stored ``text_search`` tsvector stays in the row too:
-hybrid's text arm reads it for every matching row, and out of line it made
-the text arm 3.8x slower on a word in 93 % of the rows (1.1x with it in).
+ms, 30 %: 213 -> 77 ms; ``benchmarks/bench_column_storage.py``); the heap
+grows (121 -> 260 MiB) and the TOAST table shrinks.  The stored
+``text_search`` tsvector stays in the row too: hybrid's text arm reads it
+for every matching row, and out of line it made the text arm 3.8x slower
+on a word in 93 % of the rows (1.1x with it in).
 
 ``ALTER TABLE ... SET STORAGE`` changes only how new row versions are
 stored; existing rows keep their layout until the table is rewritten
