@@ -36,15 +36,13 @@ from __future__ import annotations
 
 from sqlalchemy import DDL, Table, event
 
+from vectorstore._sql_names import quoted_table
+
 __all__ = ["INLINE_COLUMNS", "column_storage_ddl", "declare_column_storage"]
 
 #: The columns of a document table stored ``MAIN`` (when the table has them).
 INLINE_COLUMNS = ("embedding", "metadata", "text_search")
 _INFO_KEY = "vectorstore_column_storage"
-
-
-def _qualified(table: Table) -> str:
-    return f'"{table.schema}"."{table.name}"' if table.schema else f'"{table.name}"'
 
 
 def column_storage_ddl(documents: Table) -> list[str]:
@@ -59,7 +57,7 @@ def column_storage_ddl(documents: Table) -> list[str]:
     if not found:
         return []
     columns = ", ".join(f'ALTER COLUMN "{name}" SET STORAGE MAIN' for name in found)
-    return [f"ALTER TABLE {_qualified(documents)} {columns}"]
+    return [f"ALTER TABLE {quoted_table(documents)} {columns}"]
 
 
 def declare_column_storage(documents: Table) -> None:

@@ -56,6 +56,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.dialects.postgresql import JSONB
 
+from vectorstore._sql_names import quoted_table
 from vectorstore.errors import ConfigurationError
 
 __all__ = [
@@ -102,10 +103,6 @@ def _name(table: Table, name: str) -> str:
     return f'"{table.schema}".{name}' if table.schema else name
 
 
-def _qualified(table: Table) -> str:
-    return f'"{table.schema}"."{table.name}"' if table.schema else f'"{table.name}"'
-
-
 def _function(documents: Table, kind: str) -> str:
     return _name(documents, f"{documents.name}_metadata_{kind}"[:63])
 
@@ -121,7 +118,7 @@ def metadata_table_ddl(documents: Table) -> list[str]:
     shadow = metadata_table(documents)
     if shadow is None:
         raise ConfigurationError(f"{documents.name} does not use metadata_index = 'table'")
-    docs, side = _qualified(documents), _qualified(shadow)
+    docs, side = quoted_table(documents), quoted_table(shadow)
     bodies = {
         "insert": (
             f"INSERT INTO {side} (document_id, collection_id, metadata) "
@@ -178,11 +175,11 @@ def metadata_table_resync_sql(documents: Table) -> list[str]:
     shadow = metadata_table(documents)
     if shadow is None:
         raise ConfigurationError(f"{documents.name} does not use metadata_index = 'table'")
-    side = _qualified(shadow)
+    side = quoted_table(shadow)
     return [
         f"TRUNCATE {side}",
         f"INSERT INTO {side} (document_id, collection_id, metadata) "
-        f"SELECT id, collection_id, metadata FROM {_qualified(documents)}",
+        f"SELECT id, collection_id, metadata FROM {quoted_table(documents)}",
     ]
 
 

@@ -139,6 +139,7 @@ def _storage_drift(connection: Connection, metadata: Any) -> list[Any]:
     Alembic does not compare a column's ``attstorage``; the document tables
     declare theirs (:mod:`vectorstore.column_storage`).
     """
+    from vectorstore._sql_names import quoted_table
     from vectorstore.column_storage import INLINE_COLUMNS
 
     wanted = [
@@ -150,7 +151,7 @@ def _storage_drift(connection: Connection, metadata: Any) -> list[Any]:
     ]
     out: list[Any] = []
     for table, name in wanted:
-        qualified = f'"{table.schema}"."{table.name}"' if table.schema else f'"{table.name}"'
+        qualified = quoted_table(table)
         storage = connection.execute(
             text(
                 "SELECT attstorage FROM pg_attribute "
