@@ -50,6 +50,12 @@ def _out_of_line(engine: Engine, table: str, column: str) -> list[bool]:
         return [bool(r) for r in conn.execute(text(sql)).scalars()]
 
 
+def _set_storage(engine: Engine, column: str, storage: str) -> None:
+    with engine.begin() as conn:
+        conn.execute(text(f"ALTER TABLE vectorstore_documents ALTER COLUMN {column} "
+                          f"SET STORAGE {storage}"))  # fmt: skip
+
+
 def _add_long_rows(engine: Engine, model: Any = None, n: int = 3) -> None:
     repo: Any = vs.DocumentRepository.standalone(
         engine, collection="long", embedder=vs.HashingTestEmbedder(DIM),
@@ -77,18 +83,14 @@ def test_the_default_table_keeps_vector_and_tsvector_in_the_row(engine: Engine) 
 
 def test_pgvectors_own_storage_moves_the_vector_out(engine: Engine) -> None:
     """The control: with the type's EXTERNAL storage the same rows lose their vector to TOAST."""
-    with engine.begin() as conn:
-        conn.execute(text("ALTER TABLE vectorstore_documents ALTER COLUMN embedding "
-                          "SET STORAGE EXTERNAL"))  # fmt: skip
+    _set_storage(engine, "embedding", "EXTERNAL")
     _add_long_rows(engine)
     assert _out_of_line(engine, "vectorstore_documents", "embedding") == [True] * 3
     assert vs.check_schema(engine) == [
         ("modify_storage", None, "vectorstore_documents", "embedding", "e", "m")
     ]
     # Documented: SET STORAGE changes new row versions only; a rewrite moves the old ones.
-    with engine.begin() as conn:
-        conn.execute(text("ALTER TABLE vectorstore_documents ALTER COLUMN embedding "
-                          "SET STORAGE MAIN"))  # fmt: skip
+    _set_storage(engine, "embedding", "MAIN")
     assert _out_of_line(engine, "vectorstore_documents", "embedding") == [True] * 3
     with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
         conn.execute(text("VACUUM FULL vectorstore_documents"))
@@ -98,9 +100,7 @@ def test_pgvectors_own_storage_moves_the_vector_out(engine: Engine) -> None:
 
 def test_an_extended_metadata_is_what_the_toaster_would_move_out(engine: Engine) -> None:
     """Why metadata is MAIN too: with only the vector and tsvector kept in, it goes out."""
-    with engine.begin() as conn:
-        conn.execute(text("ALTER TABLE vectorstore_documents ALTER COLUMN metadata "
-                          "SET STORAGE EXTENDED"))  # fmt: skip
+    _set_storage(engine, "metadata", "EXTENDED")
     _add_long_rows(engine)
     assert _out_of_line(engine, "vectorstore_documents", "embedding") == [False] * 3
     assert _out_of_line(engine, "vectorstore_documents", "metadata") == [True] * 3
