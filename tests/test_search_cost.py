@@ -26,6 +26,7 @@ from sqlalchemy.orm import Session
 import vectorstore as vs
 from vectorstore.query import cost, selectivity
 from vectorstore.query.cost import CostModel
+from vectorstore.query.options import ITERATIVE_FETCH
 
 Repo = vs.DocumentRepository[vs.Document]
 N, IN_A = 2000, 400
@@ -120,8 +121,12 @@ def test_a_correlated_filter_stays_on_the_cheaper_iterative_scan(loaded: Engine)
         # 1,000 sampled rows stand for the 1,000 nearest (SAFE_RANK): 400 match.
         assert hits.estimates["local_share"] == pytest.approx(0.4)
         assert hits.estimates["iterative_tuples"] == pytest.approx(25.0)
+        # The scan goes on until ITERATIVE_FETCH x 10 rows match: 4 x 25 tuples cost.
+        assert hits.estimates["iterative_ms"] == pytest.approx(
+            COSTS.iterative_ms(25.0 * ITERATIVE_FETCH)
+        )
         assert hits.estimates["iterative_ms"] < hits.estimates["exact_ms"]
-        assert "iterative ~25 tuples ~1.25 ms, exact ~4.00 ms" in hits.reason
+        assert "iterative ~25 tuples ~2.00 ms, exact ~4.00 ms" in hits.reason
 
 
 def test_a_tiny_filter_is_ranked_exactly_without_the_local_estimate(loaded: Engine) -> None:
@@ -228,3 +233,34 @@ def test_the_local_share_reads_the_sampled_rows_nearest_the_query() -> None:
     )  # another collection's rows share the graph
     bare = selectivity.MetadataSample(rows=40, metadata=sample.metadata)
     assert cost.local_estimate(bare, mask, axes[0], "cosine", 10, 1.0) is None
+
+
+def _nodes(
+    node: dict[str, Any], parents: tuple[str, ...] = ()
+) -> Iterator[tuple[tuple[str, ...], dict[str, Any]]]:
+    yield parents, node
+    for child in node.get("Plans", []):
+        yield from _nodes(child, (*parents, node["Node Type"]))
+
+
+def test_an_iterative_scan_keeps_the_nearest_of_more_matches_than_it_returns(
+    loaded: Engine,
+) -> None:
+    # relaxed_order: the first k matches a scan meets are near, not always the
+    # nearest; the statement fetches ITERATIVE_FETCH x k and sorts them.
+    repo: Repo = vs.DocumentRepository.standalone(loaded, collection="cost")
+    q = _query("a", 2)
+    report = repo.explain(q, k=10, filter={"cat": "a"}, strategy="iterative")
+    scans = [(up, n) for up, n in _nodes(report.plan[0]["Plan"])
+             if n.get("Index Name", "").endswith("_hnsw")]  # fmt: skip
+    assert len(scans) == 1  # one walk of the graph, under the filter
+    parents, scan = scans[0]
+    assert scan["Actual Rows"] == 10 * ITERATIVE_FETCH
+    # A real Sort between the candidates and the LIMIT k: not the scan's order.
+    assert parents[:2] == ("Limit", "Sort")
+    hits = repo.nearest(q, k=10, filter={"cat": "a"}, strategy="iterative")
+    assert hits.strategy == "iterative"
+    assert hits.returned == 10
+    assert _ids(hits)[0] == _exact(q, "a")[0]
+    distances = [h.distance for h in hits]
+    assert distances == sorted(distances)

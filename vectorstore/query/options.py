@@ -72,6 +72,13 @@ DEFAULT_FILTERED_EF_SEARCH = 400
 #: 4x found a third of the true neighbours, 10x 0.53, 20x 0.76, 40x 0.95, and
 #: 40x still ran faster than the full-precision index (benchmarks/results/search.md).
 DEFAULT_RERANK = 40
+#: An iterative scan fetches (k + offset) x this rows by id and keeps the
+#: nearest k + offset of them.  In relaxed_order the first matches a scan meets
+#: are near the query, not always the nearest: with a filter far from the query
+#: (1,000,000 clustered rows, correlated filter keeping 50 %, away from the query)
+#: 1x gave recall@10 0.9 on 3 of 10 queries, 2x on 1, 4x on none; the extra
+#: tuples cost ~0.002 ms each (benchmarks/bench_scale.py, docs/scale.md).
+ITERATIVE_FETCH = 4
 #: IVFFlat probes when none is given (pgvector's default is 1).
 DEFAULT_PROBES = 10
 #: The row-count rule, now the fallback of the cost model (see query/cost.py):
@@ -251,6 +258,11 @@ def explicit_settings(
     if max_scan_tuples is not None:
         out["hnsw.max_scan_tuples"] = str(positive_int("max_scan_tuples", max_scan_tuples))
     return out
+
+
+def iterative_fetch(opts: SearchOptions) -> int:
+    """Rows an iterative scan fetches (by id) before keeping the nearest k + offset."""
+    return (opts.k + opts.offset) * ITERATIVE_FETCH
 
 
 def candidates(opts: SearchOptions) -> int:

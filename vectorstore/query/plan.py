@@ -57,7 +57,13 @@ from vectorstore._target import Target
 from vectorstore.schema.catalog import cached_catalog, read_catalog
 
 from .cost import SAFE_RANK, cached_costs, local_estimate, measure_costs, missed
-from .options import DEFAULT_EXACT_THRESHOLD, DEFAULT_FILTERED_EF_SEARCH, SearchOptions, Strategy
+from .options import (
+    DEFAULT_EXACT_THRESHOLD,
+    DEFAULT_FILTERED_EF_SEARCH,
+    SearchOptions,
+    Strategy,
+    iterative_fetch,
+)
 from .selectivity import MetadataSample, cached_sample, metadata_sample
 from .settings import search_settings
 from .statement import Explain, where_clause
@@ -261,7 +267,9 @@ def _by_cost(
         tuples, witnesses = local.tuples, local.witnesses
         where = f"local share {local.share:.3g} in the {local.looked} sampled rows nearest"
         estimates["local_share"] = round(local.share, 4)
-    iterative_ms = costs.iterative_ms(tuples) if math.isfinite(tuples) else math.inf
+    # The scan goes on until iterative_fetch rows match, not k: its cost counts them.
+    fetched = tuples * iterative_fetch(opts) / max(wanted, 1)
+    iterative_ms = costs.iterative_ms(fetched) if math.isfinite(tuples) else math.inf
     estimates["iterative_tuples"] = round(tuples, 1) if math.isfinite(tuples) else -1.0
     estimates["iterative_ms"] = round(iterative_ms, 3) if math.isfinite(iterative_ms) else -1.0
     detail = (f"{head}, {where}: iterative ~{tuples:.0f} tuples ~{iterative_ms:.2f} ms, "

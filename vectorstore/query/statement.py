@@ -22,7 +22,7 @@ from vectorstore._target import Target
 from vectorstore._vector import query_param
 
 from .filters import compile_filter
-from .options import SearchOptions, candidates
+from .options import SearchOptions, candidates, iterative_fetch
 from .shadow import shadow_condition
 
 __all__ = [
@@ -168,6 +168,22 @@ def build_statement(
                                              opts.precision == "binary" else limit)  # fmt: skip
         stmt = select(*entities).where(model.id.in_(inner.scalar_subquery()))
         order: Any = full
+    elif strategy == "iterative" and opts.mmr is None:
+        # A relaxed_order scan's first matches are near, not always the
+        # nearest: fetch more ids than wanted, keep the nearest of them.  The
+        # outer query orders by the candidates' distance "+ 0": ordered by the
+        # distance expression, the planner walks the index a second time,
+        # unfiltered, and semi-joins the candidates; by the bare column, it
+        # takes the scan's order as sorted and keeps its first rows.
+        inner = select(model.id.label("candidate_id"), distance).where(*conditions)
+        if opts.join is not None:
+            inner = inner.join(opts.join, opts.join_on)
+        found = inner.order_by(full).limit(iterative_fetch(opts)).subquery("candidates")
+        entities[-1 if opts.join is None else -2] = found.c.distance
+        stmt = select(*entities).join(found, model.id == found.c.candidate_id)
+        # The collection again: on a partitioned table it prunes the join to one partition.
+        stmt = stmt.where(model.collection_id == target.collection_id)
+        order = found.c.distance + 0
     else:
         stmt = select(*entities).where(*conditions)
         # "+ 0" is not the indexed operator expression, so no ANN index is used;
