@@ -26,7 +26,7 @@ from sqlalchemy.orm import Session
 import vectorstore as vs
 from vectorstore.query import cost, selectivity
 from vectorstore.query.cost import CostModel
-from vectorstore.query.options import ITERATIVE_FETCH
+from vectorstore.query.options import ITERATIVE_FETCH, overfetch_for
 
 Repo = vs.DocumentRepository[vs.Document]
 N, IN_A = 2000, 400
@@ -121,12 +121,10 @@ def test_a_correlated_filter_stays_on_the_cheaper_iterative_scan(loaded: Engine)
         # 1,000 sampled rows stand for the 1,000 nearest (SAFE_RANK): 400 match.
         assert hits.estimates["local_share"] == pytest.approx(0.4)
         assert hits.estimates["iterative_tuples"] == pytest.approx(25.0)
-        # The scan goes on until ITERATIVE_FETCH x 10 rows match: 4 x 25 tuples cost.
-        assert hits.estimates["iterative_ms"] == pytest.approx(
-            COSTS.iterative_ms(25.0 * ITERATIVE_FETCH)
-        )
+        # Inside the filtered rows (local share 0.4 >= the whole's 0.2): k are fetched.
+        assert "overfetch" not in hits.estimates
         assert hits.estimates["iterative_ms"] < hits.estimates["exact_ms"]
-        assert "iterative ~25 tuples ~2.00 ms, exact ~4.00 ms" in hits.reason
+        assert "iterative ~25 tuples ~1.25 ms, exact ~4.00 ms" in hits.reason
 
 
 def test_a_tiny_filter_is_ranked_exactly_without_the_local_estimate(loaded: Engine) -> None:
@@ -264,3 +262,11 @@ def test_an_iterative_scan_keeps_the_nearest_of_more_matches_than_it_returns(
     assert _ids(hits)[0] == _exact(q, "a")[0]
     distances = [h.distance for h in hits]
     assert distances == sorted(distances)
+
+
+def test_the_planner_fetches_more_only_away_from_the_filtered_rows() -> None:
+    assert overfetch_for(0.1, 0.5) == ITERATIVE_FETCH  # sparser near the query: away
+    assert overfetch_for(0.24, 0.5) == ITERATIVE_FETCH
+    assert overfetch_for(0.25, 0.5) == 1  # at AWAY_SHARE of the whole: not away
+    assert overfetch_for(0.5, 0.5) == 1
+    assert overfetch_for(0.9, 0.5) == 1  # inside

@@ -94,7 +94,7 @@ def explain(target: Target[Any], vector: Any, opts: SearchOptions) -> ExplainRep
         plan = plan_search(target, vector, opts, conn=conn)
         assert plan is not None
         ann = {ix.name for ix in read_catalog(conn, target.table).indexes}
-        stmt = statement_for(target, opts, plan.strategy, False)
+        stmt = statement_for(target, plan.options, plan.strategy, False)
         with settings_scope(session, plan.settings, owned=sessions.owns_reads):
             shown = session.execute(
                 select(*(func.current_setting(literal(n), literal(True)) for n in _SHOWN_SETTINGS))

@@ -118,9 +118,8 @@ def hybrid_search(
         plan = plan_search(target, vec, arm_opts, conn=session.connection())
         assert plan is not None
         # The vector arm: nearest's own statement for the chosen strategy.
-        arm = build_statement(
-            target, vec, replace(arm_opts, precision="vector", with_embedding=True), plan.strategy
-        )
+        arm_opts = replace(plan.options, precision="vector", with_embedding=True)
+        arm = build_statement(target, vec, arm_opts, plan.strategy)
         arm_sub = arm.with_only_columns(model.id, arm.selected_columns.distance).subquery()
         vec_cte = select(
             arm_sub.c.id,

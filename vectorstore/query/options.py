@@ -72,13 +72,18 @@ DEFAULT_FILTERED_EF_SEARCH = 400
 #: 4x found a third of the true neighbours, 10x 0.53, 20x 0.76, 40x 0.95, and
 #: 40x still ran faster than the full-precision index (benchmarks/results/search.md).
 DEFAULT_RERANK = 40
-#: An iterative scan fetches (k + offset) x this rows by id and keeps the
-#: nearest k + offset of them.  In relaxed_order the first matches a scan meets
-#: are near the query, not always the nearest: with a filter far from the query
-#: (1,000,000 clustered rows, correlated filter keeping 50 %, away from the query)
-#: 1x gave recall@10 0.9 on 3 of 10 queries, 2x on 1, 4x on none; the extra
-#: tuples cost ~0.002 ms each (benchmarks/bench_scale.py, docs/scale.md).
+#: An iterative scan away from the filtered rows fetches (k + offset) x this
+#: matching ids and keeps the nearest k + offset of them.  In relaxed_order the
+#: first matches a scan meets are near the query, not always the nearest: on
+#: 1,000,000 clustered rows with a correlated filter keeping 50 % and queries
+#: away from it, fetching k gave recall@10 0.95 (3 of 10 queries at 0.8-0.9),
+#: 4 x k 0.98 (benchmarks/bench_scale.py, docs/scale.md).  Where the filtered
+#: rows are as dense near the query as anywhere, k suffices and the extra
+#: tuples would only cost (1.06x -> 1.2x hand-written SQL at 50 % on 100k rows).
 ITERATIVE_FETCH = 4
+#: The planner fetches ITERATIVE_FETCH x k when the filter's local share near
+#: the query is below this fraction of its share of the whole collection.
+AWAY_SHARE = 0.5
 #: IVFFlat probes when none is given (pgvector's default is 1).
 DEFAULT_PROBES = 10
 #: The row-count rule, now the fallback of the cost model (see query/cost.py):
@@ -120,6 +125,9 @@ class SearchOptions:
     join_on: ColumnElement[bool] | None = None
     mmr: float | None = None
     fetch_k: int | None = None
+    #: Set by the planner, not a nearest option: an iterative scan fetches
+    #: (k + offset) x this matching ids and keeps the nearest (see ITERATIVE_FETCH).
+    overfetch: int = 1
 
 
 class QueryShape(TypedDict, total=False):
@@ -262,7 +270,12 @@ def explicit_settings(
 
 def iterative_fetch(opts: SearchOptions) -> int:
     """Rows an iterative scan fetches (by id) before keeping the nearest k + offset."""
-    return (opts.k + opts.offset) * ITERATIVE_FETCH
+    return (opts.k + opts.offset) * opts.overfetch
+
+
+def overfetch_for(local_share: float, overall_share: float) -> int:
+    """The fetch factor of an iterative scan: ITERATIVE_FETCH away from the filtered rows."""
+    return ITERATIVE_FETCH if local_share < AWAY_SHARE * overall_share else 1
 
 
 def candidates(opts: SearchOptions) -> int:

@@ -60,9 +60,10 @@ from .cost import SAFE_RANK, cached_costs, local_estimate, measure_costs, missed
 from .options import (
     DEFAULT_EXACT_THRESHOLD,
     DEFAULT_FILTERED_EF_SEARCH,
+    ITERATIVE_FETCH,
     SearchOptions,
     Strategy,
-    iterative_fetch,
+    overfetch_for,
 )
 from .selectivity import MetadataSample, cached_sample, metadata_sample
 from .settings import search_settings
@@ -172,6 +173,8 @@ def plan_search(
     witnesses: tuple[tuple[int, float], ...] = ()
     strategy: Strategy = opts.strategy
     reason = "requested"
+    if strategy == "iterative":  # asked for: no estimate says where the filtered rows lie
+        opts = replace(opts, overfetch=ITERATIVE_FETCH)
     if strategy == "auto":
         share = None
         if not catalog.has_index(opts.metric, opts.precision, cid):
@@ -202,6 +205,8 @@ def plan_search(
                 if chosen is None:
                     return None
                 strategy, reason, estimates, witnesses = chosen
+                if estimates.get("overfetch", 1) > 1:
+                    opts = replace(opts, overfetch=int(estimates["overfetch"]))
             elif sample is not None and estimated is not None:
                 strategy = "exact" if estimated <= threshold else "iterative"
                 sign = "<=" if strategy == "exact" else ">"
@@ -267,12 +272,17 @@ def _by_cost(
         tuples, witnesses = local.tuples, local.witnesses
         where = f"local share {local.share:.3g} in the {local.looked} sampled rows nearest"
         estimates["local_share"] = round(local.share, 4)
-    # The scan goes on until iterative_fetch rows match, not k: its cost counts them.
-    fetched = tuples * iterative_fetch(opts) / max(wanted, 1)
-    iterative_ms = costs.iterative_ms(fetched) if math.isfinite(tuples) else math.inf
+    # Away from the filtered rows the scan goes on until ITERATIVE_FETCH x k
+    # rows match (see overfetch_for): its cost counts them.
+    overall = estimated / max(sample.rows, 1) * share
+    factor = 1 if local is None else overfetch_for(local.share, overall)
+    if factor > 1:
+        estimates["overfetch"] = factor
+    iterative_ms = costs.iterative_ms(tuples * factor) if math.isfinite(tuples) else math.inf
     estimates["iterative_tuples"] = round(tuples, 1) if math.isfinite(tuples) else -1.0
     estimates["iterative_ms"] = round(iterative_ms, 3) if math.isfinite(iterative_ms) else -1.0
-    detail = (f"{head}, {where}: iterative ~{tuples:.0f} tuples ~{iterative_ms:.2f} ms, "
+    fetch = f" (x{factor} fetched, away from the filtered rows)" if factor > 1 else ""
+    detail = (f"{head}, {where}: iterative ~{tuples:.0f} tuples{fetch} ~{iterative_ms:.2f} ms, "
               f"exact ~{exact_ms:.2f} ms")  # fmt: skip
     if tuples > SAFE_RANK:
         return "exact", f"{detail}; > {SAFE_RANK} tuples would lose recall", estimates, ()

@@ -168,7 +168,7 @@ def build_statement(
                                              opts.precision == "binary" else limit)  # fmt: skip
         stmt = select(*entities).where(model.id.in_(inner.scalar_subquery()))
         order: Any = full
-    elif strategy == "iterative" and opts.mmr is None:
+    elif strategy == "iterative" and opts.mmr is None and opts.overfetch > 1:
         # A relaxed_order scan's first matches are near, not always the
         # nearest: fetch more ids than wanted, keep the nearest of them.  The
         # outer query orders by the candidates' distance "+ 0": ordered by the
@@ -212,7 +212,7 @@ def statement_key(
     """
     return (target.model, target.collection_id, strategy, columns, opts.metric, opts.precision,
             opts.k + opts.offset, opts.with_embedding, opts.mmr is not None, opts.fetch_k,
-            opts.rerank)  # fmt: skip
+            opts.rerank, opts.overfetch)  # fmt: skip
 
 
 def statement_for(
