@@ -187,15 +187,20 @@ def iterative_settings(ef: int, tuples: int) -> dict[str, str]:
 
 
 class Hand(HandSQL):
-    """bench_search's hand-written queries, plus the exact ranking in an OFFSET 0 subquery."""
+    """bench_search's hand-written queries, plus the exact ranking in an OFFSET 0 subquery.
+
+    Both return the columns and rows nearest returns (the exact ranking returned
+    only ``external_id`` before this release's second run).
+    """
 
     def exact(self, q: np.ndarray[Any, Any], where: str, params: tuple[Any, ...]) -> list[int]:
         raw = self.engine.raw_connection()
         try:
             cur = raw.cursor()
             cur.execute(
-                f"SELECT external_id FROM (SELECT {self.COLUMNS}, embedding <=> %s::vector AS d "
-                f"FROM vectorstore_documents WHERE collection_id = %s {where} OFFSET 0) s "
+                f"SELECT {self.COLUMNS}, d FROM (SELECT {self.COLUMNS}, "
+                f"embedding <=> %s::vector AS d FROM vectorstore_documents "
+                f"WHERE collection_id = %s {where} OFFSET 0) s "
                 f"ORDER BY d LIMIT {K}",
                 (vec_literal(q), self.cid, *params),
             )
@@ -203,7 +208,7 @@ class Hand(HandSQL):
             raw.commit()
         finally:
             raw.close()
-        return [int(r[0]) for r in rows]
+        return [int(r[1]) for r in rows]
 
 
 METHODS = {

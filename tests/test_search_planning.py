@@ -250,4 +250,15 @@ def test_the_sample_marks_the_rows_a_filter_keeps(spec: Any) -> None:
         True if spec is None else bool(_matches(spec, meta, {})) for meta in SAMPLE.metadata
     ]
     assert SAMPLE.matches(spec).tolist() == expected
+    assert SAMPLE.matches(spec).tolist() == expected  # remembered: the same answer again
     assert SAMPLE.matches({"g": {"$like": "1%"}}) is None
+
+
+def test_a_remembered_mask_cannot_be_changed_by_its_caller() -> None:
+    mask = SAMPLE.matches({"g": 1})
+    with pytest.raises(ValueError, match="read-only"):
+        mask[0] = not mask[0]
+    assert SAMPLE.matches({"g": {"$in": [1]}}).tolist() == mask.tolist()
+    general = SAMPLE.matches({"g": {"$ne": 1}})
+    with pytest.raises(ValueError, match="read-only"):
+        general[0] = not general[0]

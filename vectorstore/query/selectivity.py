@@ -92,6 +92,9 @@ class MetadataSample:
     _values: dict[str, dict[Any, int]] = field(default_factory=dict, repr=False, compare=False)
     _memo: dict[bytes, int | None] = field(default_factory=dict, repr=False, compare=False)
     _masks: dict[bytes, Any] = field(default_factory=dict, repr=False, compare=False)
+    _value_masks: dict[tuple[str, frozenset[Any]], Any] = field(
+        default_factory=dict, repr=False, compare=False
+    )
     _derived: dict[str, Any] = field(default_factory=dict, repr=False, compare=False)
 
     def unit_vectors(self) -> Any:
@@ -145,11 +148,18 @@ class MetadataSample:
             return None
         equal = _equality(spec)
         if equal is not None:  # the commonest filter: rows by value, no evaluation per row
-            rows = self._rows_by_value(equal[0])
-            out = np.zeros(n, dtype=bool)
-            for c in set(equal[1]):
-                out[rows.get(c, [])] = True  # a list: out[()] would be every row
-            return out
+            field_name, values = equal[0], frozenset(equal[1])
+            remembered = self._value_masks.get((field_name, values))
+            if remembered is None:
+                rows = self._rows_by_value(field_name)
+                out = np.zeros(n, dtype=bool)
+                for c in values:
+                    out[rows.get(c, _NO_ROWS)] = True
+                out.flags.writeable = False  # shared by every call with this filter
+                if len(self._value_masks) >= _MEMO_MAX:
+                    self._value_masks.clear()
+                remembered = self._value_masks[(field_name, values)] = out
+            return remembered
         try:
             dumped = json.dumps(spec, sort_keys=True)
         except (TypeError, ValueError):
@@ -167,21 +177,27 @@ class MetadataSample:
                     out[i] = verdict
             except (RecursionError, TypeError, ValueError):
                 return None
+            out.flags.writeable = False  # shared by every call with this filter
             if len(self._masks) >= _MEMO_MAX:
                 self._masks.clear()
             found = self._masks[key] = out
         return found
 
-    def _rows_by_value(self, key: str) -> dict[Any, list[int]]:
-        """Sampled row positions by canonical value of top-level ``key`` (built once)."""
+    def _rows_by_value(self, key: str) -> dict[Any, Any]:
+        """Sampled row positions (integer arrays) by canonical value of top-level ``key``.
+
+        Built once per key; arrays, so that indexing a mask by them costs no
+        conversion per call.
+        """
         found = self._derived.get("rows:" + key)
         if found is None:
-            found = {}
+            lists: dict[Any, list[int]] = {}
             for i, meta in enumerate(self.metadata):
                 if isinstance(meta, Mapping) and key in meta:
                     c = _canonical(meta[key])
                     if c is not None:
-                        found.setdefault(c, []).append(i)
+                        lists.setdefault(c, []).append(i)
+            found = {c: np.asarray(rows, dtype=np.intp) for c, rows in lists.items()}
             self._derived["rows:" + key] = found
         return found
 
@@ -235,6 +251,8 @@ class MetadataSample:
 
 
 _MEMO_MAX = 1024
+#: No sampled row has the value (an empty index array; a list () would select every row).
+_NO_ROWS = np.zeros(0, dtype=np.intp)
 
 
 def _equality(spec: Any) -> tuple[str, list[Any]] | None:
