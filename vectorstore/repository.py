@@ -483,7 +483,8 @@ class DocumentRepository(Generic[DocT]):
             ledger: ``(stream, batch)`` to record with the merge: a key already
                 recorded merges nothing and returns the recorded counts with
                 ``replayed=True`` (a batch delivered again).
-            rebuild_index, index_options: big-load mode, as for :meth:`bulk_add`.
+            rebuild_index: big-load mode, as for :meth:`bulk_add`.
+            index_options: the big load's index options, as for :meth:`bulk_add`.
         """
         policy = check_policy(on_conflict)
         result, collection = staging.merge_stage(

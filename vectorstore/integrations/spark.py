@@ -452,8 +452,9 @@ def write(
         url_or_engine_factory: a database URL, or a picklable callable that
             returns an Engine (called once per executor Python process).
         collection: the collection (created when missing).
-        text_col, id_col, metadata_cols: the text, the stable external id (required:
-            idempotence rests on it) and the columns folded into the metadata.
+        text_col: the text column.
+        id_col: the stable external id column (required: idempotence rests on it).
+        metadata_cols: the columns folded into the metadata.
         embedding_col: precomputed vectors (an array<float> column); the rows
             are then not embedded.
         embedder: a picklable factory of the Embedder, built once per Python
