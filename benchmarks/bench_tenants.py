@@ -68,6 +68,7 @@ from bench_search import (  # noqa: E402
 import vectorstore as vs  # noqa: E402
 from vectorstore.models import NAMING_CONVENTION  # noqa: E402
 from vectorstore.schema import tenants  # noqa: E402
+from vectorstore.schema.indexes import hnsw_graph_bytes  # noqa: E402
 
 RESULTS = ROOT / "benchmarks" / "results"
 DIM = 384
@@ -125,6 +126,16 @@ def measured_tenants(sizes: list[int]) -> list[int]:
     return [0, 1, 2, mid, mid + 1, mid + 2, n - 3, n - 2, n - 1]
 
 
+def build_memory(rows: int) -> str:
+    """maintenance_work_mem for an HNSW build over ``rows`` rows: its graph fits (at least 1GB).
+
+    A fixed 1GB spilled the table-wide build of the million-row run to disk
+    (the library's IndexMemoryWarning said so).
+    """
+    needed = int(hnsw_graph_bytes(rows, DIM) * 1.1 / 1024**2) + 64
+    return f"{max(needed, 1024)}MB"
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--rows", type=int, default=100_000)
@@ -172,7 +183,7 @@ def main() -> int:
         if i in measured:
             shared[i] = repo
     first = shared[measured[0]]
-    first.create_index(vs.IndexSpec(), maintenance_work_mem="1GB")
+    first.create_index(vs.IndexSpec(), maintenance_work_mem=build_memory(args.rows))
     timings["load shared + table-wide HNSW (s)"] = time.perf_counter() - started
     started = time.perf_counter()
     partial = {}
@@ -180,7 +191,8 @@ def main() -> int:
         repo = vs.DocumentRepository.standalone(engine, collection=f"p-{names[i]}",
                                                 embedding_model="synthetic")  # fmt: skip
         repo.bulk_add(records(names[i], data[i], texts), rebuild_index=False)
-        repo.create_index(vs.IndexSpec(per_collection=True), maintenance_work_mem="1GB")
+        repo.create_index(vs.IndexSpec(per_collection=True),
+                          maintenance_work_mem=build_memory(sizes[i]))  # fmt: skip
         partial[i] = repo
     timings["partial indexes for the measured tenants (s)"] = time.perf_counter() - started
 
