@@ -82,6 +82,12 @@ WORDS = [
 ]  # fmt: skip
 
 
+def build_memory(rows: int, *, floor_mb: int = 0) -> str:
+    """maintenance_work_mem for an HNSW build over ``rows`` rows: the graph fits, 10 % spare."""
+    needed = int(hnsw_graph_bytes(rows, DIM) * 1.1 / 1024**2) + 64
+    return f"{max(needed, floor_mb)}MB"
+
+
 def database(rows: int) -> str:
     return f"bench_scale_{rows}"
 
@@ -290,9 +296,7 @@ def main() -> int:
     started = time.perf_counter()
     data, cats, randoms = build_set(args.rows, args.seed)
     print(f"built {args.rows} vectors in {time.perf_counter() - started:.1f} s", flush=True)
-    memory = args.maintenance_work_mem or (
-        f"{int(hnsw_graph_bytes(args.rows, DIM) * 1.1 / 1024**2) + 64}MB"
-    )
+    memory = args.maintenance_work_mem or build_memory(args.rows)
     load_info: dict[str, Any] = {}
     if args.reuse:
         engine = existing_engine(args.url, args.rows)

@@ -55,6 +55,7 @@ sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "benchmarks"))
 
 from bench_filtered_correlated import texts_for  # noqa: E402
+from bench_scale import build_memory  # noqa: E402
 from bench_search import (  # noqa: E402
     fresh_engine,
     markdown,
@@ -68,7 +69,6 @@ from bench_search import (  # noqa: E402
 import vectorstore as vs  # noqa: E402
 from vectorstore.models import NAMING_CONVENTION  # noqa: E402
 from vectorstore.schema import tenants  # noqa: E402
-from vectorstore.schema.indexes import hnsw_graph_bytes  # noqa: E402
 
 RESULTS = ROOT / "benchmarks" / "results"
 DIM = 384
@@ -126,16 +126,6 @@ def measured_tenants(sizes: list[int]) -> list[int]:
     return [0, 1, 2, mid, mid + 1, mid + 2, n - 3, n - 2, n - 1]
 
 
-def build_memory(rows: int) -> str:
-    """maintenance_work_mem for an HNSW build over ``rows`` rows: its graph fits (at least 1GB).
-
-    A fixed 1GB spilled the table-wide build of the million-row run to disk
-    (the library's IndexMemoryWarning said so).
-    """
-    needed = int(hnsw_graph_bytes(rows, DIM) * 1.1 / 1024**2) + 64
-    return f"{max(needed, 1024)}MB"
-
-
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--rows", type=int, default=100_000)
@@ -183,7 +173,9 @@ def main() -> int:
         if i in measured:
             shared[i] = repo
     first = shared[measured[0]]
-    first.create_index(vs.IndexSpec(), maintenance_work_mem=build_memory(args.rows))
+    # A fixed 1GB spilled the million-row build to disk (IndexMemoryWarning): sized by rows.
+    first.create_index(vs.IndexSpec(),
+                       maintenance_work_mem=build_memory(args.rows, floor_mb=1024))  # fmt: skip
     timings["load shared + table-wide HNSW (s)"] = time.perf_counter() - started
     started = time.perf_counter()
     partial = {}
@@ -192,7 +184,7 @@ def main() -> int:
                                                 embedding_model="synthetic")  # fmt: skip
         repo.bulk_add(records(names[i], data[i], texts), rebuild_index=False)
         repo.create_index(vs.IndexSpec(per_collection=True),
-                          maintenance_work_mem=build_memory(sizes[i]))  # fmt: skip
+                          maintenance_work_mem=build_memory(sizes[i], floor_mb=1024))  # fmt: skip
         partial[i] = repo
     timings["partial indexes for the measured tenants (s)"] = time.perf_counter() - started
 
