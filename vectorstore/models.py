@@ -71,6 +71,7 @@ from sqlalchemy.orm import DeclarativeBase, Mapped, declared_attr, mapped_column
 
 from vectorstore.column_storage import declare_column_storage
 from vectorstore.errors import ConfigurationError
+from vectorstore.metadata_keys import declared_keys, key_indexes
 from vectorstore.metadata_table import MetadataIndex, declare_metadata_table, metadata_index_layout
 
 __all__ = [
@@ -208,6 +209,10 @@ class DocumentMixin:
     #: ``"table"`` (the GIN index on a shadow table kept by triggers, so
     #: metadata updates are HOT: see :mod:`vectorstore.metadata_table`).
     metadata_index: ClassVar[MetadataIndex] = "inline"
+    #: Top-level metadata keys with a btree index of their own on
+    #: ``(collection_id, metadata -> 'key')``: filters on them (equality, ``$in``,
+    #: ranges) use it instead of the GIN index (see :mod:`vectorstore.metadata_keys`).
+    indexed_metadata_keys: ClassVar[tuple[str, ...]] = ()
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)  # declarative maps the class here
@@ -217,6 +222,12 @@ class DocumentMixin:
         declare_column_storage(table)
         if metadata_index_layout(cls) != "table":
             return
+        if declared_keys(cls):
+            raise ConfigurationError(
+                f"{cls.__name__}: metadata_index = 'table' cannot be combined with "
+                f"indexed_metadata_keys (their indexes would be on the documents table, "
+                f"which the 'table' layout keeps free of metadata indexes); use one or the other"
+            )
         if partitioned_by_collection(cls):
             raise ConfigurationError(
                 f"{cls.__name__}: metadata_index = 'table' cannot be combined with "
@@ -262,6 +273,7 @@ class DocumentMixin:
     def __table_args__(cls) -> Any:
         table = cls.__tablename__  # type: ignore[attr-defined]
         unique = UniqueConstraint("collection_id", "external_id")
+        keys = declared_keys(cls)  # checked here, when the class is defined
         if partitioned_by_collection(cls):
             # LIST-partitioned by collection: the key is part of the primary key
             # (PostgreSQL requires it); the secondary indexes live on each
@@ -270,7 +282,8 @@ class DocumentMixin:
             options: dict[str, Any] = {"postgresql_partition_by": "LIST (collection_id)"}
         else:
             inline = metadata_index_layout(cls) == "inline"
-            args = (unique, *secondary_indexes(table, full_text_layout(cls), metadata=inline))
+            args = (unique, *secondary_indexes(table, full_text_layout(cls), metadata=inline,
+                                               keys=keys))  # fmt: skip
             options = {}
         if cls.table_schema:
             options["schema"] = cls.table_schema
@@ -303,13 +316,14 @@ def partitioned_by_collection(model: Any) -> bool:
 
 
 def secondary_indexes(
-    table: str, layout: FullTextSearch, *, metadata: bool = True
+    table: str, layout: FullTextSearch, *, metadata: bool = True, keys: tuple[str, ...] = ()
 ) -> tuple[Index, ...]:
     """The btree, GIN and HNSW indexes of a document table called ``table`` (unbound).
 
     The default layout declares them on the table; the partitioned layout
     builds the same ones on every tenant's partition.  ``metadata=False``
     (the ``metadata_index = "table"`` layout): no GIN index on ``metadata``.
+    ``keys``: the model's ``indexed_metadata_keys``, one btree each, last.
     """
     gin = Index(
         f"ix_{table}_metadata",
@@ -335,7 +349,7 @@ def secondary_indexes(
             f"ix_{table}_text_search", sql_text(TEXT_SEARCH_SQL), postgresql_using="gin"
         )
         found = (*found, text_index)
-    return found
+    return (*found, *key_indexes(table, keys))
 
 
 class Document(DocumentMixin, Base):

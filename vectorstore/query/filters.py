@@ -109,6 +109,7 @@ from sqlalchemy import (
 from sqlalchemy.dialects.postgresql import ARRAY, JSONB
 
 from vectorstore.errors import FilterError
+from vectorstore.metadata_keys import indexed_keys, key_element
 
 __all__ = [
     "COLUMN_FIELDS",
@@ -562,6 +563,8 @@ class _Compiler:
     def __init__(self, model: Any, meta: Any = None) -> None:
         self.model = model
         self.meta = model.metadata_ if meta is None else meta
+        # Keys with a btree of their own (vectorstore.metadata_keys), on the model's own column.
+        self.keyed = indexed_keys(model) if meta is None else frozenset()
 
     # -- structure -----------------------------------------------------------
     def node(self, spec: Any, where: str, depth: int) -> ColumnElement[bool]:
@@ -573,8 +576,11 @@ class _Compiler:
             return true()
         doc = plain_equalities(spec)
         if doc is not None:
-            contained: ColumnElement[bool] = self.meta.contains(bindparam(None, doc, type_=JSONB))
-            return contained
+            keyed = [self.keyed_eq(k, v) for k, v in doc.items() if k in self.keyed]
+            rest = {k: v for k, v in doc.items() if k not in self.keyed} if keyed else doc
+            if rest:
+                keyed.append(self.meta.contains(bindparam(None, rest, type_=JSONB)))
+            return keyed[0] if len(keyed) == 1 else and_(*keyed)
         parts = []
         for key, value in spec.items():
             if not isinstance(key, str) or not key:
@@ -685,6 +691,11 @@ class _Compiler:
         element = self.path(path)
         if op in ("$eq", "$ne"):
             value = _json_value(operand, where)
+            if self.is_keyed(path) and not isinstance(value, list | dict):
+                # IS DISTINCT FROM keeps the documents that lack the key, as $ne does.
+                bound = bindparam(None, value, type_=JSONB)
+                return self.keyed_eq(path[0], value) if op == "$eq" else (
+                    element.is_distinct_from(bound))  # fmt: skip
             eq = self.meta_eq(path, element, value)
             return eq if op == "$eq" else not_(eq)
         if op in ("$in", "$nin"):
@@ -712,13 +723,26 @@ class _Compiler:
         needle = value if isinstance(value, list | dict) else [value]
         return self.meta.contains(bindparam(None, _nest(path, needle), type_=JSONB))
 
+    def is_keyed(self, path: tuple[str, ...]) -> bool:
+        """Whether ``path`` is one top-level key with an index of its own."""
+        return len(path) == 1 and path[0] in self.keyed
+
+    def keyed_eq(self, key: str, value: Any) -> ColumnElement[bool]:
+        """``metadata -> 'key' = value::jsonb``: the scalar equality the key's btree serves."""
+        eq: ColumnElement[bool] = key_element(self.meta, key) == bindparam(None, value, type_=JSONB)
+        return eq
+
     def path(self, path: tuple[str, ...], *, as_text: bool = False) -> Any:
         """``metadata -> 'k'`` or, nested, ``metadata #> ARRAY[...]`` with a bound text[].
 
         SQLAlchemy's own JSON path type renders the path as an unquoted array
         literal, which breaks on keys containing ``{ } , "``; a bound ARRAY is
-        sent as a proper array whatever the keys hold.
+        sent as a proper array whatever the keys hold.  An indexed key
+        (:mod:`vectorstore.metadata_keys`) is written as the literal its
+        index is on, so that comparisons of it can use the index.
         """
+        if self.is_keyed(path) and not as_text:
+            return key_element(self.meta, path[0])
         if len(path) == 1:
             return self.meta[path[0]].astext if as_text else self.meta[path[0]]
         keys = bindparam(None, list(path), type_=ARRAY(Text))
@@ -744,23 +768,30 @@ class _Compiler:
         """The values' ``$eq`` ORed, as one expression per kind of value (see the docstring).
 
         Scalars mean containment of ``{"k": v}``; lists and objects mean
-        jsonb equality of ``element`` (as in :meth:`meta_eq`).  Never NULL,
-        so that its negation keeps documents lacking the key.
+        jsonb equality of ``element`` (as in :meth:`meta_eq`).  Never NULL
+        when ``indexed`` is false (``$nin``), so that its negation keeps
+        documents lacking the key; an indexed key's ``$in`` is NULL for them
+        (``$not`` treats NULL as not matched).
         """
         scalars = [v for v in values if not isinstance(v, list | dict)]
         others = [v for v in values if isinstance(v, list | dict)]
         parts = []
-        if scalars and indexed and len(scalars) <= INDEXED_IN_MAX:
+        if scalars and indexed and len(scalars) <= INDEXED_IN_MAX and self.is_keyed(path):
+            # The key's btree: one index search per value; NULL (not false) for
+            # a missing key, so only the positive $in takes this form.
+            array = cast(bindparam(None, scalars, type_=ARRAY(JSONB)), ARRAY(JSONB))
+            parts.append(element == any_(array))
+        elif scalars and indexed and len(scalars) <= INDEXED_IN_MAX:
             docs = cast(bindparam(None, [_nest(path, v) for v in scalars], type_=ARRAY(JSONB)),
                         ARRAY(JSONB))  # fmt: skip
             parts.append(self.meta.op("@>", return_type=Boolean)(any_(docs)))
         elif scalars:
             # ``->`` with a text key descends objects only, as containment does
             # (``#>`` would also index arrays: ``"a.0"`` would match ``{"a": [v]}``).
-            keyed = self.meta
+            descended = self.meta
             for part in path:
-                keyed = keyed.op("->", return_type=JSONB)(bindparam(None, part, type_=Text))
-            parts.append(_one_of(keyed, bindparam(None, scalars, type_=JSONB)))
+                descended = descended.op("->", return_type=JSONB)(bindparam(None, part, type_=Text))
+            parts.append(_one_of(descended, bindparam(None, scalars, type_=JSONB)))
         if others:
             parts.append(_one_of(element, bindparam(None, others, type_=JSONB)))
         return parts[0] if len(parts) == 1 else or_(*parts)

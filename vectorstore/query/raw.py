@@ -35,6 +35,7 @@ from sqlalchemy.engine import AdaptedConnection
 from vectorstore._async import await_
 from vectorstore._target import Target
 from vectorstore._vector import query_param
+from vectorstore.metadata_keys import indexed_keys
 from vectorstore.metadata_table import metadata_table
 
 from .filters import compile_filter, plain_equalities
@@ -118,14 +119,16 @@ def _prepare_filtered(
 ) -> tuple[_Prepared, dict[str, Any]] | None:
     """A filtered statement's compiled form and parameters, without building it per call.
 
-    A plain dictionary filter seen before (same values, same JSON types) reuses
-    its processed parameters.  Otherwise only the filter is compiled: its
-    SQLAlchemy cache key (structure without values) finds the statement
-    compiled for the first filter of that shape, and the filter's bound values
-    take the places of that first filter's values among its parameters.
+    Top-level metadata equalities share one statement (unless they name an
+    indexed key, whose comparison is its own).  A plain dictionary filter seen
+    before (same values, same JSON types) reuses its processed parameters.
+    Otherwise only the filter is compiled: its SQLAlchemy cache key (structure
+    without values) finds the statement compiled for the first filter of that
+    shape, and the filter's bound values take the places of that first
+    filter's values among its parameters.
     """
     doc = plain_equalities(opts.filter)
-    if doc is not None:
+    if doc is not None and indexed_keys(target.model).isdisjoint(doc):
         return _prepare_equalities(target, dialect, opts, strategy, doc)
     plain = _plain(opts.filter)
     memo_key = None

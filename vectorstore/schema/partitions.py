@@ -52,6 +52,7 @@ from sqlalchemy import Column, Connection, MetaData, Table, text
 from sqlalchemy.orm import Session
 from sqlalchemy.schema import CreateIndex
 
+from vectorstore.metadata_keys import declared_keys
 from vectorstore.models import full_text_layout, secondary_indexes
 
 from .catalog import forget, qualified_table
@@ -178,15 +179,20 @@ def partition_table(parent: Table, name: str, model: Any = None) -> Table:
     Its columns are the parent's (names and types); its indexes are the
     model's secondary indexes (:func:`~vectorstore.models.secondary_indexes`,
     in ``model``'s full-text layout; the parent's columns tell when no model
-    is given), named ``<partition>_hash|meta|hnsw|fts``.
+    is given), named ``<partition>_hash|meta|hnsw|fts``, and one btree per
+    ``indexed_metadata_keys`` key, named ``<partition>_k<position>``.
     """
     columns = [Column(c.name, c.type) for c in parent.columns]
     table = Table(name, MetaData(), *columns, schema=parent.schema)
+    keys: tuple[str, ...] = ()
     if model is not None:
         layout = full_text_layout(model)
+        keys = declared_keys(model)
     else:
         layout = "stored" if "text_search" in parent.c else "expression"
-    for index, suffix in zip(secondary_indexes(name, layout), _INDEX_SUFFIXES, strict=False):
+    indexes = secondary_indexes(name, layout, keys=keys)
+    suffixes = (*_INDEX_SUFFIXES[: len(indexes) - len(keys)], *(f"k{i}" for i in range(len(keys))))
+    for index, suffix in zip(indexes, suffixes, strict=True):
         index.name = f"{name}_{suffix}"  # type: ignore[assignment]
         index._set_parent(table)
     return table
