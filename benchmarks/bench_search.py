@@ -258,24 +258,35 @@ def schedule(
 
     Each method runs every query once per round.  No call runs right after a
     call on the same query vector: the second run of a query finds the index
-    pages it walks in the CPU caches (measured: up to 2x faster), so any
-    schedule that lets one method follow another on the same vector more
-    often than the reverse biases the comparison.  (The previous rotation of
-    three methods put the hand-written query right after nearest on the same
-    vector in two orders of three, and never the reverse: +22-25% "overhead"
-    that a balanced order measured as -5%.)  At step i, method m runs query
-    i + m * (n / methods): consecutive calls are always different queries; the
-    methods' order within a step is random, so each is first, and follows
-    each other method, equally often in expectation.
+    pages it walks in the CPU caches and in shared buffers (measured: up to
+    2x faster), so any schedule that lets one method follow another on the
+    same vector more often than the reverse biases the comparison.
+
+    A round is one pass over the queries per method.  Every query has its own
+    random order of the methods, and pass k runs each query with the k-th
+    method of its order, the queries in a fresh random order (never starting
+    with the query that ended the pass before).  So which method runs a query
+    first, and which follows which on it, is random per query and round.
+
+    The schedule before this one gave method m query ``step + m * stride``
+    at each step: consecutive calls were on different queries, but every
+    query was run by the methods in one fixed order, the last listed first
+    and the first listed last, ``stride`` steps apart.  Method 0 (``nearest``
+    in every benchmark here) always ran a query after all the others had
+    warmed its pages.  Figures measured with it are labelled so in the docs.
     """
     rng = np.random.default_rng(seed)
-    stride = max(1, n_queries // len(methods))
-    out = []
+    out: list[tuple[int, int, str]] = []
+    last = -1
     for round_no in range(rounds):
-        for step in range(n_queries):
-            for m in rng.permutation(len(methods)):
-                qi = (step + int(m) * stride) % n_queries
-                out.append((round_no, qi, methods[int(m)]))
+        orders = [rng.permutation(len(methods)) for _ in range(n_queries)]
+        for k in range(len(methods)):
+            queries = [int(q) for q in rng.permutation(n_queries)]
+            if n_queries > 1 and queries[0] == last:
+                queries[0], queries[-1] = queries[-1], queries[0]
+            for q in queries:
+                out.append((round_no, q, methods[int(orders[q][k])]))
+            last = queries[-1]
     return out
 
 
