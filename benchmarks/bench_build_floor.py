@@ -8,7 +8,11 @@ the same data, so the two can be set side by side:
 
 1. ``COPY FROM`` a binary file on the server's own disk into a bare table
    (the document table's columns, the primary key only: no client, no
-   socket, no generated column, no other index);
+   socket, no generated column, no other index).  ``--storage external``
+   (the default) keeps pgvector's own column storage, so with these texts
+   the vectors go to TOAST; ``--storage main`` keeps the vector and the
+   metadata in the row, as vectorstore's document tables do (migration
+   0010);
 2. ``CREATE INDEX ... USING hnsw (embedding vector_cosine_ops) WITH (m = 16,
    ef_construction = <each --ef-construction>)``, with
    ``maintenance_work_mem`` sized for the graph (no spill) and vectorstore's
@@ -25,9 +29,11 @@ Usage::
 
     python benchmarks/bench_build_floor.py --rows 1000000              # ef_construction 64
     python benchmarks/bench_build_floor.py --rows 1000000 --ef-construction 64,32
+    python benchmarks/bench_build_floor.py --rows 1000000 --storage main
     python benchmarks/bench_build_floor.py --rows 20000 --queries 20   # quick
 
-Results: ``benchmarks/results/build_floor_<rows>.json`` and ``build_floor_<rows>_tables.md``.
+Results: ``benchmarks/results/build_floor_<rows>.json`` and ``build_floor_<rows>_tables.md``
+(``build_floor_<rows>_main...`` with ``--storage main``).
 """
 
 from __future__ import annotations
@@ -83,6 +89,8 @@ def main() -> int:
     parser.add_argument("--rows", type=int, default=100_000)
     parser.add_argument("--ef-construction", default="64", help="comma-separated, one build each")
     parser.add_argument("--workers", type=int, default=None, help="parallel build workers")
+    parser.add_argument("--storage", choices=("external", "main"), default="external",
+                        help="the vector's and metadata's column storage")  # fmt: skip
     parser.add_argument("--queries", type=int, default=100)
     parser.add_argument("--url", default=None, help="an external PostgreSQL")
     parser.add_argument("--seed", type=int, default=0)
@@ -108,13 +116,17 @@ def main() -> int:
     try:
         cur = raw.cursor()
         cur.execute(f"CREATE TABLE {BARE_TABLE} ({BARE_COLUMNS})")
+        if args.storage == "main":
+            cur.execute(f"ALTER TABLE {BARE_TABLE} ALTER COLUMN embedding SET STORAGE MAIN, "
+                        "ALTER COLUMN metadata SET STORAGE MAIN")  # fmt: skip
         raw.commit()
         began = time.perf_counter()
         cur.execute(f"COPY {BARE_TABLE} ({', '.join(COPY_COLUMNS)}) FROM %s (FORMAT BINARY)",
                     (str(copy_file),))  # fmt: skip
         raw.commit()
         copy_s = time.perf_counter() - began
-        steps.append({"step": "COPY FROM file, bare table", "seconds": round(copy_s, 1),
+        steps.append({"step": f"COPY FROM file, bare table ({args.storage} storage)",
+                      "seconds": round(copy_s, 1),
                       "rows/s": round(args.rows / copy_s)})  # fmt: skip
         print(f"COPY: {copy_s:.1f} s", flush=True)
         cur.execute(f"ANALYZE {BARE_TABLE}")
@@ -162,17 +174,19 @@ def main() -> int:
         copy_file.unlink(missing_ok=True)
 
     load = os.getloadavg()[0]
-    head = (f"{args.rows:,} rows of 384-d vectors (bench_scale's set), pgvector alone; "
+    head = (f"{args.rows:,} rows of 384-d vectors (bench_scale's set), pgvector alone, "
+            f"{args.storage} storage; "
             f"maintenance_work_mem {memory}, max_parallel_maintenance_workers "
             f"{settings['max_parallel_maintenance_workers']}, {os.cpu_count()} cores, "
             f"load average at the end {load:.1f}")  # fmt: skip
     out = head + "\n\n" + markdown("Server-side COPY and HNSW build", steps)
     print(out)
     RESULTS.mkdir(exist_ok=True)
-    (RESULTS / f"build_floor_{args.rows}.json").write_text(json.dumps(
-        {"rows": args.rows, "maintenance_work_mem": memory, "settings": settings,
-         "steps": steps}, indent=2))  # fmt: skip
-    (RESULTS / f"build_floor_{args.rows}_tables.md").write_text(out + "\n")
+    stem = f"build_floor_{args.rows}" + ("" if args.storage == "external" else "_main")
+    (RESULTS / f"{stem}.json").write_text(json.dumps(
+        {"rows": args.rows, "storage": args.storage, "maintenance_work_mem": memory,
+         "settings": settings, "steps": steps}, indent=2))  # fmt: skip
+    (RESULTS / f"{stem}_tables.md").write_text(out + "\n")
     return 0
 
 
