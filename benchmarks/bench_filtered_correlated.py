@@ -394,7 +394,7 @@ def main() -> int:
     data, cats, labels = build_set(args.rows, args.seed)
     engine = None
     if args.reuse:
-        engine = _existing(args.url, args.rows)
+        engine = existing_engine(args.url, args.rows)
     if engine is None:
         engine = fresh_engine(args.url, "vs-bench-correlated", DATABASE)
         repo = load(engine, data, cats, args.seed)
@@ -440,13 +440,15 @@ def _measured(engine: Any) -> list[tuple[str, str, Any]]:
     return [(t, m, c) for (t, m), c in cost._COSTS.get(engine, {}).items()]
 
 
-def _existing(url: str | None, rows: int) -> Any:
-    """An engine on the loaded database when it holds ``rows`` rows; else None."""
+def existing_engine(
+    url: str | None, rows: int, server: str = "vs-bench-correlated", database: str = DATABASE
+) -> Any:
+    """An engine on the loaded ``database`` when it holds ``rows`` rows; else None."""
     import tempfile
 
     base = (vs.normalize_url(url) if url else vs.EmbeddedServer(
-        Path(tempfile.gettempdir()) / f"vs-bench-correlated-{os.getuid()}").start())  # fmt: skip
-    engine = vs.make_engine(base.set(database=DATABASE))
+        Path(tempfile.gettempdir()) / f"{server}-{os.getuid()}").start())  # fmt: skip
+    engine = vs.make_engine(base.set(database=database))
     try:
         with engine.connect() as conn:
             found = conn.execute(text("SELECT count(*) FROM vectorstore_documents")).scalar_one()

@@ -57,14 +57,20 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from sqlalchemy import MetaData, text
+from sqlalchemy import MetaData
 from sqlalchemy.orm import DeclarativeBase
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "benchmarks"))
 
-from bench_filtered_correlated import Hand, build_set, iterative_settings, texts_for  # noqa: E402
+from bench_filtered_correlated import (  # noqa: E402
+    Hand,
+    build_set,
+    existing_engine,
+    iterative_settings,
+    texts_for,
+)
 from bench_search import (  # noqa: E402
     fresh_engine,
     markdown,
@@ -163,26 +169,6 @@ def create_key_index(engine: Any) -> None:
         conn.exec_driver_sql("ANALYZE vectorstore_documents")
 
 
-def existing(url: str | None, rows: int) -> Any:
-    """An engine on the loaded database when it holds ``rows`` rows; else None."""
-    import os
-    import tempfile
-
-    base = (vs.normalize_url(url) if url else vs.EmbeddedServer(
-        Path(tempfile.gettempdir()) / f"{SERVER}-{os.getuid()}").start())  # fmt: skip
-    engine = vs.make_engine(base.set(database=DATABASE))
-    try:
-        with engine.connect() as conn:
-            found = conn.execute(text("SELECT count(*) FROM vectorstore_documents")).scalar_one()
-    except Exception:  # no such database yet
-        engine.dispose()
-        return None
-    if found != rows:
-        engine.dispose()
-        return None
-    return engine
-
-
 def call(repos: dict[str, Any], hand: Hand, name: str, q: Any, lo: int, hi: int) -> Any:
     if name in NEAREST:
         return repos[name].nearest(q, k=K, filter={"day": {"$gte": lo, "$lt": hi}})
@@ -206,7 +192,7 @@ def main() -> int:
 
     data, _, labels = build_set(args.rows, args.seed)
     days = days_for(labels, args.seed)
-    engine = existing(args.url, args.rows) if args.reuse else None
+    engine = existing_engine(args.url, args.rows, SERVER, DATABASE) if args.reuse else None
     if engine is None:
         engine = fresh_engine(args.url, SERVER, DATABASE)
         repo = load(engine, data, days, args.seed)
