@@ -176,6 +176,34 @@ def measure(
     return out
 
 
+def load_shared(engine: Any, names: list[str], data: list[Any], texts: list[str],
+                measured: list[int], timings: dict[str, float]) -> dict[int, Any]:  # fmt: skip
+    """Every tenant into the shared table (COPY, no HNSW), then one table-wide build.
+
+    Returns the measured tenants' repositories; the two steps' seconds go
+    into ``timings``.
+    """
+    started = time.perf_counter()
+    shared = {}
+    for i, name in enumerate(names):
+        repo = vs.DocumentRepository.standalone(engine, collection=f"s-{name}",
+                                                embedding_model="synthetic")  # fmt: skip
+        repo.bulk_add(records(name, data[i], texts), rebuild_index=False)
+        if i in measured:
+            shared[i] = repo
+    timings["load shared, COPY (s)"] = time.perf_counter() - started
+    print(f"shared: loaded in {timings['load shared, COPY (s)']:.0f} s", flush=True)
+    started = time.perf_counter()
+    # A fixed 1GB spilled the million-row build to disk (IndexMemoryWarning): sized by rows.
+    rows = sum(len(d) for d in data)
+    shared[measured[0]].create_index(
+        vs.IndexSpec(), maintenance_work_mem=build_memory(rows, floor_mb=1024)
+    )
+    timings["shared, table-wide HNSW build (s)"] = time.perf_counter() - started
+    print(f"shared: HNSW built in {timings['shared, table-wide HNSW build (s)']:.0f} s", flush=True)
+    return shared
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--rows", type=int, default=100_000)
@@ -215,23 +243,7 @@ def main() -> int:
 
     # -- shared: COPY without the HNSW index, then one table-wide build (the
     # partial indexes come after the first query phase: see the module docstring)
-    started = time.perf_counter()
-    shared = {}
-    for i, name in enumerate(names):
-        repo = vs.DocumentRepository.standalone(engine, collection=f"s-{name}",
-                                                embedding_model="synthetic")  # fmt: skip
-        repo.bulk_add(records(name, data[i], texts), rebuild_index=False)
-        if i in measured:
-            shared[i] = repo
-    timings["load shared, COPY (s)"] = time.perf_counter() - started
-    print(f"shared: loaded in {timings['load shared, COPY (s)']:.0f} s", flush=True)
-    started = time.perf_counter()
-    # A fixed 1GB spilled the million-row build to disk (IndexMemoryWarning): sized by rows.
-    shared[measured[0]].create_index(
-        vs.IndexSpec(), maintenance_work_mem=build_memory(args.rows, floor_mb=1024)
-    )
-    timings["shared, table-wide HNSW build (s)"] = time.perf_counter() - started
-    print(f"shared: HNSW built in {timings['shared, table-wide HNSW build (s)']:.0f} s", flush=True)
+    shared = load_shared(engine, names, data, texts, measured, timings)
 
     # -- dedicated: each measured tenant alone in its own table
     dedicated = {}

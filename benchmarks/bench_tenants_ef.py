@@ -10,13 +10,21 @@ the largest tenant on the shared table with the table-wide index only
 (its partial index, built by ``bench_tenants.py``, is dropped first), by
 strategy.
 
+``--shared --load-shared`` loads only the shared table itself (into a new
+database on the same server, as ``bench_tenants.py`` does: a quarter of its
+time) and runs the three largest tenants through the table-wide index: at
+the defaults, at the previous release's ``ef_search`` 200 (the planner then
+keeps the given value) and exactly.
+
 Usage::
 
     python benchmarks/bench_tenants.py --rows 1000000        # loads the set (an hour here)
     python benchmarks/bench_tenants_ef.py --rows 1000000      # then this, a few minutes
     python benchmarks/bench_tenants_ef.py --rows 1000000 --shared
+    python benchmarks/bench_tenants_ef.py --rows 1000000 --shared --load-shared  # alone
 
-Results: ``benchmarks/results/tenants_ef_<rows>_tables.md``.
+Results: ``benchmarks/results/tenants_ef_<rows>_tables.md`` (with ``--load-shared``:
+``tenants_ef_shared_<rows>_tables.md``).
 """
 
 from __future__ import annotations
@@ -36,13 +44,15 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "benchmarks"))
 
-from bench_search import markdown, recall  # noqa: E402
+from bench_filtered_correlated import texts_for  # noqa: E402
+from bench_search import fresh_engine, markdown, recall  # noqa: E402
 from bench_tenants import (  # noqa: E402
     DATABASE,
     DIM,
     INTRINSIC,
     K,
     TenantDoc,
+    load_shared,
     measured_tenants,
     tenant_sizes,
     tenant_vectors,
@@ -60,6 +70,8 @@ def main() -> int:
     parser.add_argument("--queries", type=int, default=30, help="as bench_tenants.py ran")
     parser.add_argument("--ef", default="200,400,700,1000")
     parser.add_argument("--shared", action="store_true")
+    parser.add_argument("--load-shared", action="store_true",
+                        help="load the shared table alone first (replaces the database)")
     parser.add_argument("--url", default=None, help="the external server bench_tenants used")
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args()
@@ -82,12 +94,15 @@ def main() -> int:
         queries[i] = list(qs)
         truth[i] = [[int(x) for x in np.argsort(1 - data[i] @ q)[:K]] for q in qs]
 
-    if args.url:
-        base = vs.normalize_url(args.url)
+    load: dict[str, float] = {}
+    if args.load_shared:
+        engine = fresh_engine(args.url, "vectorstore-bench-tenants", DATABASE)
+        load_shared(engine, names, data, texts_for(max(sizes), args.seed), measured, load)
+    elif args.url:
+        engine = vs.make_engine(vs.normalize_url(args.url).set(database=DATABASE))
     else:
         folder = Path(tempfile.gettempdir()) / f"vectorstore-bench-tenants-{os.getuid()}"
-        base = vs.EmbeddedServer(folder).start()
-    engine = vs.make_engine(base.set(database=DATABASE))
+        engine = vs.make_engine(vs.EmbeddedServer(folder).start().set(database=DATABASE))
 
     def run(repo: Any, i: int, variants: list[dict[str, Any]]) -> list[dict[str, Any]]:
         repo.nearest(queries[i][0], k=K)  # warm the caches
@@ -111,35 +126,46 @@ def main() -> int:
             for v in range(len(variants))
         ]  # fmt: skip
 
-    rows: list[dict[str, Any]] = []
-    for i in measured[:3]:
-        repo = vs.DocumentRepository.standalone(
-            engine, collection=names[i], model=TenantDoc, embedding_model="synthetic"
-        )
-        rows += run(repo, i, [{"ef_search": ef} for ef in efs])
-        print(f"{names[i]}: done", flush=True)
-    out = [markdown(f"Partitioned tenants, nearest by ef_search, k={K}, {args.rows:,} rows", rows)]
+    out = []
+    if not args.load_shared:  # the partitions exist only in bench_tenants.py's set
+        rows: list[dict[str, Any]] = []
+        for i in measured[:3]:
+            repo = vs.DocumentRepository.standalone(
+                engine, collection=names[i], model=TenantDoc, embedding_model="synthetic"
+            )
+            rows += run(repo, i, [{"ef_search": ef} for ef in efs])
+            print(f"{names[i]}: done", flush=True)
+        title = f"Partitioned tenants, nearest by ef_search, k={K}, {args.rows:,} rows"
+        out.append(markdown(title, rows))
     if args.shared:
-        i = measured[0]
-        repo = vs.DocumentRepository.standalone(
-            engine, collection=f"s-{names[i]}", embedding_model="synthetic"
-        )
-        with engine.begin() as conn:
-            cid = conn.exec_driver_sql(
-                "SELECT id FROM vectorstore_collections WHERE name = %(n)s", {"n": f"s-{names[i]}"}
-            ).scalar_one()
-            conn.exec_driver_sql(f"DROP INDEX IF EXISTS vsx_vectorstore_documents_c{cid}_hnsw_cos")
-        variants = [{}, {"strategy": "exact"}, {"strategy": "iterative"},
-                    {"strategy": "iterative", "ef_search": 1000}]  # fmt: skip
-        shared = run(repo, i, variants)
-        out.append(markdown(f"The largest tenant on the shared table (table-wide index), k={K}",
-                            shared))  # fmt: skip
+        shared: list[dict[str, Any]] = []
+        for i in measured[:3]:
+            repo = vs.DocumentRepository.standalone(
+                engine, collection=f"s-{names[i]}", embedding_model="synthetic"
+            )
+            with engine.begin() as conn:
+                cid = conn.exec_driver_sql(
+                    "SELECT id FROM vectorstore_collections WHERE name = %(n)s",
+                    {"n": f"s-{names[i]}"},
+                ).scalar_one()
+                conn.exec_driver_sql(
+                    f"DROP INDEX IF EXISTS vsx_vectorstore_documents_c{cid}_hnsw_cos"
+                )
+            variants = [{}, {"ef_search": 200}, {"strategy": "exact"}]
+            shared += run(repo, i, variants)
+            print(f"s-{names[i]}: done", flush=True)
+        title = f"The largest tenants on the shared table (table-wide index), k={K}"
+        out.append(markdown(title, shared))
+    if load:
+        steps = [{"step": k, "seconds": round(v, 1)} for k, v in load.items()]
+        out.append(markdown("Loading the shared table alone", steps))
     engine.dispose()
     text = f"load average at the end {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores\n\n"
     text += "\n\n".join(out)
     print(text)
     RESULTS.mkdir(exist_ok=True)
-    (RESULTS / f"tenants_ef_{args.rows}_tables.md").write_text(text + "\n")
+    name = f"tenants_ef_shared_{args.rows}" if args.load_shared else f"tenants_ef_{args.rows}"
+    (RESULTS / f"{name}_tables.md").write_text(text + "\n")
     return 0
 
 

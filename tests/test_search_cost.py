@@ -26,7 +26,13 @@ from sqlalchemy.orm import Session
 import vectorstore as vs
 from vectorstore.query import cost, selectivity
 from vectorstore.query.cost import CostModel
-from vectorstore.query.options import ITERATIVE_FETCH, overfetch_for
+from vectorstore.query.options import (
+    DEFAULT_FILTERED_EF_SEARCH,
+    HNSW_MAX_EF,
+    ITERATIVE_FETCH,
+    iterative_ef,
+    overfetch_for,
+)
 
 Repo = vs.DocumentRepository[vs.Document]
 N, IN_A = 2000, 400
@@ -124,7 +130,12 @@ def test_a_correlated_filter_stays_on_the_cheaper_iterative_scan(loaded: Engine)
         # Inside the filtered rows (local share 0.4 >= the whole's 0.2): k are fetched.
         assert "overfetch" not in hits.estimates
         assert hits.estimates["iterative_ms"] < hits.estimates["exact_ms"]
-        assert "iterative ~25 tuples ~1.25 ms, exact ~4.00 ms" in hits.reason
+        # 40 % match near the query: the candidate list is widened from 400 to
+        # 500 so that it holds 200 matching rows (iterative_ef), and the
+        # scan's start costs 0.25 + 0.75 x 500 / 400 of the measured one.
+        assert hits.estimates["ef_search"] == 500
+        assert hits.settings["hnsw.ef_search"] == "500"
+        assert "iterative ~25 tuples at ef_search 500 ~1.44 ms, exact ~4.00 ms" in hits.reason
 
 
 def test_a_tiny_filter_is_ranked_exactly_without_the_local_estimate(loaded: Engine) -> None:
@@ -270,3 +281,45 @@ def test_the_planner_fetches_more_only_away_from_the_filtered_rows() -> None:
     assert overfetch_for(0.25, 0.5) == 1  # at AWAY_SHARE of the whole: not away
     assert overfetch_for(0.5, 0.5) == 1
     assert overfetch_for(0.9, 0.5) == 1  # inside
+
+
+def test_the_candidate_list_widens_as_the_local_share_falls() -> None:
+    # ef_search x local share matching rows in the list: at least 200, as an
+    # unfiltered scan ranks its k among 200 rows; 400 to pgvector's 1,000.
+    assert iterative_ef(1.0) == iterative_ef(0.5) == DEFAULT_FILTERED_EF_SEARCH
+    assert iterative_ef(0.4) == 500
+    assert iterative_ef(0.25) == 800
+    assert iterative_ef(0.178) == iterative_ef(0.01) == iterative_ef(0.0) == HNSW_MAX_EF
+    # The scan's start grows with the list; a quarter of it does not.
+    assert COSTS.iterative_ms(0) == COSTS.iterative_ms(0, DEFAULT_FILTERED_EF_SEARCH) == 1.0
+    assert COSTS.iterative_ms(0, 1000) == pytest.approx(0.25 + 0.75 * 2.5)
+    assert COSTS.iterative_ms(10, 200) == pytest.approx(0.25 + 0.75 * 0.5 + 0.1)
+
+
+def test_a_collection_in_a_shared_table_is_scanned_with_a_wider_list(loaded: Engine) -> None:
+    # A tenant that is a sixth of the table, searched through the table-wide
+    # index with no other filter: a sixth of the candidates are its own, so
+    # at the unfiltered ef_search 200 its k-th row sits at rank ~60 of 200
+    # (measured at 1M rows: recall 0.86 against 0.96 at ef_search 1000).
+    other: Repo = vs.DocumentRepository.standalone(loaded, collection="other", embedding_model="x")
+    rng = np.random.default_rng(5)
+    other.bulk_add([f"other {i}" for i in range(5 * N)],
+                   embeddings=rng.standard_normal((5 * N, 384)).astype(np.float32))  # fmt: skip
+    with loaded.begin() as conn:
+        conn.execute(text("ANALYZE vectorstore_documents"))
+    repo: Repo = vs.DocumentRepository.standalone(loaded, collection="cost")
+    q = _query("a", 6)
+    for _ in range(2):  # from the connection, then from the caches (raw path)
+        hits = repo.nearest(q, k=10)
+        assert hits.strategy == "iterative"
+        assert hits.fallback_from is None
+        assert hits.estimates["local_share"] == pytest.approx(1 / 6, abs=0.02)
+        assert hits.estimates["ef_search"] == HNSW_MAX_EF
+        assert hits.settings["hnsw.ef_search"] == str(HNSW_MAX_EF)
+        assert hits.settings["enable_sort"] == "off"  # pinned to the index
+        assert f"at ef_search {HNSW_MAX_EF}" in hits.reason
+        unit = DATA / np.linalg.norm(DATA, axis=1, keepdims=True)
+        best = np.argsort(1 - unit @ (q / np.linalg.norm(q)))[:10]
+        assert _ids(hits) == [str(int(i)) for i in best]
+    # A given ef_search stands: the caller's choice is not widened.
+    assert repo.nearest(q, k=10, ef_search=300).settings["hnsw.ef_search"] == "300"

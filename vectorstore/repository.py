@@ -827,8 +827,10 @@ class DocumentRepository(Generic[DocT]):
             with_embedding: load the embedding column (deferred otherwise).
             strategy: ``"auto"``, ``"index"``, ``"iterative"`` or ``"exact"``
                 (``"exact"`` ranks exactly, bypassing ANN indexes: ground truth).
-            ef_search: HNSW ``hnsw.ef_search`` for this query (default 200; 400 for an
-                iterative scan under a filter, see ``DEFAULT_FILTERED_EF_SEARCH``).
+            ef_search: HNSW ``hnsw.ef_search`` for this query (default 200; for an
+                iterative scan the planner widens it, from 400 up to 1,000, until
+                the candidates hold 200 matching rows at the local share it
+                estimates: see ``iterative_ef``).
             probes: IVFFlat ``ivfflat.probes`` for this query (default 10).
             join: a mapped class to join and return alongside (``hit.extra``).
             join_on: the join condition, e.g. ``Product.asin ==

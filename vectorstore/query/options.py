@@ -278,6 +278,23 @@ def overfetch_for(local_share: float, overall_share: float) -> int:
     return ITERATIVE_FETCH if local_share < AWAY_SHARE * overall_share else 1
 
 
+def iterative_ef(local_share: float) -> int:
+    """The ef_search an iterative scan gets where the filter's local share is ``local_share``.
+
+    The scan's first candidate list holds about ``ef_search x local_share``
+    matching rows; an unfiltered scan ranks k among DEFAULT_EF_SEARCH.  So the
+    list is widened until the matching rows in it are as many, from
+    DEFAULT_FILTERED_EF_SEARCH up to pgvector's bound.  Measured: a tenant of
+    178,155 rows in a 1,000,000-row table (local share 0.18) searched through
+    the table-wide index had recall@10 0.86 at ef_search 200 and 0.96 at 1000,
+    its own index 0.95 at 200 (docs/tenants.md).
+    """
+    if local_share <= 0:
+        return HNSW_MAX_EF
+    wide = math.ceil(DEFAULT_EF_SEARCH / local_share)
+    return max(DEFAULT_FILTERED_EF_SEARCH, min(HNSW_MAX_EF, wide))
+
+
 def candidates(opts: SearchOptions) -> int:
     """Rows a quantized or re-ranked scan fetches before re-ranking on the full vectors."""
     factor = opts.rerank or (DEFAULT_RERANK if opts.precision == "binary" else 4)

@@ -63,6 +63,7 @@ from .options import (
     ITERATIVE_FETCH,
     SearchOptions,
     Strategy,
+    iterative_ef,
     overfetch_for,
 )
 from .selectivity import MetadataSample, cached_sample, metadata_sample
@@ -207,6 +208,8 @@ def plan_search(
                 strategy, reason, estimates, witnesses = chosen
                 if estimates.get("overfetch", 1) > 1:
                     opts = replace(opts, overfetch=int(estimates["overfetch"]))
+                if strategy == "iterative" and "ef_search" in estimates:
+                    opts = replace(opts, ef_search=int(estimates["ef_search"]))
             elif sample is not None and estimated is not None:
                 strategy = "exact" if estimated <= threshold else "iterative"
                 sign = "<=" if strategy == "exact" else ">"
@@ -278,12 +281,19 @@ def _by_cost(
     factor = 1 if local is None else overfetch_for(local.share, overall)
     if factor > 1:
         estimates["overfetch"] = factor
-    iterative_ms = costs.iterative_ms(tuples * factor) if math.isfinite(tuples) else math.inf
+    # The candidate list widened until it holds as many matching rows as an
+    # unfiltered scan ranks among (see iterative_ef); a given ef_search stands.
+    ef = opts.ef_search or iterative_ef(wanted / tuples if math.isfinite(tuples) else 0.0)
+    if ef != DEFAULT_FILTERED_EF_SEARCH:
+        estimates["ef_search"] = ef
+    iterative_ms = (costs.iterative_ms(tuples * factor, ef) if math.isfinite(tuples)
+                    else math.inf)  # fmt: skip
     estimates["iterative_tuples"] = round(tuples, 1) if math.isfinite(tuples) else -1.0
     estimates["iterative_ms"] = round(iterative_ms, 3) if math.isfinite(iterative_ms) else -1.0
     fetch = f" (x{factor} fetched, away from the filtered rows)" if factor > 1 else ""
-    detail = (f"{head}, {where}: iterative ~{tuples:.0f} tuples{fetch} ~{iterative_ms:.2f} ms, "
-              f"exact ~{exact_ms:.2f} ms")  # fmt: skip
+    width = f" at ef_search {ef}" if ef != DEFAULT_FILTERED_EF_SEARCH else ""
+    detail = (f"{head}, {where}: iterative ~{tuples:.0f} tuples{fetch}{width} "
+              f"~{iterative_ms:.2f} ms, exact ~{exact_ms:.2f} ms")  # fmt: skip
     if tuples > SAFE_RANK:
         return "exact", f"{detail}; > {SAFE_RANK} tuples would lose recall", estimates, ()
     if iterative_ms < exact_ms:

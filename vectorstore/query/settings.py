@@ -95,12 +95,14 @@ def search_settings(
     ef = max(opts.ef_search or default, min(wanted, HNSW_MAX_EF))
     probes = opts.probes or DEFAULT_PROBES
     out = {"hnsw.ef_search": str(ef), "ivfflat.probes": str(probes)}
-    if filtered:
+    if filtered or strategy == "iterative":
         # The strategy is decided: an ANN scan.  With a filter the planner may
         # still prefer "filter, then sort" (its JSONB estimates are fixed guesses
         # that run low; measured: a 10% filter estimated at 51 rows, ranked
-        # exactly in 50 ms instead of a 3 ms index scan).  Sorting is what the
-        # index scan avoids, so disabling it pins the plan to the index.
+        # exactly in 50 ms instead of a 3 ms index scan), and a collection's
+        # scan through a table-wide index at a wide ef_search is priced above
+        # a sort of its rows.  Sorting is what the index scan avoids, so
+        # disabling it pins the plan to the index.
         out["enable_sort"] = "off"
     if strategy == "iterative":
         if iterative_supported:
