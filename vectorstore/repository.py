@@ -829,7 +829,7 @@ class DocumentRepository(Generic[DocT]):
                 (``"exact"`` ranks exactly, bypassing ANN indexes: ground truth).
             ef_search: HNSW ``hnsw.ef_search`` for this query (default 200; for an
                 iterative scan the planner widens it, from 400 up to 1,000, until
-                the candidates hold 200 matching rows at the local share it
+                the candidates hold 100 matching rows at the local share it
                 estimates: see ``iterative_ef``).
             probes: IVFFlat ``ivfflat.probes`` for this query (default 10).
             join: a mapped class to join and return alongside (``hit.extra``).

@@ -67,6 +67,10 @@ DEFAULT_EF_SEARCH = 200
 #: 50% and 300-400 gave 0.996 / 0.992, at about the same latency
 #: (benchmarks/results/search.md).
 DEFAULT_FILTERED_EF_SEARCH = 400
+#: Matching rows an iterative scan's first candidate list should hold (see
+#: iterative_ef): the list is widened past DEFAULT_FILTERED_EF_SEARCH where
+#: the filter's local share is under a quarter.
+WIDE_MATCHES = 100
 #: Binary quantization: candidates = (k + offset) x this, re-ranked on the full
 #: vectors.  Sign bits keep little of a 384-d vector: on 100k clustered vectors
 #: 4x found a third of the true neighbours, 10x 0.53, 20x 0.76, 40x 0.95, and
@@ -282,16 +286,19 @@ def iterative_ef(local_share: float) -> int:
     """The ef_search an iterative scan gets where the filter's local share is ``local_share``.
 
     The scan's first candidate list holds about ``ef_search x local_share``
-    matching rows; an unfiltered scan ranks k among DEFAULT_EF_SEARCH.  So the
-    list is widened until the matching rows in it are as many, from
-    DEFAULT_FILTERED_EF_SEARCH up to pgvector's bound.  Measured: a tenant of
-    178,155 rows in a 1,000,000-row table (local share 0.18) searched through
-    the table-wide index had recall@10 0.86 at ef_search 200 and 0.96 at 1000,
-    its own index 0.95 at 200 (docs/tenants.md).
+    matching rows, and the k-th of them sits ever nearer the end of the list,
+    where HNSW's order is least exact.  So the list is widened until it holds
+    WIDE_MATCHES matching rows, from DEFAULT_FILTERED_EF_SEARCH up to
+    pgvector's bound.  Measured on a tenant of 16,651 rows in a 100,000-row
+    table (share 0.17) through the table-wide index: recall@10 0.970 / 0.987
+    / 0.993 / 0.993 at ef_search 200 / 400 / 600 / 1000, about 34 / 68 / 100
+    / 167 of its own rows in the list (benchmarks/bench_tenants_ef.py).
+    Correlated filters with half the rows near the query matching or more
+    keep the 400 they had (recall 0.997-1.0 there, docs/filtered-search.md).
     """
     if local_share <= 0:
         return HNSW_MAX_EF
-    wide = math.ceil(DEFAULT_EF_SEARCH / local_share)
+    wide = math.ceil(WIDE_MATCHES / local_share)
     return max(DEFAULT_FILTERED_EF_SEARCH, min(HNSW_MAX_EF, wide))
 
 
