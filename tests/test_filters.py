@@ -167,6 +167,54 @@ def test_equality_and_containment_use_the_gin_index(loaded: Repo, session: Sessi
         assert "ix_vectorstore_documents_metadata" in str(plan), spec
 
 
+SERVED: list[Any] = [
+    {"color": "red"},
+    {"color": "red", "price": {"$gt": 1}},
+    {"tags": {"$contains": "b"}},
+    {"color": {"$in": ["red", "blue"]}},
+    {"spec.size": 2},
+    {"price": None},
+    {"metadata": {"$contains": {"color": "red"}}},
+    {"$or": [{"color": "blue"}, {"color": "red"}]},
+    {"$and": [{"color": "red"}, {"price": {"$gt": 20}}]},
+]
+UNSERVED: list[Any] = [
+    {"price": {"$lt": 15}},
+    {"price": {"$between": [5, 15]}},
+    {"spec.size": {"$gte": 1}},
+    {"color": {"$ne": "red"}},
+    {"color": {"$nin": ["red"]}},
+    {"name": {"$like": "%a"}},
+    {"color": {"$exists": True}},
+    {"color": ["red"]},
+    {"color": {"$in": [f"c{i}" for i in range(101)]}},
+    {"$not": {"color": "red"}},
+    {"$or": [{"color": "blue"}, {"price": {"$gt": 20}}]},
+]
+
+
+def test_index_served_says_what_the_servers_plan_does(loaded: Repo, session: Session) -> None:
+    # The planner prices an exact ranking by whether an index narrows the
+    # filter's rows: the classification must agree with PostgreSQL's plan.
+    from sqlalchemy import select
+
+    from vectorstore.query.filters import index_served
+    from vectorstore.query.statement import Explain
+
+    session.execute(text("SET LOCAL enable_seqscan = off"))
+    model = vs.Document
+    for spec, served in [(s, True) for s in SERVED] + [(s, False) for s in UNSERVED]:
+        plan = session.execute(
+            Explain(select(model.id).where(vs.compile_filter(spec, model)))
+        ).scalar_one()
+        assert ("ix_vectorstore_documents_metadata" in str(plan)) is served, spec
+        assert index_served(spec, frozenset()) is served, spec
+    # A key with a btree of its own serves its ranges (the btree is the app's model's).
+    assert index_served({"price": {"$lt": 15}}, frozenset({"price"}))
+    assert not index_served({"price": {"$ne": 15}}, frozenset({"price"}))
+    assert index_served({"external_id": {"$like": "a%"}}, frozenset())  # columns: the app's
+
+
 @pytest.mark.parametrize(
     ("spec", "match"),
     [

@@ -139,11 +139,42 @@ def test_a_correlated_filter_stays_on_the_cheaper_iterative_scan(loaded: Engine)
 def test_a_tiny_filter_is_ranked_exactly_without_the_local_estimate(loaded: Engine) -> None:
     repo: Repo = vs.DocumentRepository.standalone(loaded, collection="cost")
     q = _query("a", 3)
-    hits = repo.nearest(q, k=10, filter={"i": {"$lt": 8}})
+    hits = repo.nearest(q, k=10, filter={"i": {"$in": list(range(8))}})
     assert hits.strategy == "exact"
-    assert "<= an iterative scan's start" in hits.reason
+    assert hits.reason.endswith("at most k + offset = 10 match")
     assert "local_share" not in hits.estimates
     assert sorted(_ids(hits), key=int) == [str(i) for i in range(8)]
+    few = repo.nearest(q, k=10, filter={"i": {"$in": list(range(40))}})  # the GIN finds them
+    assert few.strategy == "exact"
+    assert "<= an iterative scan's start" in few.reason  # 40 x 0.01 ms <= 1 ms
+    assert "local_share" not in few.estimates
+    # The same few rows by a range no index serves: read all 2,000 first.
+    ranged = repo.nearest(q, k=10, filter={"i": {"$lt": 8}})
+    assert ranged.strategy == "exact"
+    assert "no index serves the filter" in ranged.reason
+    assert sorted(_ids(ranged), key=int) == [str(i) for i in range(8)]
+
+
+def test_a_filter_no_index_serves_costs_the_whole_collection(loaded: Engine) -> None:
+    # A range on a key without a btree of its own: the GIN index cannot narrow
+    # it, so the exact ranking reads all 2,000 rows (at half a ranked row's
+    # cost) before it ranks the 1,000 that match.
+    repo: Repo = vs.DocumentRepository.standalone(loaded, collection="cost")
+    q = _query("a", 7)
+    ranged = repo.nearest(q, k=10, filter={"i": {"$lt": 1000}})
+    assert ranged.estimated_rows == 1000
+    assert ranged.estimates["exact_ms"] == pytest.approx(1000 * 0.01 + N * 0.01 * cost.SCAN_SHARE)
+    assert "no index serves the filter: the exact ranking reads all 2000" in ranged.reason
+    listed = repo.nearest(q, k=10, filter={"i": {"$in": list(range(0, 2000, 2))}})  # 1,000 values
+    assert listed.estimates["exact_ms"] == pytest.approx(1000 * 0.01 + N * 0.01 * cost.SCAN_SHARE)
+    served = repo.nearest(q, k=10, filter={"cat": "a"})  # the GIN serves an equality
+    assert served.estimates["exact_ms"] == pytest.approx(IN_A * 0.01)
+    assert "no index serves" not in served.reason
+    for hits, wanted in ((ranged, lambda i: i < 1000), (listed, lambda i: i % 2 == 0)):
+        unit = DATA / np.linalg.norm(DATA, axis=1, keepdims=True)
+        order = np.argsort(1 - unit @ (q / np.linalg.norm(q)))
+        best = [str(int(i)) for i in order if wanted(int(i))][:10]
+        assert len(set(_ids(hits)) & set(best)) >= 9  # exact or iterative: the nearest
 
 
 def _plant_witness(engine: Engine, q: np.ndarray[Any, Any]) -> str:
@@ -321,3 +352,13 @@ def test_a_collection_in_a_shared_table_is_scanned_with_a_wider_list(loaded: Eng
         assert _ids(hits) == [str(int(i)) for i in best]
     # A given ef_search stands: the caller's choice is not widened.
     assert repo.nearest(q, k=10, ef_search=300).settings["hnsw.ef_search"] == "300"
+
+
+def test_a_range_is_estimated_on_rows_spread_through_the_sample() -> None:
+    # A sample comes in the heap's order: the oldest rows first.  A range on a
+    # value that grows with insertion (a day, a counter) judged by the first
+    # rows alone kept all of them (estimated 2,000 of 2,000 for half).
+    ordered = selectivity.MetadataSample(rows=20_000, metadata=tuple({"i": i} for i in range(2000)))
+    assert ordered.estimate({"i": {"$lt": 1000}}) == 10_000
+    assert ordered.estimate({"i": {"$gte": 1500}}) == 5_000
+    assert ordered.estimate({"i": {"$lt": 8}}) == 80  # 2 of the 500 read: i = 0, 4

@@ -72,6 +72,11 @@ WITNESSES = 8
 #: Query vectors (sampled rows) the iterative scan's constants are measured
 #: from; the median counts.
 QUERIES = 5
+#: A row read and filtered, not ranked, against one fetched and ranked
+#: (``exact_row_ms``): a range no index served, ranked exactly, read 100,000
+#: rows in 95-117 ms (benchmarks/bench_filtered_timerange.py) on a server
+#: that measured exact_row_ms 0.0018-0.0025 ms.
+SCAN_SHARE = 0.5
 #: The share of an iterative scan's start that does not grow with ef_search
 #: (see :meth:`CostModel.iterative_ms`).
 EF_FIXED = 0.25
@@ -98,6 +103,10 @@ class CostModel:
 
     def exact_ms(self, rows: float) -> float:
         return rows * self.exact_row_ms
+
+    def scan_ms(self, rows: float) -> float:
+        """Reading and filtering ``rows`` that no index narrows (see :data:`SCAN_SHARE`)."""
+        return rows * self.exact_row_ms * SCAN_SHARE
 
     def iterative_ms(self, tuples: float, ef_search: int | None = None) -> float:
         """An iterative scan returning ``tuples``, its candidate list ``ef_search`` wide.

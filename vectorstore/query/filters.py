@@ -124,6 +124,7 @@ __all__ = [
     "check_limits",
     "compile_filter",
     "compile_metadata_filter",
+    "index_served",
     "metadata_conjuncts",
     "plain_equalities",
 ]
@@ -195,6 +196,55 @@ def _compile(spec: Any, model: Any) -> ColumnElement[bool] | None:
         f"a filter must be a dict, a SQLAlchemy expression or a list of them, "
         f"got {type(spec).__name__}"
     )
+
+
+def index_served(spec: Any, keyed: frozenset[str]) -> bool:
+    """Whether an index narrows the rows dictionary filter ``spec`` keeps (else all are read).
+
+    What the inline layout's indexes serve, as :class:`_Compiler` writes the
+    conditions: the GIN index on ``metadata`` (``jsonb_path_ops``) a scalar
+    equality, a scalar ``$in`` of at most :data:`INDEXED_IN_MAX` values and
+    ``$contains``; an indexed key's btree (``keyed``) its equalities and
+    ranges.  A conjunction is served when one of its parts is, a
+    disjunction when all are.  A range, ``$ne``, ``$nin``, ``$exists`` or a
+    pattern on a key without a btree is not: ranked exactly, such a filter
+    reads every row of the collection.  Column fields, and anything not a
+    dictionary, count as served (their indexes are the app's to know).
+    """
+    if not isinstance(spec, Mapping):
+        return True
+    for key, value in spec.items():
+        if key in ("$and", "$or") and isinstance(value, list | tuple):
+            parts = [index_served(part, keyed) for part in value]
+            together = any(parts) if key == "$and" else bool(parts) and all(parts)
+            if together:
+                return True
+        elif not isinstance(key, str) or key.startswith("$"):
+            continue  # $not and the like: what they keep no index finds
+        elif key in COLUMN_FIELDS or key == "metadata" or _field_served(key, value, keyed):
+            return True
+    return False
+
+
+def _field_served(key: str, value: Any, keyed: frozenset[str]) -> bool:
+    ops = (value if isinstance(value, Mapping) and value
+           and all(isinstance(k, str) and k.startswith("$") for k in value)
+           else {"$eq": value})  # fmt: skip
+    own = key in keyed  # a top-level key with a btree of its own
+    for op, operand in ops.items():
+        scalar = not isinstance(operand, list | dict | tuple | set | frozenset | Mapping)
+        if op == "$eq" and scalar:
+            return True
+        if op == "$in" and isinstance(operand, list | tuple | set | frozenset):
+            values = list(operand)
+            flat = all(not isinstance(v, list | dict | Mapping) for v in values)
+            if flat and len(values) <= INDEXED_IN_MAX:
+                return True
+        if op == "$contains":
+            return True
+        if own and op in ("$lt", "$lte", "$gt", "$gte", "$between"):
+            return True
+    return False
 
 
 def plain_equalities(spec: Any) -> dict[str, Any] | None:

@@ -54,9 +54,12 @@ from sqlalchemy import Engine, func, literal, select
 from sqlalchemy.engine import Connection
 
 from vectorstore._target import Target
+from vectorstore.metadata_keys import indexed_keys
+from vectorstore.metadata_table import metadata_table
 from vectorstore.schema.catalog import cached_catalog, read_catalog
 
 from .cost import SAFE_RANK, cached_costs, local_estimate, measure_costs, missed
+from .filters import index_served
 from .options import (
     DEFAULT_EXACT_THRESHOLD,
     DEFAULT_FILTERED_EF_SEARCH,
@@ -201,8 +204,11 @@ def plan_search(
                              else catalog.cached_share(cid))  # fmt: skip
                 if share is None:
                     return None
+                # The shadow-table layout filters through its own table: counted as served.
+                served = (metadata_table(target.model) is not None
+                          or index_served(opts.filter, indexed_keys(target.model)))  # fmt: skip
                 chosen = _by_cost(catalog.table, cid, sample, estimated, vector, opts, share,
-                                  conn=conn, engine=engine)  # fmt: skip
+                                  served=served, conn=conn, engine=engine)  # fmt: skip
                 if chosen is None:
                     return None
                 strategy, reason, estimates, witnesses = chosen
@@ -244,10 +250,15 @@ def _by_cost(
     opts: SearchOptions,
     share: float,
     *,
+    served: bool = True,
     conn: Connection | None,
     engine: Engine | None,
 ) -> tuple[Strategy, str, dict[str, float], tuple[tuple[int, float], ...]] | None:
-    """Exact or iterative by estimated cost (see :mod:`.cost`); None: costs not cached."""
+    """Exact or iterative by estimated cost (see :mod:`.cost`); None: costs not cached.
+
+    ``served``: an index narrows the filter's rows; else the exact ranking
+    reads every row of the collection (:func:`~.filters.index_served`).
+    """
     ef = opts.ef_search or DEFAULT_FILTERED_EF_SEARCH
     if conn is not None:
         costs = measure_costs(conn, table, cid, sample, opts.metric, ef)
@@ -260,8 +271,13 @@ def _by_cost(
     wanted = opts.k + opts.offset
     exact_ms = costs.exact_ms(estimated)
     head = f"sampled estimate {estimated} of {sample.rows} rows"
+    if not served:
+        exact_ms += costs.scan_ms(sample.rows)
+        head += f" (no index serves the filter: the exact ranking reads all {sample.rows})"
     estimates = {"exact_ms": round(exact_ms, 3)}
-    if estimated <= wanted or exact_ms <= costs.iterative_base_ms:
+    if estimated <= wanted:
+        return "exact", f"{head}: at most k + offset = {wanted} match", estimates, ()
+    if exact_ms <= costs.iterative_base_ms:
         return "exact", (f"{head}: exact ~{exact_ms:.2f} ms <= an iterative scan's start "
                          f"~{costs.iterative_base_ms:.2f} ms"), estimates, ()  # fmt: skip
     mask = sample.matches(opts.filter)
