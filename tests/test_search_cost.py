@@ -131,7 +131,7 @@ def test_a_correlated_filter_stays_on_the_cheaper_iterative_scan(loaded: Engine)
         assert "overfetch" not in hits.estimates
         assert hits.estimates["iterative_ms"] < hits.estimates["exact_ms"]
         # 40 % match near the query: 160 of a list of 400 (iterative_ef keeps it).
-        assert "ef_search" not in hits.estimates
+        assert hits.estimates["ef_search"] == DEFAULT_FILTERED_EF_SEARCH
         assert hits.settings["hnsw.ef_search"] == str(DEFAULT_FILTERED_EF_SEARCH)
         assert "iterative ~25 tuples ~1.25 ms, exact ~4.00 ms" in hits.reason
 
@@ -362,3 +362,19 @@ def test_a_range_is_estimated_on_rows_spread_through_the_sample() -> None:
     assert ordered.estimate({"i": {"$lt": 1000}}) == 10_000
     assert ordered.estimate({"i": {"$gte": 1500}}) == 5_000
     assert ordered.estimate({"i": {"$lt": 8}}) == 80  # 2 of the 500 read: i = 0, 4
+
+
+def test_a_collection_that_is_half_the_table_gets_the_filtered_list(loaded: Engine) -> None:
+    # Its own rows are half the graph: a filter of the collection, 400 wide
+    # (the unfiltered 200 is for a scan that keeps every row it meets).
+    other: Repo = vs.DocumentRepository.standalone(loaded, collection="half", embedding_model="x")
+    rng = np.random.default_rng(8)
+    other.bulk_add([f"half {i}" for i in range(N)],
+                   embeddings=rng.standard_normal((N, 384)).astype(np.float32))  # fmt: skip
+    with loaded.begin() as conn:
+        conn.execute(text("ANALYZE vectorstore_documents"))
+    repo: Repo = vs.DocumentRepository.standalone(loaded, collection="cost")
+    hits = repo.nearest(_query("a", 9), k=10)
+    assert hits.strategy == "iterative"
+    assert hits.estimates["local_share"] == pytest.approx(0.5, abs=0.05)
+    assert hits.settings["hnsw.ef_search"] == str(DEFAULT_FILTERED_EF_SEARCH)

@@ -297,11 +297,11 @@ def _by_cost(
     factor = 1 if local is None else overfetch_for(local.share, overall)
     if factor > 1:
         estimates["overfetch"] = factor
-    # The candidate list widened until it holds as many matching rows as an
-    # unfiltered scan ranks among (see iterative_ef); a given ef_search stands.
+    # The candidate list widened until it holds WIDE_MATCHES matching rows (see
+    # iterative_ef; a collection's own rows in a shared table's graph count as
+    # a filter's); a given ef_search stands.
     ef = opts.ef_search or iterative_ef(wanted / tuples if math.isfinite(tuples) else 0.0)
-    if ef != DEFAULT_FILTERED_EF_SEARCH:
-        estimates["ef_search"] = ef
+    estimates["ef_search"] = ef
     iterative_ms = (costs.iterative_ms(tuples * factor, ef) if math.isfinite(tuples)
                     else math.inf)  # fmt: skip
     estimates["iterative_tuples"] = round(tuples, 1) if math.isfinite(tuples) else -1.0
