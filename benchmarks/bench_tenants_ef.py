@@ -27,8 +27,8 @@ Usage::
 At a million rows a wide scan of the shared table reads some 18,000 pages
 (measured: 3,569 hit and 14,889 read for one query at ef_search 1000), so
 whichever variant meets a query's part of the graph first pays for reading
-it, and an exact ranking (heap only) warms nothing for the next.
-``--warm-each`` runs each query once at ef_search 1000, untimed, first.
+it, and an exact ranking (heap only) warms nothing for the next: the
+exact ranking runs after the index variants of each query.
 
 Results: ``benchmarks/results/tenants_ef_<rows>_tables.md`` (with ``--load-shared``:
 ``tenants_ef_shared_<rows>_tables.md``).
@@ -66,7 +66,6 @@ from bench_tenants import (  # noqa: E402
 )
 
 import vectorstore as vs  # noqa: E402
-from vectorstore.query.options import HNSW_MAX_EF  # noqa: E402
 
 RESULTS = ROOT / "benchmarks" / "results"
 
@@ -80,8 +79,6 @@ def main() -> int:
     parser.add_argument("--shared", action="store_true")
     parser.add_argument("--load-shared", action="store_true",
                         help="load the shared table alone first (replaces the database)")
-    parser.add_argument("--warm-each", action="store_true",
-                        help="run each query once at ef_search 1000 untimed first (warm pages)")
     parser.add_argument("--shared-only", action="store_true",
                         help="the database holds the shared table alone (an earlier --load-shared)")
     parser.add_argument("--url", default=None, help="the external server bench_tenants used")
@@ -122,8 +119,6 @@ def main() -> int:
         recalls: list[list[float]] = [[] for _ in variants]
         used: list[dict[str, int]] = [{} for _ in variants]
         for qi, q in enumerate(queries[i]):
-            if args.warm_each:  # the pages the widest scan reads, read once untimed
-                repo.nearest(q, k=K, ef_search=HNSW_MAX_EF)
             # The index variants in turn (each comes first for some queries);
             # the exact ranking always after them: it reads the tenant's heap,
             # which at a million rows pushed the index's pages out of

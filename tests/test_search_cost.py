@@ -15,7 +15,7 @@ choice does not depend on this machine's timings; one test measures them.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import numpy as np
@@ -52,10 +52,13 @@ def _data() -> tuple[np.ndarray[Any, Any], list[str]]:
 DATA, CATS = _data()
 
 
-def _exact(q: np.ndarray[Any, Any], cat: str, k: int = 10) -> list[str]:
+def _exact(q: np.ndarray[Any, Any], cat: str | None, k: int = 10,
+           keep: Callable[[int], bool] | None = None) -> list[str]:  # fmt: skip
+    """The ids of the k rows nearest ``q`` in ``cat`` (None: any) that ``keep`` keeps."""
     unit = DATA / np.linalg.norm(DATA, axis=1, keepdims=True)
     d = 1 - unit @ (q / np.linalg.norm(q))
-    order = [int(i) for i in np.argsort(d) if CATS[int(i)] == cat]
+    order = [int(i) for i in np.argsort(d)]
+    order = [i for i in order if (cat is None or CATS[i] == cat) and (keep is None or keep(i))]
     return [str(i) for i in order[:k]]
 
 
@@ -171,9 +174,7 @@ def test_a_filter_no_index_serves_costs_the_whole_collection(loaded: Engine) -> 
     assert served.estimates["exact_ms"] == pytest.approx(IN_A * 0.01)
     assert "no index serves" not in served.reason
     for hits, wanted in ((ranged, lambda i: i < 1000), (listed, lambda i: i % 2 == 0)):
-        unit = DATA / np.linalg.norm(DATA, axis=1, keepdims=True)
-        order = np.argsort(1 - unit @ (q / np.linalg.norm(q)))
-        best = [str(int(i)) for i in order if wanted(int(i))][:10]
+        best = _exact(q, None, keep=wanted)
         assert len(set(_ids(hits)) & set(best)) >= 9  # exact or iterative: the nearest
 
 
@@ -347,9 +348,7 @@ def test_a_collection_in_a_shared_table_is_scanned_with_a_wider_list(loaded: Eng
         assert hits.settings["hnsw.ef_search"] == str(HNSW_MAX_EF)
         assert hits.settings["enable_sort"] == "off"  # pinned to the index
         assert f"at ef_search {HNSW_MAX_EF}" in hits.reason
-        unit = DATA / np.linalg.norm(DATA, axis=1, keepdims=True)
-        best = np.argsort(1 - unit @ (q / np.linalg.norm(q)))[:10]
-        assert _ids(hits) == [str(int(i)) for i in best]
+        assert _ids(hits) == _exact(q, None)
     # A given ef_search stands: the caller's choice is not widened.
     assert repo.nearest(q, k=10, ef_search=300).settings["hnsw.ef_search"] == "300"
 

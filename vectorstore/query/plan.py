@@ -205,7 +205,7 @@ def plan_search(
                 if share is None:
                     return None
                 # The shadow-table layout filters through its own table: counted as served.
-                served = (metadata_table(target.model) is not None
+                served = (opts.filter is None or metadata_table(target.model) is not None
                           or index_served(opts.filter, indexed_keys(target.model)))  # fmt: skip
                 chosen = _by_cost(catalog.table, cid, sample, estimated, vector, opts, share,
                                   served=served, conn=conn, engine=engine)  # fmt: skip
@@ -250,7 +250,7 @@ def _by_cost(
     opts: SearchOptions,
     share: float,
     *,
-    served: bool = True,
+    served: bool,
     conn: Connection | None,
     engine: Engine | None,
 ) -> tuple[Strategy, str, dict[str, float], tuple[tuple[int, float], ...]] | None:
@@ -259,9 +259,9 @@ def _by_cost(
     ``served``: an index narrows the filter's rows; else the exact ranking
     reads every row of the collection (:func:`~.filters.index_served`).
     """
-    ef = opts.ef_search or DEFAULT_FILTERED_EF_SEARCH
     if conn is not None:
-        costs = measure_costs(conn, table, cid, sample, opts.metric, ef)
+        measured_at = opts.ef_search or DEFAULT_FILTERED_EF_SEARCH
+        costs = measure_costs(conn, table, cid, sample, opts.metric, measured_at)
     else:
         assert engine is not None
         found = cached_costs(engine, table, opts.metric)
