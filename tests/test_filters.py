@@ -208,11 +208,97 @@ def test_index_served_says_what_the_servers_plan_does(loaded: Repo, session: Ses
             Explain(select(model.id).where(vs.compile_filter(spec, model)))
         ).scalar_one()
         assert ("ix_vectorstore_documents_metadata" in str(plan)) is served, spec
-        assert index_served(spec, frozenset()) is served, spec
+        assert index_served(spec, frozenset(), frozenset()) is served, spec
     # A key with a btree of its own serves its ranges (the btree is the app's model's).
-    assert index_served({"price": {"$lt": 15}}, frozenset({"price"}))
-    assert not index_served({"price": {"$ne": 15}}, frozenset({"price"}))
-    assert index_served({"external_id": {"$like": "a%"}}, frozenset())  # columns: the app's
+    assert index_served({"price": {"$lt": 15}}, frozenset({"price"}), frozenset())
+    assert not index_served({"price": {"$ne": 15}}, frozenset({"price"}), frozenset())
+    # A list of filters is a conjunction; SQLAlchemy expressions are the app's to know.
+    assert index_served([{"price": {"$lt": 15}}, {"color": "red"}], frozenset(), frozenset())
+    assert not index_served([{"price": {"$lt": 15}}], frozenset(), frozenset())
+    assert index_served(vs.Document.text == "x", frozenset(), frozenset())
+
+
+def _index_conditions(plan: Any) -> list[str]:
+    """Every ``Index Cond`` of a JSON plan (what an index narrowed, not what it filtered)."""
+    found: list[str] = []
+    nodes = [plan[0]["Plan"]]
+    while nodes:
+        node = nodes.pop()
+        if "Index Cond" in node:
+            found.append(str(node["Index Cond"]))
+        nodes.extend(node.get("Plans", []))
+    return found
+
+
+def _plan_text(session: Session, model: Any, spec: Any) -> str:
+    from sqlalchemy import select
+
+    from vectorstore.query.statement import Explain
+
+    where = vs.compile_filter(spec, model)
+    return str(session.execute(Explain(select(model.id).where(where))).scalar_one())
+
+
+def test_column_filters_are_served_by_the_btrees_the_catalog_lists(
+    loaded: Repo, session: Session
+) -> None:
+    # Columns count as served only where a btree leads with them (after
+    # collection_id, as every nearest query has that equality): the catalog
+    # reads them, and the classification must agree with PostgreSQL's plan.
+    from sqlalchemy import select
+
+    from vectorstore.query.filters import index_served, unserved_fields
+    from vectorstore.query.statement import Explain
+    from vectorstore.schema.catalog import list_btree_keys
+
+    model, table = vs.Document, vs.Document.__table__
+    keys = list_btree_keys(session, table)
+    assert {"id", "collection_id", "content_hash", "external_id"} <= keys.columns
+    assert "created_at" not in keys.columns
+    assert "text" not in keys.columns
+    assert keys.metadata_keys == frozenset()
+    session.execute(text("SET LOCAL enable_seqscan = off"))
+
+    def served_by_plan(spec: Any) -> bool:
+        # Without the collection's equality: on six rows the planner would
+        # narrow by it alone; the question is whether an index can narrow the
+        # filter's own column (PostgreSQL 18 skips the leading collection_id).
+        where = vs.compile_filter(spec, model)
+        plan = session.execute(Explain(select(model.id).where(where))).scalar_one()
+        return any(re.search(r"\b(metadata|id|external_id|text|created_at)\b", c)
+                   for c in _index_conditions(plan))  # fmt: skip
+
+    cases: list[tuple[Any, bool]] = [
+        ({"id": {"$gt": 2}}, True),
+        ({"external_id": "3"}, True),
+        ({"external_id": {"$in": ["1", "2"]}}, True),
+        ({"created_at": {"$gte": "2000-01-01"}}, False),
+        ({"text": "doc 1"}, False),
+        ({"created_at": {"$gte": "2000-01-01"}, "external_id": "1"}, True),
+        ({"$or": [{"external_id": "1"}, {"text": "doc 2"}]}, False),
+    ]
+    skips = int(session.execute(text("SHOW server_version_num")).scalar_one()) >= 180000
+    for spec, served in cases:
+        if skips or not served:  # before 18, a second key is not searched on its own
+            assert served_by_plan(spec) is served, (spec, _plan_text(session, model, spec))
+        assert index_served(spec, frozenset(), keys.columns) is served, spec
+    ranged = {"created_at": {"$gte": "2000-01-01", "$lt": "2100-01-01"}}
+    assert unserved_fields(ranged, frozenset(), keys.columns) == {"created_at": ("$gte", "$lt")}
+    # An app's own btree on created_at (after collection_id), and one on a
+    # metadata key as indexed_metadata_keys declares it: the catalog sees both.
+    session.execute(text("CREATE INDEX ix_test_created ON vectorstore_documents "
+                         "(collection_id, created_at)"))  # fmt: skip
+    session.execute(text("CREATE INDEX ix_test_price ON vectorstore_documents "
+                         "(collection_id, (metadata -> 'price'))"))  # fmt: skip
+    session.execute(text("CREATE INDEX ix_test_partial ON vectorstore_documents (text) "
+                         "WHERE collection_id = 0"))  # fmt: skip
+    keys = list_btree_keys(session, table)
+    assert "created_at" in keys.columns
+    assert "text" not in keys.columns  # a partial index serves only its predicate's rows
+    assert keys.metadata_keys == frozenset({"price"})
+    dated = {"created_at": {"$gte": "2000-01-01"}}
+    assert served_by_plan(dated) or not skips
+    assert index_served(dated, frozenset(), keys.columns)
 
 
 @pytest.mark.parametrize(

@@ -15,6 +15,7 @@ choice does not depend on this machine's timings; one test measures them.
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -377,3 +378,82 @@ def test_a_collection_that_is_half_the_table_gets_the_filtered_list(loaded: Engi
     assert hits.strategy == "iterative"
     assert hits.estimates["local_share"] == pytest.approx(0.5, abs=0.05)
     assert hits.settings["hnsw.ef_search"] == str(DEFAULT_FILTERED_EF_SEARCH)
+
+
+def test_a_full_read_of_a_large_collection_warns_once_naming_what_to_index(
+    loaded: Engine, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from vectorstore.query import advice
+
+    monkeypatch.setattr(advice, "FULL_READ_WARN_ROWS", N)  # 2,000 rows count as large here
+    monkeypatch.setattr(advice, "_WARNED", set())
+    repo: Repo = vs.DocumentRepository.standalone(loaded, collection="cost")
+    q = _query("a", 3)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")  # the once is vectorstore's, not the warnings module's
+        ranged = repo.nearest(q, k=10, filter={"i": {"$lt": 8}})
+        again = repo.nearest(q, k=10, filter={"i": {"$lt": 8}})  # from caches: no second warning
+        repo.nearest(q, k=10, filter={"cat": "a"})  # served by the GIN index
+        repo.nearest(q, k=10, filter={"i": {"$in": list(range(8))}})  # served too
+        # A column no btree leads with: planned by a count, read whole all the same.
+        dated = repo.nearest(q, k=10, filter={"created_at": {"$gte": "2000-01-01"}})
+    found = [w for w in caught if issubclass(w.category, vs.UnindexedFilterWarning)]
+    assert [sorted(w.message.fields) for w in found] == [["i"], ["created_at"]]  # type: ignore[union-attr]
+    first, second = (w.message for w in found)
+    assert isinstance(first, vs.UnindexedFilterWarning)
+    assert isinstance(second, vs.UnindexedFilterWarning)
+    assert first.fields == {"i": ("$lt",)}
+    assert first.rows == N
+    assert "indexed_metadata_keys = ('i',)" in str(first)
+    assert f"reading all ~{N:,} of its rows" in str(first)
+    assert "btree on (collection_id, created_at)" in str(second)
+    assert found[0].filename == __file__  # pointed at the caller's line
+    # Warned or not, the results are the exact ones.
+    assert ranged.strategy == again.strategy == dated.strategy == "exact"
+    eight = [str(i) for i in range(8)]
+    assert sorted(_ids(ranged), key=int) == sorted(_ids(again), key=int) == eight
+    assert _ids(dated) == _exact(q, None)
+
+
+def test_a_declared_key_without_its_btree_is_not_counted_as_served(
+    loaded: Engine, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # indexed_metadata_keys compiles ranges to the btree's expression, but
+    # only the catalog knows whether the btree exists: until it does, the
+    # range reads every row, the estimate says so, and the warning says why.
+    from sqlalchemy import MetaData
+    from sqlalchemy.orm import DeclarativeBase
+
+    from vectorstore.query import advice
+    from vectorstore.schema.catalog import forget
+
+    class _Base(DeclarativeBase):
+        metadata = MetaData()
+
+    class KeyedDoc(vs.DocumentMixin, _Base):
+        __tablename__ = "vectorstore_documents"
+        indexed_metadata_keys = ("i",)
+
+    monkeypatch.setattr(advice, "FULL_READ_WARN_ROWS", N)
+    monkeypatch.setattr(advice, "_WARNED", set())
+    repo = vs.DocumentRepository.standalone(loaded, collection="cost", model=KeyedDoc)
+    q = _query("a", 5)
+    with pytest.warns(vs.UnindexedFilterWarning, match="btree does not exist") as caught:
+        before = repo.nearest(q, k=10, filter={"i": {"$lt": 8}})
+    assert len(caught) == 1
+    assert "no index serves the filter" in before.reason
+    index = next(i for i in KeyedDoc.__table__.indexes if i.name.endswith("_metadata_i"))
+    with loaded.begin() as conn:
+        index.create(conn)
+    forget(KeyedDoc.__table__)
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", vs.UnindexedFilterWarning)
+            after = repo.nearest(q, k=10, filter={"i": {"$lt": 8}})
+        assert "no index serves" not in after.reason
+        assert after.estimates["exact_ms"] == pytest.approx(8 * COSTS.exact_row_ms)
+        assert sorted(_ids(after), key=int) == [str(i) for i in range(8)]
+    finally:
+        with loaded.begin() as conn:
+            index.drop(conn)
+        forget(KeyedDoc.__table__)

@@ -25,7 +25,8 @@
     └── IndexBuildError               an ANN index could not be (re)built
 
     VectorStoreWarning (UserWarning)
-    └── IndexMemoryWarning            an HNSW build's graph does not fit maintenance_work_mem
+    ├── IndexMemoryWarning            an HNSW build's graph does not fit maintenance_work_mem
+    └── UnindexedFilterWarning        no index serves a filter: nearest read a large collection
 
 Driver errors are translated in exactly one place, :func:`translate_db_error`,
 which classifies by SQLSTATE (the ``pgcode``/``sqlstate`` attribute of the
@@ -67,7 +68,7 @@ connecting, where neither driver reports a SQLSTATE, and so surfaces as a
 from __future__ import annotations
 
 import sys
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from typing import Any, NoReturn
 
@@ -95,6 +96,7 @@ __all__ = [
     "SchemaError",
     "ServerError",
     "StorageFullError",
+    "UnindexedFilterWarning",
     "ValidationError",
     "VectorStoreError",
     "VectorStoreWarning",
@@ -492,3 +494,22 @@ def db_errors(action: str) -> Iterator[None]:
         if sqlstate(exc) is not None or type(exc).__module__.startswith(("psycopg", "psycopg2")):
             _raise_translated(exc, action, before)
         raise
+
+
+class UnindexedFilterWarning(VectorStoreWarning):
+    """No index serves a filter, so nearest ranked a large collection by reading all of it.
+
+    Emitted once per process for each collection and set of unserved fields,
+    when nearest chose the exact ranking of a filter that no index narrows on
+    a collection of at least ``FULL_READ_WARN_ROWS`` rows (a range on a
+    metadata key without a btree, a condition on a column without one,
+    ``$ne``, ``$nin``, ``$exists``, a pattern).  The results are exact; the
+    cost is the whole collection per query.  The message names what to
+    index.  Attributes: ``fields`` (each unserved field and its operators)
+    and ``rows`` (the collection's estimated rows).
+    """
+
+    def __init__(self, message: str, *, fields: Mapping[str, Sequence[str]], rows: int) -> None:
+        super().__init__(message)
+        self.fields = {k: tuple(v) for k, v in fields.items()}
+        self.rows = rows

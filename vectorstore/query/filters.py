@@ -127,6 +127,7 @@ __all__ = [
     "index_served",
     "metadata_conjuncts",
     "plain_equalities",
+    "unserved_fields",
 ]
 
 #: Document columns a dictionary filter may name directly.
@@ -198,38 +199,86 @@ def _compile(spec: Any, model: Any) -> ColumnElement[bool] | None:
     )
 
 
-def index_served(spec: Any, keyed: frozenset[str]) -> bool:
+def index_served(spec: Any, keyed: frozenset[str], columns: frozenset[str]) -> bool:
     """Whether an index narrows the rows dictionary filter ``spec`` keeps (else all are read).
 
     What the inline layout's indexes serve, as :class:`_Compiler` writes the
     conditions: the GIN index on ``metadata`` (``jsonb_path_ops``) a scalar
     equality, a scalar ``$in`` of at most :data:`INDEXED_IN_MAX` values and
-    ``$contains``; an indexed key's btree (``keyed``) its equalities and
-    ranges.  A conjunction is served when one of its parts is, a
-    disjunction when all are.  A range, ``$ne``, ``$nin``, ``$exists`` or a
-    pattern on a key without a btree is not: ranked exactly, such a filter
-    reads every row of the collection.  Column fields, and anything not a
-    dictionary, count as served (their indexes are the app's to know).
+    ``$contains``; an indexed key's btree (``keyed``: the keys declared in
+    ``indexed_metadata_keys`` whose btree exists) its equalities and ranges; a
+    btree leading with a column (``columns``, read from the catalog: ``id``,
+    ``external_id``, an app's own index on ``created_at``) that column's
+    equalities, ``$in`` and ranges.  A conjunction (or a list of filters) is
+    served when one of its parts is, a disjunction when all are.  A range,
+    ``$ne``, ``$nin``, ``$exists`` or a pattern on a key without a btree is
+    not, nor is any condition on a column without one: ranked exactly, such a
+    filter reads every row of the collection.  SQLAlchemy expressions count
+    as served (what they compile to is the app's to know).
     """
+    return not unserved_fields(spec, keyed, columns)
+
+
+def unserved_fields(
+    spec: Any, keyed: frozenset[str], columns: frozenset[str], depth: int = 0
+) -> dict[str, tuple[str, ...]]:
+    """The fields (and their operators) of the parts of ``spec`` that no index serves.
+
+    Empty when an index narrows the filter (see :func:`index_served`); else,
+    for a warning that names what to index, each unserved field with its
+    operators.  A filter nested beyond :data:`MAX_FILTER_DEPTH` counts as
+    served here: the compiler refuses it with a FilterError.
+    """
+    found: dict[str, tuple[str, ...]] = {}
+    if depth > MAX_FILTER_DEPTH:
+        return found
+    if isinstance(spec, list | tuple):
+        parts = [unserved_fields(part, keyed, columns, depth + 1) for part in spec]
+        if parts and not all(parts):
+            return {}
+        for part in parts:
+            found.update(part)
+        return found
     if not isinstance(spec, Mapping):
-        return True
+        return {}
     for key, value in spec.items():
         if key in ("$and", "$or") and isinstance(value, list | tuple):
-            parts = [index_served(part, keyed) for part in value]
-            together = any(parts) if key == "$and" else bool(parts) and all(parts)
-            if together:
-                return True
+            parts = [unserved_fields(part, keyed, columns, depth + 1) for part in value]
+            if (key == "$and" and not all(parts)) or (key == "$or" and not any(parts)):
+                return {}
+            for part in parts:
+                found.update(part)
         elif not isinstance(key, str) or key.startswith("$"):
-            continue  # $not and the like: what they keep no index finds
-        elif key in COLUMN_FIELDS or key == "metadata" or _field_served(key, value, keyed):
-            return True
-    return False
+            found[str(key)] = (str(key),)  # $not and the like: what they keep no index finds
+        elif key == "metadata":
+            return {}
+        else:
+            ops = _operators(value)
+            if _field_served(key, ops, keyed, columns):
+                return {}
+            found[key] = tuple(ops)
+    return found
 
 
-def _field_served(key: str, value: Any, keyed: frozenset[str]) -> bool:
-    ops = (value if isinstance(value, Mapping) and value
-           and all(isinstance(k, str) and k.startswith("$") for k in value)
-           else {"$eq": value})  # fmt: skip
+def _operators(value: Any) -> dict[str, Any]:
+    """A field's conditions as ``{operator: operand}`` (a bare value is ``$eq``)."""
+    if (
+        isinstance(value, Mapping)
+        and value
+        and all(isinstance(k, str) and k.startswith("$") for k in value)
+    ):
+        return dict(value)
+    return {"$eq": value}
+
+
+_RANGES = ("$lt", "$lte", "$gt", "$gte", "$between")
+
+
+def _field_served(
+    key: str, ops: Mapping[str, Any], keyed: frozenset[str], columns: frozenset[str]
+) -> bool:
+    if key in COLUMN_FIELDS:  # a btree on the column, or nothing
+        return key in columns and any(op in ("$eq", "$in", *_RANGES) for op in ops)
     own = key in keyed  # a top-level key with a btree of its own
     for op, operand in ops.items():
         scalar = not isinstance(operand, list | dict | tuple | set | frozenset | Mapping)
@@ -242,7 +291,7 @@ def _field_served(key: str, value: Any, keyed: frozenset[str]) -> bool:
                 return True
         if op == "$contains":
             return True
-        if own and op in ("$lt", "$lte", "$gt", "$gte", "$between"):
+        if own and op in _RANGES:
             return True
     return False
 
@@ -349,14 +398,15 @@ def _column_value(key: str, value: Any, where: str) -> Any:
         if not _encodable(value):
             raise FilterError(f"{where}: {key!r} operand is not valid Unicode")
         return value
-    # created_at: ISO strings (dates and datetimes were turned into ISO by _scalar).
+    # created_at: ISO strings (dates and datetimes were turned into ISO by _scalar),
+    # bound as datetimes: psycopg 3 binds a string as varchar, which PostgreSQL
+    # does not compare with a timestamptz (psycopg2 sent it as an untyped literal).
     if not isinstance(value, str):
         raise FilterError(f"{where}: 'created_at' is compared with dates or datetimes")
     try:
-        datetime.fromisoformat(value)
+        return datetime.fromisoformat(value)
     except ValueError:
         raise FilterError(f"{where}: {value!r} is not an ISO date or datetime") from None
-    return value
 
 
 def _encodable(value: str) -> bool:

@@ -56,8 +56,9 @@ from sqlalchemy.engine import Connection
 from vectorstore._target import Target
 from vectorstore.metadata_keys import indexed_keys
 from vectorstore.metadata_table import metadata_table
-from vectorstore.schema.catalog import cached_catalog, read_catalog
+from vectorstore.schema.catalog import Catalog, cached_catalog, read_catalog
 
+from .advice import warn_full_read
 from .cost import SAFE_RANK, cached_costs, local_estimate, measure_costs, missed
 from .filters import index_served
 from .options import (
@@ -191,6 +192,7 @@ def plan_search(
                 strategy, reason = "index", "no filter; the collection is the table"
         if strategy == "auto":
             threshold = exact_threshold(opts)
+            served = _served(target, catalog, opts)
             sample = (metadata_sample(conn, catalog.table, cid) if conn is not None
                       else cached_sample(engine, catalog.table, cid))  # fmt: skip
             if sample is not None and opts.join is None:
@@ -204,9 +206,6 @@ def plan_search(
                              else catalog.cached_share(cid))  # fmt: skip
                 if share is None:
                     return None
-                # The shadow-table layout filters through its own table: counted as served.
-                served = (opts.filter is None or metadata_table(target.model) is not None
-                          or index_served(opts.filter, indexed_keys(target.model)))  # fmt: skip
                 chosen = _by_cost(catalog.table, cid, sample, estimated, vector, opts, share,
                                   served=served, conn=conn, engine=engine)  # fmt: skip
                 if chosen is None:
@@ -225,6 +224,10 @@ def plan_search(
                 return None
             else:
                 strategy, estimated, counted, reason = _plan_by_count(target, conn, opts, threshold)
+            if strategy == "exact" and not served and sample is not None:
+                declared, btree = indexed_keys(target.model), catalog.btree
+                warn_full_read(catalog.table, cid, sample.rows, opts.filter, declared,
+                               declared & btree.metadata_keys, btree.columns)  # fmt: skip
     settings = search_settings(opts, strategy, catalog.iterative_supported)
     if strategy == "index" and any(
         ix.partition and ix.collection_id == cid
@@ -239,6 +242,19 @@ def plan_search(
         reason=reason, options=opts, vector=vector, estimated_rows=estimated,
         counted_rows=counted, estimates=estimates, witnesses=witnesses,
     )  # fmt: skip
+
+
+def _served(target: Target[Any], catalog: Catalog, opts: SearchOptions) -> bool:
+    """Whether an index narrows the rows of the call's filter (else an exact ranking reads all).
+
+    The indexed metadata keys count where their btree exists, and the columns
+    a btree leads with, both from the catalog (see :func:`~.filters.index_served`).
+    The shadow-table layout filters through its own table: counted as served.
+    """
+    if opts.filter is None or metadata_table(target.model) is not None:
+        return True
+    keyed = indexed_keys(target.model) & catalog.btree.metadata_keys
+    return index_served(opts.filter, keyed, catalog.btree.columns)
 
 
 def _by_cost(

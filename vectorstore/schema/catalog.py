@@ -2,7 +2,9 @@
 
 Everything that needs to know a table's HNSW / IVFFlat indexes reads them
 here: ``nearest`` (which metric, precision and collection each index serves,
-and whether pgvector is new enough for iterative scans), the index commands
+whether pgvector is new enough for iterative scans, and which columns and
+metadata keys a btree leads with, so that the planner knows which filters an
+index narrows: :class:`BtreeKeys`), the index commands
 (``list_indexes``, ``drop_index``) and the big-load path (the exact
 ``CREATE INDEX`` statements to rebuild after a load).  One query of
 ``pg_index`` answers all of them; ``pg_get_indexdef`` gives the server's own
@@ -31,10 +33,12 @@ from vectorstore._metrics import Metric, Precision, metric_of_opclass, precision
 __all__ = [
     "CATALOG_TTL_S",
     "AnnIndex",
+    "BtreeKeys",
     "Catalog",
     "cached_catalog",
     "forget",
     "list_ann_indexes",
+    "list_btree_keys",
     "parse_version",
     "pgvector_version",
     "planner_rows",
@@ -49,6 +53,10 @@ CATALOG_TTL_S = 60.0
 ANN_METHODS = ("hnsw", "ivfflat")
 _COLLECTION_PRED = re.compile(r"collection_id\s*=\s*(\d+)")
 _OPS = re.compile(r"\b(\w+_ops)\b")
+#: A btree key on one metadata key, as ``pg_get_indexdef`` prints the index of
+#: ``indexed_metadata_keys`` (``(metadata -> 'key'::text)``).
+_METADATA_KEY = re.compile(r"^\(?metadata -> '([A-Za-z0-9_]+)'::text\)?$")
+_COLUMN = re.compile(r'^"?([A-Za-z_][A-Za-z0-9_$]*)"?$')
 
 
 @dataclass(frozen=True)
@@ -143,6 +151,55 @@ def list_ann_indexes(bind: Bind, table: Table) -> list[AnnIndex]:
     return found
 
 
+@dataclass(frozen=True)
+class BtreeKeys:
+    """What the table's valid, non-partial btree indexes lead with, within a collection.
+
+    A btree narrows a filter on its first key, or on its second where the
+    first is ``collection_id`` (every nearest query has that equality).
+
+    Attributes:
+        columns: column names (``id``, ``external_id``, an app's own
+            ``created_at`` index, ...).
+        metadata_keys: metadata keys with a btree on ``(metadata -> 'key')``
+            (the indexes ``indexed_metadata_keys`` declares).
+    """
+
+    columns: frozenset[str] = frozenset()
+    metadata_keys: frozenset[str] = frozenset()
+
+
+def list_btree_keys(bind: Bind, table: Table) -> BtreeKeys:
+    """The leading keys of ``table``'s btree indexes (one catalog query), see :class:`BtreeKeys`.
+
+    On a partitioned table the parent's indexes are read: an index created
+    on the parent is created on every partition.
+    """
+    rows = bind.execute(
+        text(
+            "SELECT pg_get_indexdef(i.indexrelid, 1, true), "
+            "CASE WHEN i.indnkeyatts > 1 THEN pg_get_indexdef(i.indexrelid, 2, true) END "
+            "FROM pg_index i JOIN pg_class c ON c.oid = i.indexrelid "
+            "JOIN pg_am am ON am.oid = c.relam "
+            "WHERE i.indrelid = CAST(:table AS regclass) AND am.amname = 'btree' "
+            "AND i.indisvalid AND i.indpred IS NULL"
+        ),
+        {"table": qualified_table(bind, table)},
+    ).all()
+    columns: set[str] = set()
+    keys: set[str] = set()
+    for first, second in rows:
+        lead = second if first == "collection_id" and second is not None else first
+        for part in {first, lead}:  # an index on collection_id alone leads with it
+            key = _METADATA_KEY.match(part)
+            column = _COLUMN.match(part)
+            if key:
+                keys.add(key.group(1))
+            elif column:
+                columns.add(column.group(1))
+    return BtreeKeys(columns=frozenset(columns), metadata_keys=frozenset(keys))
+
+
 def planner_rows(bind: Bind, sql: str) -> int:
     """The planner's row estimate for ``sql`` (no rows are read)."""
     plan = bind.execute(text(f"EXPLAIN (FORMAT JSON) {sql}")).scalar_one()
@@ -156,6 +213,7 @@ class Catalog:
     table: str
     indexes: tuple[AnnIndex, ...]
     pgvector_version: tuple[int, ...]
+    btree: BtreeKeys = field(default_factory=BtreeKeys)
     read_at: float = field(default_factory=time.monotonic)
     _shares: dict[int, float] = field(default_factory=dict, repr=False)
     # usable() per (metric, precision, collection): a partitioned table has an
@@ -223,7 +281,7 @@ def cached_catalog(engine: Engine, table: Table) -> Catalog | None:
 
 
 def read_catalog(bind: Bind, table: Table) -> Catalog:
-    """The table's catalog: from the cache while fresh, else read (two queries) and cached."""
+    """The table's catalog: from the cache while fresh, else read (three queries) and cached."""
     engine = _engine(bind)
     found = cached_catalog(engine, table)
     if found is None:
@@ -231,6 +289,7 @@ def read_catalog(bind: Bind, table: Table) -> Catalog:
             table=qualified_table(engine, table),
             indexes=tuple(list_ann_indexes(bind, table)),
             pgvector_version=pgvector_version(bind) or (0,),
+            btree=list_btree_keys(bind, table),
         )
         _CACHE.setdefault(engine, {})[table] = found
     return found
