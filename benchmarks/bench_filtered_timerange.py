@@ -33,6 +33,15 @@ Methods, interleaved (``bench_search.schedule``):
 * ``hand iterative (btree, ef 400, 40k)``: the HNSW index with
   ``hnsw.iterative_scan = relaxed_order`` filtered on the typed column.
 
+With ``--created-at``, the same ranges on the ``created_at`` column (set
+to day 0 = 2020-01-01 plus each row's day, the column an app's time range
+filters): ``nearest (created_at)`` filters ``{"created_at": {"$gte": ...,
+"$lt": ...}}`` with ISO strings.  The sample holds ``created_at``, so the
+range gets the cost model; no btree leads with ``created_at`` unless
+``--created-at-index`` creates one on ``(collection_id, created_at)`` (an
+app's own migration would), and the run without it drops it: which one a
+run measured is in its output file's name.
+
 Reported per share: p50, p95, recall@10 against numpy, share short, the
 strategies nearest chose, and nearest's p50 over the faster hand strategy
 (and over the faster one that keeps recall 0.98).
@@ -42,8 +51,10 @@ Usage::
     python benchmarks/bench_filtered_timerange.py                   # 100,000 rows
     python benchmarks/bench_filtered_timerange.py --reuse --queries 64
     python benchmarks/bench_filtered_timerange.py --rows 20000 --queries 8   # quick
+    python benchmarks/bench_filtered_timerange.py --reuse --created-at [--created-at-index]
 
-Results: ``benchmarks/results/filtered_timerange.json`` and ``filtered_timerange_tables.md``.
+Results: ``benchmarks/results/filtered_timerange.json`` and ``filtered_timerange_tables.md``
+(``filtered_timerange_created_at[_btree]`` with ``--created-at``).
 """
 
 from __future__ import annotations
@@ -53,6 +64,7 @@ import json
 import statistics
 import sys
 import time
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -169,7 +181,42 @@ def create_key_index(engine: Any) -> None:
         conn.exec_driver_sql("ANALYZE vectorstore_documents")
 
 
+DAY_0 = datetime(2020, 1, 1, tzinfo=UTC)
+CREATED = "nearest (created_at)"
+
+
+def set_created_at(engine: Any, index: bool) -> None:
+    """created_at = day 0 + the row's day (once), and the app's btree on it, or none."""
+    with engine.begin() as conn:
+        wrong = conn.exec_driver_sql(
+            "SELECT count(*) FROM vectorstore_documents WHERE created_at IS DISTINCT FROM "
+            "timestamptz '2020-01-01 00:00+00' + bench_day * interval '1 day'"
+        ).scalar_one()
+        if wrong:
+            conn.exec_driver_sql(
+                "UPDATE vectorstore_documents SET created_at = "
+                "timestamptz '2020-01-01 00:00+00' + bench_day * interval '1 day'"
+            )
+        conn.exec_driver_sql("DROP INDEX IF EXISTS bench_created_btree")
+        if index:
+            conn.exec_driver_sql(
+                "CREATE INDEX bench_created_btree ON vectorstore_documents "
+                "(collection_id, created_at)"
+            )
+    if wrong:
+        with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
+            conn.exec_driver_sql("VACUUM (FULL, ANALYZE) vectorstore_documents")
+    else:
+        with engine.begin() as conn:
+            conn.exec_driver_sql("ANALYZE vectorstore_documents")
+    print(f"created_at set ({wrong} rows updated), btree on it: {index}", flush=True)
+
+
 def call(repos: dict[str, Any], hand: Hand, name: str, q: Any, lo: int, hi: int) -> Any:
+    if name == CREATED:
+        bounds = {"$gte": (DAY_0 + timedelta(days=lo)).isoformat(),
+                  "$lt": (DAY_0 + timedelta(days=hi)).isoformat()}  # fmt: skip
+        return repos[name].nearest(q, k=K, filter={"created_at": bounds})
     if name in NEAREST:
         return repos[name].nearest(q, k=K, filter={"day": {"$gte": lo, "$lt": hi}})
     if name == "hand exact (btree)":
@@ -188,7 +235,18 @@ def main() -> int:
     parser.add_argument("--reuse", action="store_true", help="reuse a loaded set of this size")
     parser.add_argument("--url", default=None, help="an external PostgreSQL")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--created-at", action="store_true",
+                        help="also filter the created_at column (set from the day)")
+    parser.add_argument("--created-at-index", action="store_true",
+                        help="with --created-at: a btree on (collection_id, created_at)")
     args = parser.parse_args()
+    methods = list(METHODS)
+    nearest = list(NEAREST)
+    out_name = "filtered_timerange"
+    if args.created_at:
+        methods.insert(2, CREATED)
+        nearest.append(CREATED)
+        out_name += "_created_at" + ("_btree" if args.created_at_index else "")
 
     data, _, labels = build_set(args.rows, args.seed)
     days = days_for(labels, args.seed)
@@ -199,13 +257,18 @@ def main() -> int:
     else:
         repo = vs.DocumentRepository.standalone(engine, collection="timerange")
     create_key_index(engine)
+    if args.created_at:
+        set_created_at(engine, args.created_at_index)
     repos = {"nearest (defaults)": repo,
              "nearest (indexed key)": vs.DocumentRepository.standalone(
-                 engine, collection="timerange", model=DayDoc)}  # fmt: skip
+                 engine, collection="timerange", model=DayDoc),
+             CREATED: repo}  # fmt: skip
     hand = Hand(engine, repo.collection.id)
     for q in data[:5]:  # warm the caches (sample, costs, statements)
         for r in repos.values():
             r.nearest(q, k=K, filter={"day": {"$gte": 100, "$lt": 200}})
+            if args.created_at:
+                r.nearest(q, k=K, filter={"created_at": {"$gte": "2020-03-01"}})
 
     rng = np.random.default_rng(args.seed + 3)
     rows: list[dict[str, Any]] = []
@@ -224,13 +287,13 @@ def main() -> int:
             d = np.where(mask, 1 - data @ q, np.inf)
             top = np.argpartition(d, K)[:K]
             truths.append([int(i) for i in top[np.argsort(d[top])]])
-        times: dict[str, dict[tuple[int, int], float]] = {m: {} for m in METHODS}
-        got: dict[str, dict[int, list[int]]] = {m: {} for m in METHODS}
-        chosen: dict[str, dict[int, str]] = {m: {} for m in NEAREST}
-        for round_no, qi, name in schedule(len(qs), list(METHODS), args.rounds, seed=777):
+        times: dict[str, dict[tuple[int, int], float]] = {m: {} for m in methods}
+        got: dict[str, dict[int, list[int]]] = {m: {} for m in methods}
+        chosen: dict[str, dict[int, str]] = {m: {} for m in nearest}
+        for round_no, qi, name in schedule(len(qs), methods, args.rounds, seed=777):
             ms, out = timed(lambda n=name, v=qs[qi][1], a=lo, b=hi: call(repos, hand, n, v, a, b))
             times[name][(round_no, qi)] = ms
-            if name in NEAREST:
+            if name in nearest:
                 chosen[name][qi] = out.strategy + (
                     f"<-{out.fallback_from}" if out.fallback_from else "")  # fmt: skip
                 out = [int(h.document.external_id) for h in out]
@@ -239,17 +302,17 @@ def main() -> int:
         for kind in ("all", "inside", "away"):
             picked = [i for i in range(len(qs)) if kind in ("all", qs[i][0])]
             p50 = {m: statistics.median(v for (r, i), v in times[m].items() if i in picked)
-                   for m in METHODS}  # fmt: skip
+                   for m in methods}  # fmt: skip
             rec = {m: statistics.fmean(recall(got[m][i], truths[i]) for i in picked)
-                   for m in METHODS}  # fmt: skip
-            for m in METHODS:
+                   for m in methods}  # fmt: skip
+            for m in methods:
                 row: dict[str, Any] = {
                     "range keeps": label, "queries": kind, "method": m,
                     **summary([v for (r, i), v in times[m].items() if i in picked]),
                     "recall": round(rec[m], 4),
                     "short": f"{100 * statistics.fmean(len(got[m][i]) < K for i in picked):.0f}%",
                 }  # fmt: skip
-                if m in NEAREST:
+                if m in nearest:
                     used: dict[str, int] = {}
                     for i in picked:
                         used[chosen[m][i]] = used.get(chosen[m][i], 0) + 1
@@ -262,7 +325,7 @@ def main() -> int:
                         sbest = min(safe, key=lambda h: p50[h])
                         row["vs_best_hand_with_recall_0.98"] = round(p50[m] / p50[sbest], 3)
                 rows.append(row)
-        for m in NEAREST:
+        for m in nearest:
             mine = next(r for r in rows if r["range keeps"] == label and r["method"] == m)
             print(f"  {label}: {m} p50 {mine['p50_ms']} ms recall {mine['recall']} "
                   f"vs best hand {mine['vs_best_hand_p50']}x {mine['strategies']}",
@@ -276,10 +339,10 @@ def main() -> int:
         markdown("Inside vs away", [r for r in rows if r["queries"] != "all"]),
     ])  # fmt: skip
     RESULTS.mkdir(parents=True, exist_ok=True)
-    (RESULTS / "filtered_timerange.json").write_text(json.dumps(
+    (RESULTS / f"{out_name}.json").write_text(json.dumps(
         {"rows": args.rows, "queries_per_range": args.queries, "rounds": args.rounds, "k": K,
          "table": rows}, indent=2, default=str))  # fmt: skip
-    (RESULTS / "filtered_timerange_tables.md").write_text(out_text)
+    (RESULTS / f"{out_name}_tables.md").write_text(out_text)
     print(out_text)
     return 0
 

@@ -395,8 +395,8 @@ def test_a_full_read_of_a_large_collection_warns_once_naming_what_to_index(
         again = repo.nearest(q, k=10, filter={"i": {"$lt": 8}})  # from caches: no second warning
         repo.nearest(q, k=10, filter={"cat": "a"})  # served by the GIN index
         repo.nearest(q, k=10, filter={"i": {"$in": list(range(8))}})  # served too
-        # A column no btree leads with: planned by a count, read whole all the same.
-        dated = repo.nearest(q, k=10, filter={"created_at": {"$gte": "2000-01-01"}})
+        # A column no btree leads with (every row was created today: none match).
+        dated = repo.nearest(q, k=10, filter={"created_at": {"$lt": "2000-01-01"}})
     found = [w for w in caught if issubclass(w.category, vs.UnindexedFilterWarning)]
     assert [sorted(w.message.fields) for w in found] == [["i"], ["created_at"]]  # type: ignore[union-attr]
     first, second = (w.message for w in found)
@@ -412,7 +412,7 @@ def test_a_full_read_of_a_large_collection_warns_once_naming_what_to_index(
     assert ranged.strategy == again.strategy == dated.strategy == "exact"
     eight = [str(i) for i in range(8)]
     assert sorted(_ids(ranged), key=int) == sorted(_ids(again), key=int) == eight
-    assert _ids(dated) == _exact(q, None)
+    assert _ids(dated) == []
 
 
 def test_a_declared_key_without_its_btree_is_not_counted_as_served(
@@ -457,3 +457,48 @@ def test_a_declared_key_without_its_btree_is_not_counted_as_served(
         with loaded.begin() as conn:
             index.drop(conn)
         forget(KeyedDoc.__table__)
+
+
+def test_a_created_at_range_is_estimated_on_the_sample_and_planned_by_cost(
+    loaded: Engine,
+) -> None:
+    # created_at is sampled with the metadata: a time range (the filter that
+    # follows topic drift in an app) gets the cost model, its local share and
+    # witnesses, where it had the planner's guess and a bounded count.
+    from datetime import UTC, datetime, timedelta
+
+    with loaded.begin() as conn:  # row i was created at hour i
+        conn.execute(text(
+            "UPDATE vectorstore_documents SET created_at = "
+            "timestamptz '2020-01-01 00:00+00' + external_id::int * interval '1 hour'"
+        ))  # fmt: skip
+    selectivity._CACHE.pop(loaded, None)
+    repo: Repo = vs.DocumentRepository.standalone(loaded, collection="cost")
+    start = datetime(2020, 1, 1, tzinfo=UTC)
+    lo, hi = start + timedelta(hours=100), start + timedelta(hours=400)
+    q = _query("a", 8)
+    in_range = [i for i in range(N) if 100 <= i < 400]
+    wanted = set(in_range)
+    for spec in (
+        {"created_at": {"$gte": lo.isoformat(), "$lt": hi.isoformat()}},
+        {"created_at": {"$gte": lo, "$lt": hi}},  # datetimes: the same rows
+        {"created_at": {"$between": [lo.isoformat(), (hi - timedelta(hours=1)).isoformat()]}},
+    ):
+        hits = repo.nearest(q, k=10, filter=spec)
+        assert hits.estimated_rows == len(in_range), spec  # the sample holds every row
+        assert hits.counted_rows is None  # no bounded count
+        assert hits.reason.startswith(f"sampled estimate {len(in_range)} of {N} rows"), spec
+        assert "no index serves the filter" in hits.reason  # no btree on created_at
+        assert _ids(hits) == _exact(q, None, keep=lambda i: i in wanted)
+    # The primary key serves an id range; an external_id list is estimated too.
+    first = int(repo.nearest(q, k=1, filter={"external_id": "0"})[0].document.id)
+    by_id = repo.nearest(q, k=10, filter={"id": {"$lt": first + 50}})
+    assert by_id.estimated_rows == 50
+    assert "no index serves" not in by_id.reason
+    assert sorted(_ids(by_id), key=int) == sorted(_exact(q, None, keep=lambda i: i < 50), key=int)
+    thirds = [str(i) for i in range(0, N, 3)]  # evaluated on 500 of the 2,000: ~N/3
+    listed = repo.nearest(q, k=10, filter={"external_id": {"$in": thirds}})
+    assert listed.estimated_rows == pytest.approx(N / 3, rel=0.05)
+    # A bound the sample cannot read is the compiler's to refuse.
+    with pytest.raises(vs.FilterError, match="ISO"):
+        repo.nearest(q, k=10, filter={"created_at": {"$gte": "last tuesday"}})

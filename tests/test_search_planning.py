@@ -189,10 +189,16 @@ def test_a_column_filter_falls_back_to_the_planner_and_a_bounded_count(
     standalone: tuple[Repo, np.ndarray[Any, Any], list[str]],
 ) -> None:
     repo, vectors, _ = standalone
-    hits = repo.nearest(vectors[5], k=3, filter={"external_id": {"$in": ["5", "6", "7"]}})
+    hits = repo.nearest(vectors[5], k=3, filter={"text": {"$in": ["row 5", "row 6", "row 7"]}})
     assert hits.strategy == "exact"
     assert hits.counted_rows == 3
     assert sorted(h.document.external_id for h in hits) == ["5", "6", "7"]
+    # external_id is sampled with the metadata: estimated there, not counted.
+    sampled = repo.nearest(vectors[5], k=3, filter={"external_id": {"$in": ["5", "6", "7"]}})
+    assert sampled.strategy == "exact"
+    assert sampled.counted_rows is None
+    assert sampled.reason.startswith("sampled estimate ")
+    assert sorted(h.document.external_id for h in sampled) == ["5", "6", "7"]
 
 
 def test_standalone_results_are_detached_documents(
@@ -244,10 +250,11 @@ def test_mmr_and_offset_on_the_light_path(
      {"g": {"$ne": 1}}, {"$or": [{"g": 2}, {"name": "bob"}]}, None],
 )  # fmt: skip
 def test_the_sample_marks_the_rows_a_filter_keeps(spec: Any) -> None:
-    from vectorstore.query.selectivity import _matches
+    from vectorstore.query.selectivity import _matches, _Row
 
     expected = [
-        True if spec is None else bool(_matches(spec, meta, {})) for meta in SAMPLE.metadata
+        True if spec is None else bool(_matches(spec, _Row(meta, None), {}))
+        for meta in SAMPLE.metadata
     ]
     assert SAMPLE.matches(spec).tolist() == expected
     assert SAMPLE.matches(spec).tolist() == expected  # remembered: the same answer again

@@ -91,7 +91,7 @@ AWAY_SHARE = 0.5
 #: IVFFlat probes when none is given (pgvector's default is 1).
 DEFAULT_PROBES = 10
 #: The row-count rule, now the fallback of the cost model (see query/cost.py):
-#: it decides for filters the metadata sample cannot judge (column fields,
+#: it decides for filters the metadata sample cannot judge (the text column,
 #: ``$like``, expressions, joins), and an explicit ``exact_threshold=`` keeps
 #: it for a call.  Measured on 100k rows with *random* filters: at 1% (1,000
 #: rows) exact ranking and an iterative scan cost about the same, at 10% the

@@ -27,7 +27,7 @@ only chosen where it keeps recall (the k-th match within
 :data:`~.cost.SAFE_RANK` rows of the query).  The constants are measured on
 the server once per engine.  An explicit ``exact_threshold`` keeps the plain
 row-count rule (exact up to that many rows).  For shapes the sample cannot
-judge (column fields, ``$like``, ``$contains``, SQLAlchemy expressions,
+judge (the ``text`` column, ``$like``, ``$contains``, SQLAlchemy expressions,
 joins) the planner's estimate is used, and an estimate below twice
 :data:`~.options.DEFAULT_EXACT_THRESHOLD` is checked by a bounded count.
 
